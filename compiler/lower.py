@@ -1,0 +1,338 @@
+"""Lowering: a kernel AST (SINK of one STORE) to a loop program (KERNEL of statements).
+
+The kernel's frame is the STORE's shape; every axis of size > 1 becomes a loop, outermost first, and the
+outermost loop is the one a runtime splits across threads. Each REDUCE becomes an accumulator and a loop nest
+over its reduced axes, emitted at the innermost loop level its index depends on (so a reduce broadcast along
+trailing axes, as in softmax, runs once per outer index).
+
+Optimizations, chosen from the strides of the loads and the store (all float32 kernels with a reduction):
+  - vector axis: an output axis that the store writes with stride 1 and every load reads with stride 0 or 1
+    becomes LANES wide (a LANE variable; renderers turn it into one SIMD register), unrolled VUNROLL times;
+  - register blocking: an output axis along which some load inside the reduction is broadcast (stride 0) is
+    unrolled by UNROLL, so one loaded vector feeds UNROLL accumulators (matmul's micro-kernel);
+  - without a vector output axis, a reduction over a stride-1 axis keeps LANES partial sums in a vector
+    accumulator and folds them after the loop (HREDUCE).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from compiler import symbolic as sym
+from compiler.dtypes import DType, dtypes
+from compiler.ir import ALU, Node, Ops, reduce_identity, verify
+from compiler.view import ShapeTracker, unravel
+
+LANES = 16  # float32 lanes in a 512-bit register; renderers may split it
+UNROLL_CHOICES = (6, 4, 3, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelInfo:
+  name: str
+  params: tuple[tuple[DType, bool], ...]  # (element dtype, written by the kernel) per PARAM
+  global_extent: int  # iterations of the outermost loop (the one split across threads); 1 if there is none
+  lanes: int  # vector width in use, 1 for scalar code
+  ops: int  # estimated arithmetic operations, for DEBUG's GFLOP/s
+  bytes: int  # estimated bytes moved, for DEBUG's GB/s
+  parallel: str = ""  # name of the RANGE that runs [start, end) (the outermost output loop); "" if none
+
+  def canonical(self) -> str:
+    return f"{self.name} params={[(d.name, w) for d, w in self.params]} global={self.global_extent}"
+
+
+@dataclasses.dataclass
+class _Plan:
+  vec_axis: int | None = None
+  vec_unroll: int = 1
+  unroll_axis: int | None = None
+  unroll: int = 1
+  reduce_lanes: bool = False
+
+
+def _nodes(ast: Node, op: Ops) -> list[Node]:
+  return [n for n in ast.toposort() if n.op is op]
+
+
+def _reframe(node: Node, frame: tuple[int, ...], memo: dict) -> Node:
+  """The epilogue above a REDUCE re-expressed in the reduce's shape (which differs from it only by size-1 axes)."""
+  if id(node) in memo:
+    return memo[id(node)]
+  if node.op is Ops.REDUCE:
+    out = node
+  elif node.op is Ops.VIEW and node.src[0].op is Ops.REDUCE and node.src[0].shape == frame:
+    out = node.src[0]
+  elif node.op in (Ops.LOAD, Ops.STORE):
+    tracker = node.arg.reshape(frame)
+    srcs = tuple(_reframe(s, frame, memo) if s.op is not Ops.PARAM else s for s in node.src)
+    out = Node(node.op, node.dtype, srcs, ShapeTracker(tracker.views), frame)
+  elif node.op is Ops.VIEW:
+    out = Node(Ops.VIEW, node.dtype, node.src, node.arg.reshape(frame), frame)
+  else:
+    out = Node(node.op, node.dtype, tuple(_reframe(s, frame, memo) for s in node.src), node.arg, frame)
+  memo[id(node)] = out
+  return out
+
+
+def _canonical_frame(store: Node) -> Node:
+  reduces = _nodes(store, Ops.REDUCE)
+  if len(reduces) != 1:
+    return store
+  r = reduces[0]
+  squeeze = [s for s in r.shape if s != 1]
+  if r.shape == store.shape or squeeze != [s for s in store.shape if s != 1]:
+    return store
+  return _reframe(store, r.shape, {})
+
+
+def _load_strides(load: Node, axis: int) -> int | None:
+  views = load.arg.views
+  if len(views) != 1:
+    return None
+  v = views[0]
+  if v.mask is not None and v.mask[axis] != (0, v.shape[axis]):
+    return None
+  return v.strides[axis]
+
+
+def _plan(store: Node) -> _Plan:
+  plan = _Plan()
+  reduces = _nodes(store, Ops.REDUCE)
+  if len(reduces) != 1 or reduces[0].shape != store.shape:
+    return plan
+  if any(n.dtype != dtypes.float32 for n in store.toposort() if n.op not in (Ops.PARAM,)):
+    return plan
+  if any(n.op is Ops.VIEW for n in store.toposort()):
+    return plan
+  red = reduces[0]
+  loads = _nodes(store, Ops.LOAD)
+  inner_loads = _nodes(red, Ops.LOAD)
+  shape = store.shape
+  for axis in reversed(range(len(shape))):
+    if shape[axis] % LANES or _load_strides(store, axis) != 1:
+      continue
+    if all(_load_strides(ld, axis) in (0, 1) for ld in loads):
+      plan.vec_axis = axis
+      plan.vec_unroll = 2 if shape[axis] % (2 * LANES) == 0 else 1
+      break
+  if plan.vec_axis is None:
+    axes = red.arg[1]
+    src_shape = red.src[0].shape
+    long_axes = [a for a in axes if src_shape[a] > 1]
+    if len(long_axes) == 1 and src_shape[long_axes[0]] % LANES == 0 and red.arg[0] is not Ops.MUL:
+      a = long_axes[0]
+      plan.reduce_lanes = all(_load_strides(ld, a) in (0, 1) for ld in inner_loads)
+    return plan
+  for axis in range(len(shape)):
+    if axis == plan.vec_axis or shape[axis] == 1:
+      continue
+    if any(_load_strides(ld, axis) == 0 for ld in inner_loads):
+      for r in UNROLL_CHOICES:
+        if shape[axis] % r == 0:
+          plan.unroll_axis, plan.unroll = axis, r
+          break
+      if plan.unroll_axis is not None:
+        break
+  return plan
+
+
+class _Lowerer:
+  def __init__(self, store: Node, plan: _Plan):
+    self.store = store
+    self.plan = plan
+    self.shape = store.shape
+    self.loops: list[Node] = []  # RANGE per loop level, outermost first
+    self.level: dict[Node, int] = {}  # RANGE -> loop level
+    self.pending: dict[int, list] = {}  # loop level -> reduce groups emitted there
+    self.groups: dict[tuple[int, int], dict] = {}
+    self.memo: dict[tuple, Node] = {}
+    self.lane: Node | None = None
+    self.counter = 0
+
+  def fresh(self, prefix: str) -> str:
+    self.counter += 1
+    return f"{prefix}{self.counter}"
+
+  def new_range(self, extent: int, prefix: str) -> Node:
+    return Node(Ops.RANGE, dtypes.index, (), (self.fresh(prefix), extent))
+
+  def frame_indices(self) -> list[list[Node]]:
+    """Index tuples of the frame, one per unrolled copy (unroll x vector unroll)."""
+    plan = self.plan
+    base: list = []
+    for axis, size in enumerate(self.shape):
+      if size == 1:
+        base.append(sym.iconst(0))
+        continue
+      step = 1
+      if axis == plan.vec_axis:
+        step = LANES * plan.vec_unroll
+      elif axis == plan.unroll_axis:
+        step = plan.unroll
+      rng = self.new_range(size // step, "i")
+      self.level[rng] = len(self.loops)
+      self.loops.append(rng)
+      base.append(sym.mul(rng, step) if step > 1 else rng)
+    if plan.vec_axis is not None or plan.reduce_lanes:
+      self.lane = Node(Ops.LANE, dtypes.index, (), ("lane", LANES))
+    copies = []
+    for r in range(plan.unroll):
+      for v in range(plan.vec_unroll):
+        idx = list(base)
+        if plan.unroll_axis is not None:
+          idx[plan.unroll_axis] = sym.add(base[plan.unroll_axis], sym.iconst(r))
+        if plan.vec_axis is not None:
+          offset = sym.add(sym.iconst(v * LANES), self.lane)
+          idx[plan.vec_axis] = sym.add(base[plan.vec_axis], offset)
+        copies.append(idx)
+    return copies
+
+  def hoist_level(self, idx: list[Node]) -> int:
+    deepest = -1
+    for e in idx:
+      for n in e.toposort():
+        if n.op is Ops.RANGE and n in self.level:
+          deepest = max(deepest, self.level[n])
+    return deepest
+
+  # ---- expression evaluation at a symbolic index --------------------------------------------------------------
+  def value(self, node: Node, idx: list[Node]) -> Node:
+    key = (id(node), tuple(id(i) for i in idx))
+    if key not in self.memo:
+      self.memo[key] = self._value(node, idx)
+    return self.memo[key]
+
+  def _value(self, node: Node, idx: list[Node]) -> Node:
+    if node.op is Ops.CONST:
+      return Node(Ops.CONST, node.dtype, (), node.arg)
+    if node.op is Ops.LOAD:
+      offset, gate = node.arg.index(idx)
+      srcs = (node.src[0], offset) if gate is None else (node.src[0], offset, gate)
+      if gate is not None and sym.is_const(gate, False):
+        return Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
+      return Node(Ops.GLOAD, node.dtype, srcs)
+    if node.op is Ops.VIEW:
+      offset, gate = node.arg.index(idx)
+      inner = self.value(node.src[0], unravel(offset, node.src[0].shape))
+      if gate is None:
+        return inner
+      zero = Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
+      return Node(Ops.WHERE, node.dtype, (gate, inner, zero))
+    if node.op is Ops.REDUCE:
+      return self.reduce(node, idx)
+    if node.op in ALU or node.op in (Ops.CAST, Ops.BITCAST):
+      return Node(node.op, node.dtype, tuple(self.value(s, idx) for s in node.src), node.arg)
+    raise ValueError(f"lowering: unexpected {node!r}")
+
+  def reduce(self, node: Node, idx: list[Node]) -> Node:
+    level = self.hoist_level(idx)
+    key = (id(node), level)
+    group = self.groups.get(key)
+    op, axes = node.arg
+    src_shape = node.src[0].shape
+    if group is None:
+      ranges = {}
+      for a in axes:
+        if src_shape[a] == 1:
+          continue
+        step = LANES if self.plan.reduce_lanes else 1
+        ranges[a] = self.new_range(src_shape[a] // step, "r")
+      group = {"ranges": ranges, "accs": [], "updates": []}
+      self.groups[key] = group
+      self.pending.setdefault(level, []).append(group)
+    src_idx = list(idx)
+    for a in axes:
+      if src_shape[a] == 1:
+        src_idx[a] = sym.iconst(0)
+      elif self.plan.reduce_lanes:
+        src_idx[a] = sym.add(sym.mul(group["ranges"][a], LANES), self.lane)
+      else:
+        src_idx[a] = group["ranges"][a]
+    value = self.value(node.src[0], src_idx)
+    lanes = LANES if (self.plan.reduce_lanes or self.plan.vec_axis is not None) else 1
+    init = Node(Ops.CONST, node.dtype, (), reduce_identity(op, node.dtype))
+    acc = Node(Ops.DEFACC, node.dtype, (init,), (self.fresh("acc"), lanes if _depends_on_lane(value) else 1))
+    group["accs"].append(acc)
+    group["updates"].append(Node(Ops.ACCUM, node.dtype, (acc, value), op))
+    if self.plan.reduce_lanes:
+      return Node(Ops.HREDUCE, node.dtype, (acc,), op)
+    return acc
+
+  # ---- statements -------------------------------------------------------------------------------------------
+  def reduce_statements(self, level: int) -> list[Node]:
+    out: list[Node] = []
+    for group in self.pending.get(level, []):
+      out.extend(group["accs"])
+      body: list[Node] = list(group["updates"])
+      for rng in reversed(list(group["ranges"].values())):
+        body = [Node(Ops.LOOP, dtypes.index, (rng, *body))]
+      out.extend(body)
+    return out
+
+  def lower(self) -> list[Node]:
+    out_param, value = self.store.src
+    stores = []
+    for idx in self.frame_indices():
+      offset, gate = self.store.arg.index(idx)
+      v = self.value(value, idx)
+      srcs = (out_param, offset, v) if gate is None else (out_param, offset, v, gate)
+      stores.append(Node(Ops.GSTORE, value.dtype, srcs))
+    body: list[Node] = self.reduce_statements(len(self.loops) - 1) + stores
+    for level in reversed(range(len(self.loops))):
+      loop = Node(Ops.LOOP, dtypes.index, (self.loops[level], *body))
+      body = self.reduce_statements(level - 1) + [loop]
+    return body
+
+
+def _depends_on_lane(node: Node) -> bool:
+  return any(n.op is Ops.LANE for n in node.toposort())
+
+
+def _name(store: Node, plan: _Plan) -> str:
+  prefix = "r" if _nodes(store, Ops.REDUCE) else "E"
+  dims = "_".join(str(s) for s in store.shape) or "1"
+  return f"{prefix}_{dims}"
+
+
+def lower(sink: Node, name: str | None = None) -> Node:
+  """Lowers a kernel-level SINK to a loop-level KERNEL node (arg: KernelInfo)."""
+  verify(sink, "kernel")
+  store = _canonical_frame(sink.src[0])
+  plan = _plan(store)
+  lowerer = _Lowerer(store, plan)
+  body = lowerer.lower()
+  params: dict[int, tuple[DType, bool]] = {}
+  for n in store.toposort():
+    if n.op is Ops.PARAM:
+      params.setdefault(n.arg, (n.dtype, False))
+  params[store.src[0].arg] = (store.src[0].dtype, True)
+  global_extent = lowerer.loops[0].arg[1] if lowerer.loops else 1
+  info = KernelInfo(name or _name(store, plan), tuple(params[i] for i in range(len(params))), global_extent,
+                    LANES if lowerer.lane is not None else 1, _count_ops(store), _count_bytes(store),
+                    lowerer.loops[0].arg[0] if lowerer.loops else "")
+  kernel = Node(Ops.KERNEL, dtypes.index, tuple(body), info)
+  verify(kernel, "loop")
+  return kernel
+
+
+def _count_ops(store: Node) -> int:
+  total = 0
+  for n in store.toposort():
+    if n.op in ALU:
+      total += math.prod(n.shape) if n.shape else 1
+    elif n.op is Ops.REDUCE:
+      total += math.prod(n.src[0].shape)
+  return total
+
+
+def _count_bytes(store: Node) -> int:
+  total = math.prod(store.shape) * store.dtype.itemsize
+  for n in store.toposort():
+    if n.op is Ops.LOAD:
+      total += min(math.prod(n.shape), _unique_elements(n.arg)) * n.dtype.itemsize
+  return total
+
+
+def _unique_elements(tracker: ShapeTracker) -> int:
+  v = tracker.views[0]
+  return math.prod(s for s, st in zip(v.shape, v.strides) if st != 0) if len(tracker.views) == 1 else tracker.size

@@ -1,0 +1,227 @@
+"""The scheduler: a lazy tensor graph in, a list of kernels (kernel-level IR) in dependency order out.
+
+Fusion rules, in the order they are applied while a kernel's AST is built from its output downwards:
+  - elementwise ops, casts and constants always fuse into whatever consumes them (recomputed per consumer);
+  - movement ops (VIEW) compose into the views of the loads below them; a VIEW with a mask (pad) above a computed
+    value stays a VIEW node, which gates the value to 0 outside the mask;
+  - a REDUCE fuses into its consumer when the consumer reads it at the consumer's own index (an epilogue such as
+    matmul + bias + relu) or broadcast along trailing axes only (softmax's `x / x.sum(-1)`), so lowering can compute
+    it once per outer index; a REDUCE needed inside another REDUCE, or read through any other view, is realized;
+  - BUFFER nodes, nodes realized before, CONTIGUOUS, COPY and ASSIGN are kernel boundaries.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from compiler.ir import ALU, MOVEMENT, Node, Ops, movement_tracker, verify
+from compiler.view import ShapeTracker
+
+
+@dataclasses.dataclass
+class ScheduleItem:
+  """One unit of work: a kernel (ast is a SINK) or a copy (ast is None). bufs[0] is the output."""
+  ast: Node | None
+  bufs: list[Node]  # graph nodes whose buffers the kernel uses; PARAM i is bufs[i]
+  kind: str = "kernel"  # "kernel" | "copy" | "alias"
+
+
+def _strip(node: Node) -> Node:
+  while node.op is Ops.DETACH:
+    node = node.src[0]
+  return node
+
+
+class Scheduler:
+  def __init__(self, is_realized: Callable[[Node], bool]):
+    self.is_realized = is_realized
+    self.items: list[ScheduleItem] = []
+    self.done: dict[int, Node] = {}  # id(node) -> node, for nodes realized by this schedule
+
+  def realized(self, node: Node) -> bool:
+    return node.op is Ops.BUFFER or id(node) in self.done or self.is_realized(node)
+
+  def schedule(self, targets: list[Node]) -> list[ScheduleItem]:
+    for t in targets:
+      self.realize(t)
+    return self.items
+
+  # ---- realizing one node as a kernel output ----------------------------------------------------------------
+  def realize(self, node: Node) -> None:
+    if self.realized(node):
+      return
+    inner = _strip(node)
+    if inner is not node:
+      self.realize(inner)
+      self._alias(node, inner)
+      return
+    if node.op is Ops.COPY:
+      self.realize(node.src[0])
+      self._emit(ScheduleItem(None, [node, _strip(node.src[0])], "copy"), node)
+      return
+    if node.op is Ops.CONTIGUOUS:
+      src = _strip(node.src[0])
+      if self.realized(src) or src.op is Ops.CONTIGUOUS:
+        self.realize(src)
+        self._alias(node, src)
+        return
+      self._kernel(node, src, ShapeTracker.contiguous(node.shape))
+      return
+    if node.op is Ops.ASSIGN:
+      self._assign(node)
+      return
+    self._kernel(node, node, ShapeTracker.contiguous(node.shape))
+
+  def _alias(self, node: Node, target: Node) -> None:
+    self._emit(ScheduleItem(None, [node, target], "alias"), node)
+
+  def _emit(self, item: ScheduleItem, node: Node) -> None:
+    self.items.append(item)
+    self.done[id(node)] = node
+
+  def _assign(self, node: Node) -> None:
+    target, value = node.src
+    base, view = _buffer_view(target)
+    self.realize(base)
+    if base is not target and not self.realized(target):
+      pass  # target is a view of a realized buffer: the store goes through the view
+    value = _strip(value)
+    builder = _KernelBuilder(self, base)
+    ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
+    if builder.reads_other_view(base, view):
+      # the value reads the target at other positions: compute it into a temporary first (no read-after-write race)
+      self.realize(value)
+      builder = _KernelBuilder(self, base)
+      ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
+    store = Node(Ops.STORE, value.dtype, (builder.param(base, out=True), ast_value), view, view.shape)
+    self._emit(ScheduleItem(_sink(store), builder.bufs), node)
+
+  def _kernel(self, node: Node, value: Node, out_view: ShapeTracker) -> None:
+    builder = _KernelBuilder(self, node)
+    out_param = builder.param(node, out=True)
+    ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
+    store = Node(Ops.STORE, value.dtype, (out_param, ast_value), out_view, out_view.shape)
+    self._emit(ScheduleItem(_sink(store), builder.bufs), node)
+
+
+def _sink(store: Node) -> Node:
+  sink = Node(Ops.SINK, store.dtype, (store,))
+  verify(sink, "kernel")
+  return sink
+
+
+def _buffer_view(node: Node) -> tuple[Node, ShapeTracker]:
+  """(the node holding the buffer, the view of it that node presents), through VIEW/DETACH."""
+  views: list[ShapeTracker] = []
+  while node.op in MOVEMENT or node.op is Ops.DETACH:
+    if node.op in MOVEMENT:
+      views.append(movement_tracker(node))
+    node = node.src[0]
+  tracker = ShapeTracker.contiguous(node.shape)
+  for v in reversed(views):
+    tracker = tracker.compose(v)
+  return node, tracker
+
+
+def reduce_fusable(view: ShapeTracker) -> bool:
+  """A REDUCE read through `view` can fuse: one unmasked view that is a reshape of the reduce's output followed by
+  a broadcast along trailing axes only, so the reduce depends on a prefix of the consumer's loops."""
+  if len(view.views) != 1:
+    return False
+  v = view.views[0]
+  if v.mask is not None or v.offset != 0:
+    return False
+  dims = [(s, st) for s, st in zip(v.shape, v.strides) if s != 1]
+  seen_broadcast = False
+  expect = 1
+  kept = []
+  for s, st in dims:
+    if st == 0:
+      seen_broadcast = True
+    elif seen_broadcast:
+      return False
+    else:
+      kept.append((s, st))
+  for s, st in reversed(kept):
+    if st != expect:
+      return False
+    expect *= s
+  return True
+
+
+class _KernelBuilder:
+  """Builds one kernel's AST; realizes (via the scheduler) whatever cannot fuse."""
+
+  def __init__(self, sched: Scheduler, out: Node):
+    self.sched = sched
+    self.bufs: list[Node] = []
+    self.params: dict[int, Node] = {}
+    self.loads: list[tuple[Node, ShapeTracker]] = []
+    self.memo: dict[tuple[int, ShapeTracker, bool], Node] = {}
+    self.out = out
+
+  def param(self, node: Node, out: bool = False) -> Node:
+    if id(node) not in self.params:
+      self.params[id(node)] = Node(Ops.PARAM, node.dtype, (), len(self.bufs))
+      self.bufs.append(node)
+    return self.params[id(node)]
+
+  def reads_other_view(self, base: Node, view: ShapeTracker) -> bool:
+    return any(n is base and v != view for n, v in self.loads)
+
+  def build(self, node: Node, view: ShapeTracker, in_reduce: bool = False) -> Node:
+    """The AST computing `node` seen through `view` (from the consumer's shape to node.shape)."""
+    key = (id(node), view, in_reduce)
+    if key not in self.memo:
+      self.memo[key] = self._build(node, view, in_reduce)
+    return self.memo[key]
+
+  def _build(self, node: Node, view: ShapeTracker, in_reduce: bool) -> Node:
+    node = _strip(node)
+    shape = view.shape
+    if self.sched.realized(node) or node.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.BUFFER):
+      return self._load(node, view)
+    if node.op in MOVEMENT:
+      return self.build(node.src[0], movement_tracker(node).compose(view), in_reduce)
+    if node.op is Ops.CONST:
+      value = Node(Ops.CONST, node.dtype, (), node.arg, shape)
+      return self._gate(value, view)
+    if node.op is Ops.REDUCE:
+      if in_reduce or not reduce_fusable(view):
+        self.sched.realize(node)
+        return self._load(node, view)
+      src = self.build(node.src[0], ShapeTracker.contiguous(node.src[0].shape), in_reduce=True)
+      red = Node(Ops.REDUCE, node.dtype, (src,), node.arg, node.shape)
+      return self._wrap_view(red, view)
+    if any(v.mask is not None for v in view.views) and not _identity(view):
+      # a padded view of a computed value: compute the value in its own frame, then gate it (0 outside the mask)
+      inner = self.build(node, ShapeTracker.contiguous(node.shape), in_reduce)
+      return self._wrap_view(inner, view)
+    if node.op in ALU or node.op in (Ops.CAST, Ops.BITCAST):
+      srcs = tuple(self.build(s, view, in_reduce) for s in node.src)
+      return Node(node.op, node.dtype, srcs, node.arg, shape)
+    raise NotImplementedError(f"scheduler cannot fuse {node.op.name}")  # every graph op is handled above
+
+  def _load(self, node: Node, view: ShapeTracker) -> Node:
+    if not self.sched.realized(node):
+      self.sched.realize(node)
+    base = ShapeTracker.contiguous((node.size,)).reshape(node.shape)
+    tracker = base.compose(view)
+    tracker = ShapeTracker(tracker.views)
+    self.loads.append((node, tracker))
+    return Node(Ops.LOAD, node.dtype, (self.param(node),), tracker, view.shape)
+
+  def _gate(self, value: Node, view: ShapeTracker) -> Node:
+    if all(v.mask is None for v in view.views):
+      return value
+    inner = Node(Ops.CONST, value.dtype, (), value.arg, view.src_shape)
+    return self._wrap_view(inner, view)
+
+  def _wrap_view(self, inner: Node, view: ShapeTracker) -> Node:
+    if _identity(view):
+      return inner
+    return Node(Ops.VIEW, inner.dtype, (inner,), view.with_src_shape(inner.shape), view.shape)
+
+
+def _identity(view: ShapeTracker) -> bool:
+  return view.is_contiguous and view.shape == view.src_shape

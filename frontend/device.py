@@ -1,0 +1,142 @@
+"""Devices and buffers: the seam between the tensor frontend and a runtime (CPU now; NV, AMD, QCOM later).
+
+A device kind is registered with a probe that either returns the device or raises DeviceUnavailable with the
+reason, so `sov info` can say why a kind is missing. `Device.DEFAULT` is `DEV` from the environment, else the best
+available kind in the order of DEVICE_PREFERENCE.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from compiler.dtypes import DType, dtypes
+
+DEVICE_PREFERENCE = ("NV", "AMD", "QCOM", "CPU")
+
+
+class DeviceUnavailable(Exception):
+  """A device kind cannot be used on this machine; the message says why and what would fix it."""
+
+
+class Buffer:
+  """Device memory of `size` elements of `dtype`, allocated on first use."""
+
+  def __init__(self, device: str, size: int, dtype: DType):
+    self.device = device
+    self.size = size
+    self.dtype = dtype
+    self._mem = None
+
+  @property
+  def nbytes(self) -> int:
+    return self.size * self.dtype.itemsize
+
+  @property
+  def allocated(self) -> bool:
+    return self._mem is not None
+
+  def ensure(self) -> Buffer:
+    if self._mem is None:
+      self._mem = Device[self.device].allocator.alloc(self.nbytes)
+    return self
+
+  @property
+  def mem(self):
+    return self.ensure()._mem
+
+  def copyin(self, data: np.ndarray) -> Buffer:
+    raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    if raw.nbytes != self.nbytes:
+      raise ValueError(f"copyin of {raw.nbytes} bytes into a buffer of {self.nbytes} bytes")
+    Device[self.device].allocator.copyin(self.mem, raw)
+    return self
+
+  def numpy(self) -> np.ndarray:
+    """The contents as a flat numpy array (bfloat16 as its raw uint16 bits)."""
+    out = np.empty(self.nbytes, np.uint8)
+    Device[self.device].allocator.copyout(out, self.mem)
+    return out.view(self.dtype.np)
+
+  def __repr__(self) -> str:
+    return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
+
+
+class _DeviceRegistry:
+  def __init__(self):
+    self._probes: dict[str, Callable[[], object]] = {}
+    self._opened: dict[str, object] = {}
+    self._failed: dict[str, str] = {}
+
+  def register(self, kind: str, probe: Callable[[], object]) -> None:
+    self._probes[kind] = probe
+
+  def canonicalize(self, name: str | None) -> str:
+    if name is None:
+      return self.DEFAULT
+    kind = name.split(":")[0].upper()
+    if kind not in self._probes:
+      raise ValueError(f"unknown device {name!r}; known kinds: {', '.join(self._probes)}")
+    return kind if ":" not in name else f"{kind}:{name.split(':', 1)[1]}"
+
+  def __getitem__(self, name: str):
+    name = self.canonicalize(name)
+    if name not in self._opened:
+      kind = name.split(":")[0]
+      try:
+        self._opened[name] = self._probes[kind]()
+      except DeviceUnavailable as e:
+        self._failed[kind] = str(e)
+        raise
+    return self._opened[name]
+
+  def available(self, kind: str) -> tuple[bool, str]:
+    """(usable, reason if not)."""
+    try:
+      self[kind]
+      return True, ""
+    except DeviceUnavailable as e:
+      return False, str(e)
+
+  @property
+  def kinds(self) -> tuple[str, ...]:
+    return tuple(self._probes)
+
+  @property
+  def DEFAULT(self) -> str:  # noqa: N802 - tinygrad's public name
+    env = os.environ.get("DEV")
+    if env:
+      return self.canonicalize(env)
+    for kind in DEVICE_PREFERENCE:
+      if kind in self._probes and self.available(kind)[0]:
+        return kind
+    raise DeviceUnavailable("no device is available, not even CPU: " + "; ".join(self._failed.values()))
+
+
+Device = _DeviceRegistry()
+
+
+def _probe_cpu():
+  from frontend.runtime.cpu import CPUDevice
+  return CPUDevice()
+
+
+def _unavailable(kind: str, why: str):
+  def probe():
+    raise DeviceUnavailable(f"{kind}: {why}")
+  return probe
+
+
+Device.register("CPU", _probe_cpu)
+Device.register("NV", _unavailable("NV", "the nvdrv driver is not built yet (issue: nvdrv on Hopper)"))
+Device.register("AMD", _unavailable("AMD", "the AM driver is not built yet (issue: AM bring-up)"))
+Device.register("QCOM", _unavailable("QCOM", "the qcomdrv driver is not built yet (issue: qcomdrv)"))
+
+
+def supports_dtype(device: str, dtype: DType) -> bool:
+  dev = Device[device]
+  return dtype in getattr(dev, "dtypes", (dtype,))
+
+
+__all__ = ["Buffer", "Device", "DeviceUnavailable", "dtypes"]

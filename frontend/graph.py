@@ -1,0 +1,131 @@
+"""Building the lazy graph: checked constructors for graph-level IR nodes.
+
+Tensor methods and the autograd rules both build graphs through these, so shape and dtype checks live in one
+place and every error names the values involved.
+"""
+from __future__ import annotations
+
+import math
+
+from compiler.dtypes import DType, dtypes
+from compiler.ir import BINARY, COMPARISON, MOVEMENT, Node, Ops, cast_scalar
+
+
+def device_of(x: Node) -> str | None:
+  return x.device
+
+
+def const(value, dtype: DType, shape: tuple[int, ...], device: str) -> Node:
+  c = Node(Ops.CONST, dtype, (), cast_scalar(value, dtype), (), device)
+  if not shape:
+    return c
+  return expand(reshape(c, (1,) * len(shape)), shape)
+
+
+def const_like(x: Node, value, dtype: DType | None = None) -> Node:
+  return const(value, dtype or x.dtype, x.shape, x.device)
+
+
+def alu(op: Ops, *srcs: Node) -> Node:
+  shape = srcs[0].shape
+  for s in srcs[1:]:
+    if s.shape != shape:
+      raise ValueError(f"{op.name}: operand shapes {[x.shape for x in srcs]} differ (broadcast them first)")
+  if op is Ops.WHERE:
+    if srcs[0].dtype != dtypes.bool or srcs[1].dtype != srcs[2].dtype:
+      raise TypeError(f"WHERE needs (bool, x, y) with x and y of one dtype, got {[s.dtype for s in srcs]}")
+    dtype = srcs[1].dtype
+  elif op in COMPARISON:
+    dtype = dtypes.bool
+  else:
+    dtype = srcs[0].dtype
+  if op in BINARY and op not in (Ops.SHL, Ops.SHR) and srcs[0].dtype != srcs[1].dtype:
+    raise TypeError(f"{op.name}: operand dtypes {srcs[0].dtype.name} and {srcs[1].dtype.name} differ (cast first)")
+  return Node(op, dtype, srcs, None, shape, srcs[0].device)
+
+
+def cast(x: Node, dtype: DType) -> Node:
+  if x.dtype == dtype:
+    return x
+  return Node(Ops.CAST, dtype, (x,), None, x.shape, x.device)
+
+
+def bitcast(x: Node, dtype: DType) -> Node:
+  if x.dtype.itemsize != dtype.itemsize:
+    raise TypeError(f"bitcast from {x.dtype.name} to {dtype.name} changes the item size "
+                    f"({x.dtype.itemsize} vs {dtype.itemsize} bytes); only same-size bitcasts are supported")
+  if x.dtype == dtype:
+    return x
+  return Node(Ops.BITCAST, dtype, (x,), None, x.shape, x.device)
+
+
+def reduce(x: Node, op: Ops, axes: tuple[int, ...]) -> Node:
+  axes = tuple(sorted(set(axes)))
+  if not axes:
+    return x
+  shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+  return Node(Ops.REDUCE, x.dtype, (x,), (op, axes), shape, x.device)
+
+
+def _move(x: Node, op: Ops, arg, shape: tuple[int, ...]) -> Node:
+  return Node(op, x.dtype, (x,), arg, shape, x.device)
+
+
+def reshape(x: Node, shape: tuple[int, ...]) -> Node:
+  shape = tuple(int(s) for s in shape)
+  if math.prod(shape) != x.size or any(s < 0 for s in shape):
+    raise ValueError(f"cannot reshape {x.shape} ({x.size} elements) to {shape}")
+  if shape == x.shape:
+    return x
+  if x.op is Ops.RESHAPE:
+    x = x.src[0]  # reshape(reshape(x)) -> reshape(x)
+    if shape == x.shape:
+      return x
+  return _move(x, Ops.RESHAPE, shape, shape)
+
+
+def permute(x: Node, order: tuple[int, ...]) -> Node:
+  order = tuple(order)
+  if sorted(order) != list(range(len(x.shape))):
+    raise ValueError(f"permute order {order} is not a permutation of the {len(x.shape)} axes of shape {x.shape}")
+  if order == tuple(range(len(order))):
+    return x
+  return _move(x, Ops.PERMUTE, order, tuple(x.shape[i] for i in order))
+
+
+def expand(x: Node, shape: tuple[int, ...]) -> Node:
+  shape = tuple(shape)
+  if len(shape) != len(x.shape) or any(s != n and s != 1 for s, n in zip(x.shape, shape)):
+    raise ValueError(f"cannot expand shape {x.shape} to {shape}: only axes of size 1 can grow")
+  if shape == x.shape:
+    return x
+  return _move(x, Ops.EXPAND, shape, shape)
+
+
+def pad(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
+  arg = tuple((int(b), int(a)) for b, a in arg)
+  if len(arg) != len(x.shape) or any(b < 0 or a < 0 for b, a in arg):
+    raise ValueError(f"pad {arg} must give (before, after) >= 0 for each of the {len(x.shape)} axes")
+  if all(p == (0, 0) for p in arg):
+    return x
+  return _move(x, Ops.PAD, arg, tuple(s + b + a for s, (b, a) in zip(x.shape, arg)))
+
+
+def shrink(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
+  arg = tuple((int(lo), int(hi)) for lo, hi in arg)
+  if len(arg) != len(x.shape) or any(not 0 <= lo <= hi <= s for (lo, hi), s in zip(arg, x.shape)):
+    raise ValueError(f"shrink {arg} out of range for shape {x.shape}")
+  if all(p == (0, s) for p, s in zip(arg, x.shape)):
+    return x
+  return _move(x, Ops.SHRINK, arg, tuple(hi - lo for lo, hi in arg))
+
+
+def flip(x: Node, axes: tuple[int, ...]) -> Node:
+  axes = tuple(a for a in axes if x.shape[a] > 1)
+  if not axes:
+    return x
+  return _move(x, Ops.FLIP, tuple(sorted(axes)), x.shape)
+
+
+def is_movement(x: Node) -> bool:
+  return x.op in MOVEMENT

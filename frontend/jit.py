@@ -1,0 +1,84 @@
+"""TinyJit: capture the kernels a function launches, then replay them with new input buffers.
+
+Call 1 runs the function normally (warm-up: kernels compile). Call 2 runs it again while recording every kernel
+launch (ExecItem: program + buffers). Calls 3+ skip the function entirely: the recorded launches run in order,
+with the buffers of the new inputs swapped in where the recorded inputs were, and the same output tensors are
+returned (their buffers now hold the new results). Inputs must keep their shapes and dtypes.
+"""
+from __future__ import annotations
+
+import functools
+
+from frontend import realize
+from frontend.tensor import Tensor
+
+
+class JitError(Exception):
+  """A jitted function was called in a way its capture cannot replay."""
+
+
+def _input_tensors(args, kwargs) -> list[Tensor]:
+  return [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
+
+
+class TinyJit:
+  def __init__(self, fxn):
+    self.fxn = fxn
+    self.cnt = 0
+    self.captured: list[realize.ExecItem] = []
+    self.input_slots: list[list[tuple[int, int]]] = []  # per input: (exec item index, buffer index)
+    self.signature: list[tuple[tuple[int, ...], object]] = []
+    self.ret = None
+    self.launches = 0  # kernel launches made by replay, for tests and DEBUG
+    functools.update_wrapper(self, fxn)
+
+  def reset(self) -> None:
+    self.cnt = 0
+    self.captured, self.input_slots, self.signature, self.ret = [], [], [], None
+
+  def __get__(self, obj, objtype=None):
+    return functools.partial(self.__call__, obj)  # support methods
+
+  def __call__(self, *args, **kwargs):
+    inputs = _input_tensors(args, kwargs)
+    for t in inputs:
+      t.realize()
+    buffers = [t._contiguous_buffer() for t in inputs]
+    if self.cnt == 0:
+      self.cnt = 1
+      return self.fxn(*args, **kwargs)
+    if self.cnt == 1:
+      return self._capture(args, kwargs, inputs, buffers)
+    return self._replay(inputs, buffers)
+
+  def _capture(self, args, kwargs, inputs, buffers):
+    realize._capture = []
+    try:
+      ret = self.fxn(*args, **kwargs)
+      outs = [r for r in (ret if isinstance(ret, (tuple, list)) else [ret]) if isinstance(r, Tensor)]
+      if outs:
+        outs[0].realize(*outs[1:])
+    finally:
+      self.captured, realize._capture = realize._capture, None
+    self.signature = [(t.shape, t.dtype) for t in inputs]
+    self.input_slots = []
+    for buf in buffers:
+      slots = [(i, j) for i, item in enumerate(self.captured) for j, b in enumerate(item.bufs) if b is buf]
+      self.input_slots.append(slots)
+    self.ret = ret
+    self.cnt = 2
+    return ret
+
+  def _replay(self, inputs, buffers):
+    got = [(t.shape, t.dtype) for t in inputs]
+    if got != self.signature:
+      raise JitError(f"TinyJit {getattr(self.fxn, '__name__', 'function')}: captured with inputs "
+                     f"{[(s, d.name) for s, d in self.signature]}, called with {[(s, d.name) for s, d in got]}; "
+                     "shapes and dtypes must stay the same (call .reset() to capture again)")
+    for buf, slots in zip(buffers, self.input_slots):
+      for i, j in slots:
+        self.captured[i].bufs[j] = buf
+    for item in self.captured:
+      item.run()
+    self.launches += len(self.captured)
+    return self.ret

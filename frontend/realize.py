@@ -1,0 +1,139 @@
+"""Running schedules: nodes -> kernels -> compiled programs -> buffers.
+
+Realized graph nodes keep their place in the graph (so gradients can still be derived through them) and map to
+their buffers in `realized`. Compiled programs are cached by device and the canonical text of the kernel AST, so
+running the same graph twice compiles once. DEBUG=1 prints kernel counts and time per realize, 2 a line per
+kernel, 3 the kernel IR, 4 the generated source.
+"""
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import os
+import time
+import weakref
+
+import numpy as np
+
+from compiler.ir import MOVEMENT, Node, Ops, print_ir
+from compiler.lower import lower
+from compiler.schedule import ScheduleItem, Scheduler
+from frontend.device import Buffer, Device
+
+realized: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+kernel_cache: dict[tuple[str, str], tuple[object, str]] = {}
+STATS = {"kernels": 0, "time": 0.0, "compiles": 0}
+_capture: list | None = None  # TinyJit's capture list while it records
+
+
+def getenv(key: str, default=0):
+  value = os.environ.get(key)
+  if value is None:
+    return default
+  return type(default)(value) if not isinstance(default, str) else value
+
+
+def buffer_of(node: Node) -> Buffer | None:
+  if node.op is Ops.BUFFER:
+    return node.arg
+  return realized.get(node)
+
+
+@dataclasses.dataclass
+class ExecItem:
+  """A compiled kernel bound to buffers; JIT replay calls these directly."""
+  program: object
+  bufs: list[Buffer]
+  name: str
+  info: object
+
+  def run(self) -> float:
+    addresses = [Device[b.device].allocator.address(b.mem) for b in self.bufs]
+    start = time.perf_counter()
+    self.program(addresses)
+    return time.perf_counter() - start
+
+
+def get_program(device: str, ast: Node):
+  key = (device, print_ir(ast))
+  if key not in kernel_cache:
+    kernel = lower(ast)
+    if getenv("DEBUG") >= 3:
+      print(f"--- kernel {kernel.arg.name} ---\n{key[1]}")
+    kernel_cache[key] = Device[device].program(kernel)
+    STATS["compiles"] += 1
+    if getenv("DEBUG") >= 4:
+      print(kernel_cache[key][1])
+  return kernel_cache[key][0]
+
+
+def _device_of(node: Node) -> str:
+  for n in node.toposort():
+    if n.device is not None:
+      return n.device
+  return Device.DEFAULT
+
+
+def _output_buffer(node: Node, device: str) -> Buffer:
+  if node.op is Ops.ASSIGN:
+    base = node.src[0]
+    while base.op in MOVEMENT or base.op is Ops.DETACH:
+      base = base.src[0]
+    return buffer_of(base)
+  return Buffer(device, node.size, node.dtype)
+
+
+def run_item(item: ScheduleItem) -> None:
+  out = item.bufs[0]
+  device = _device_of(out)
+  if item.kind == "alias":
+    realized[out] = buffer_of(item.bufs[1])
+    return
+  if item.kind == "copy":
+    src = buffer_of(item.bufs[1])
+    dst = Buffer(out.arg if isinstance(out.arg, str) else device, out.size, out.dtype)
+    dst.copyin(src.numpy())
+    realized[out] = dst
+    return
+  program = get_program(device, item.ast)
+  out_buf = _output_buffer(out, device)
+  bufs = [out_buf] + [buffer_of(n) for n in item.bufs[1:]]
+  exe = ExecItem(program, bufs, program.info.name, program.info)
+  elapsed = exe.run()
+  realized[out] = out_buf
+  STATS["kernels"] += 1
+  STATS["time"] += elapsed
+  if _capture is not None:
+    _capture.append(exe)
+  if getenv("DEBUG") >= 2:
+    _print_kernel_line(exe, elapsed)
+
+
+def _print_kernel_line(exe: ExecItem, elapsed: float) -> None:
+  info = exe.info
+  gflops = info.ops / max(elapsed, 1e-9) / 1e9
+  gbs = info.bytes / max(elapsed, 1e-9) / 1e9
+  threads = getattr(exe.program, "threads", 1)
+  print(f"*** {info.name:<32} global={info.global_extent:<7} threads={threads} lanes={info.lanes:<2} "
+        f"{elapsed * 1e6:9.1f} us {gflops:8.2f} GFLOP/s {gbs:8.2f} GB/s")
+
+
+def realize_nodes(nodes: list[Node]) -> None:
+  start = time.perf_counter()
+  before = STATS["kernels"]
+  items = Scheduler(lambda n: n in realized).schedule(nodes)
+  for item in items:
+    run_item(item)
+  if getenv("DEBUG") >= 1 and STATS["kernels"] > before:
+    print(f"realize: {STATS['kernels'] - before} kernels in {(time.perf_counter() - start) * 1e3:.2f} ms")
+
+
+def buffer_from_numpy(data: np.ndarray, dtype, device: str) -> Buffer:
+  buf = Buffer(device, int(data.size), dtype)
+  return buf.copyin(data)
+
+
+@atexit.register
+def _summary():
+  if getenv("DEBUG") >= 1 and STATS["kernels"]:
+    print(f"total: {STATS['kernels']} kernels, {STATS['compiles']} compiled, {STATS['time'] * 1e3:.2f} ms in kernels")

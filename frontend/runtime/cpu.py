@@ -1,0 +1,135 @@
+"""The CPU runtime: kernels rendered to C, compiled by the system C compiler, loaded with cffi, run on all cores.
+
+Each kernel's outermost loop is split into contiguous chunks, one per worker thread; cffi releases the GIL for
+the duration of a call, so the chunks run in parallel. Compiled objects are cached on disk by the hash of their
+source and flags (`SOV_CACHE`, default ~/.cache/sovereign), so a second process compiles nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import cffi
+import numpy as np
+
+from compiler.dtypes import ALL_DTYPES
+from compiler.lower import KernelInfo
+from compiler.render_c import render
+from frontend.device import DeviceUnavailable
+
+FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fwrapv", "-fno-strict-aliasing", "-w"]
+MIN_WORK_PER_THREAD = 1 << 15  # element-ops below which a kernel runs on one thread
+
+
+def find_cc() -> str:
+  for name in (os.environ.get("CC"), "gcc", "clang", "cc"):
+    if name and shutil.which(name):
+      return shutil.which(name)
+  raise DeviceUnavailable("CPU: no C compiler found; install gcc (apt-get install gcc) or clang, or set CC")
+
+
+def cache_dir() -> str:
+  root = os.environ.get("SOV_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "sovereign"))
+  path = os.path.join(root, "cpu")
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+class CPUAllocator:
+  """Host memory as numpy byte arrays, 64-byte aligned (one cache line, one 512-bit vector)."""
+
+  def alloc(self, nbytes: int) -> np.ndarray:
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + nbytes]
+
+  def copyin(self, dst: np.ndarray, src: np.ndarray) -> None:
+    np.copyto(dst, src)
+
+  def copyout(self, dst: np.ndarray, src: np.ndarray) -> None:
+    np.copyto(dst, src)
+
+  def address(self, mem: np.ndarray) -> int:
+    return mem.ctypes.data
+
+
+class CPUProgram:
+  """One compiled kernel; call with buffer addresses."""
+
+  def __init__(self, dev: CPUDevice, info: KernelInfo, lib_path: str, fn_name: str):
+    self.info = info
+    self.dev = dev
+    self.ffi = cffi.FFI()
+    nargs = len(info.params)
+    self.ffi.cdef(f"void {fn_name}({', '.join(['void*'] * nargs + ['long long', 'long long'])});")
+    self.lib = self.ffi.dlopen(lib_path)
+    self.fn = getattr(self.lib, fn_name)
+    work = max(info.ops, info.bytes)
+    self.threads = max(1, min(dev.threads, info.global_extent, work // MIN_WORK_PER_THREAD))
+
+  def __call__(self, addresses: list[int]) -> None:
+    ptrs = [self.ffi.cast("void*", a) for a in addresses]
+    n = self.info.global_extent
+    if self.threads == 1:
+      self.fn(*ptrs, 0, n)
+      return
+    bounds = [n * t // self.threads for t in range(self.threads + 1)]
+    futures = [self.dev.pool.submit(self.fn, *ptrs, bounds[t], bounds[t + 1]) for t in range(1, self.threads)]
+    self.fn(*ptrs, bounds[0], bounds[1])
+    for f in futures:
+      f.result()
+
+
+class CPUDevice:
+  name = "CPU"
+  dtypes = ALL_DTYPES
+
+  def __init__(self):
+    self.cc = find_cc()
+    self.allocator = CPUAllocator()
+    self.threads = int(os.environ.get("CPU_THREADS", os.cpu_count() or 1))
+    self.pool = ThreadPoolExecutor(max(1, self.threads - 1), thread_name_prefix="sov-cpu")
+    self._lock = threading.Lock()
+
+  def describe(self) -> str:
+    return f"CPU: {self.threads} threads, compiler {self.cc}"
+
+  def render(self, kernel) -> tuple[str, str]:
+    return render(kernel)
+
+  def compile(self, fn_name: str, source: str) -> str:
+    """Compiles C source to a shared object (cached on disk); returns its path.
+
+    Raises:
+      RuntimeError: the compiler failed; the message holds its output and the source.
+    """
+    key = hashlib.sha256((self.cc + " ".join(FLAGS) + source).encode()).hexdigest()[:24]
+    path = os.path.join(cache_dir(), f"{fn_name}_{key}.so")
+    if os.path.exists(path):
+      return path
+    with tempfile.TemporaryDirectory() as tmp:
+      src = os.path.join(tmp, "k.c")
+      with open(src, "w") as f:
+        f.write(source)
+      out = os.path.join(tmp, "k.so")
+      proc = subprocess.run([self.cc, *FLAGS, "-o", out, src, "-lm"], capture_output=True, text=True)
+      if proc.returncode != 0:
+        raise RuntimeError(f"C compiler failed for kernel {fn_name}:\n{proc.stderr}\n--- source ---\n{source}")
+      tmp_dst = f"{path}.{os.getpid()}.tmp"
+      shutil.copy(out, tmp_dst)
+      os.replace(tmp_dst, path)  # atomic: concurrent processes never load a half-written object
+    return path
+
+  def program(self, kernel) -> tuple[CPUProgram, str]:
+    fn_name, source = self.render(kernel)
+    return CPUProgram(self, kernel.arg, self.compile(fn_name, source), fn_name), source
+
+  def synchronize(self) -> None:
+    """CPU kernels run to completion inside the call."""
+
+
