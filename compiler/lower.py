@@ -24,7 +24,7 @@ from compiler.ir import ALU, Node, Ops, reduce_identity, verify
 from compiler.view import ShapeTracker, unravel
 
 LANES = 16  # float32 lanes in a 512-bit register; renderers may split it
-UNROLL_CHOICES = (6, 4, 3, 2)
+UNROLL_CHOICES = (8, 6, 4, 3, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,17 +85,31 @@ def _canonical_frame(store: Node) -> Node:
   return _reframe(store, r.shape, {})
 
 
+_stride_cache: dict[tuple[int, int], int | None] = {}
+
+
 def _load_strides(load: Node, axis: int) -> int | None:
-  views = load.arg.views
-  if len(views) != 1:
-    return None
-  v = views[0]
-  if v.mask is not None and v.mask[axis] != (0, v.shape[axis]):
-    return None
-  return v.strides[axis]
+  """The stride of a LOAD/STORE's buffer offset along one axis, or None when the offset is not affine in that axis
+  or the view's mask (validity) depends on it. Works through multi-view trackers via the index arithmetic."""
+  key = (id(load), axis)
+  if key not in _stride_cache:
+    idx = [Node(Ops.RANGE, dtypes.index, (), (f"s{i}", s)) if s > 1 else sym.iconst(0)
+           for i, s in enumerate(load.arg.shape)]
+    offset, gate = load.arg.index(idx)
+    var = idx[axis]
+    stride: int | None = 0
+    if var.op is Ops.RANGE:
+      terms, _ = sym.linear_terms(offset)
+      stride = terms.get(var, 0)
+      nonlinear = [t for t in terms if t is not var and any(n is var for n in t.toposort())]
+      if nonlinear or (gate is not None and any(n is var for n in gate.toposort())):
+        stride = None
+    _stride_cache[key] = stride
+  return _stride_cache[key]
 
 
 def _plan(store: Node) -> _Plan:
+  _stride_cache.clear()
   plan = _Plan()
   reduces = _nodes(store, Ops.REDUCE)
   if len(reduces) != 1 or reduces[0].shape != store.shape:
@@ -105,16 +119,16 @@ def _plan(store: Node) -> _Plan:
   if any(n.op is Ops.VIEW for n in store.toposort()):
     return plan
   red = reduces[0]
-  loads = _nodes(store, Ops.LOAD)
   inner_loads = _nodes(red, Ops.LOAD)
   shape = store.shape
-  for axis in reversed(range(len(shape))):
-    if shape[axis] % LANES or _load_strides(store, axis) != 1:
-      continue
-    if all(_load_strides(ld, axis) in (0, 1) for ld in loads):
-      plan.vec_axis = axis
-      plan.vec_unroll = 2 if shape[axis] % (2 * LANES) == 0 else 1
-      break
+  # the vector axis: loads inside the reduction must read it with stride 0 or 1 (a broadcast or one vector load);
+  # the store and the epilogue's loads may use any stride (they run once per output, lane by lane if they must)
+  candidates = [a for a in reversed(range(len(shape))) if shape[a] % LANES == 0 and
+                all(_load_strides(ld, a) in (0, 1) for ld in inner_loads)]
+  candidates.sort(key=lambda a: (_load_strides(store, a) != 1, any(_load_strides(ld, a) == 1 for ld in inner_loads)))
+  if candidates:
+    plan.vec_axis = candidates[0]
+    plan.vec_unroll = 2 if shape[plan.vec_axis] % (2 * LANES) == 0 else 1
   if plan.vec_axis is None:
     axes = red.arg[1]
     src_shape = red.src[0].shape
@@ -123,7 +137,7 @@ def _plan(store: Node) -> _Plan:
       a = long_axes[0]
       plan.reduce_lanes = all(_load_strides(ld, a) in (0, 1) for ld in inner_loads)
     return plan
-  for axis in range(len(shape)):
+  for axis in reversed(range(len(shape))):
     if axis == plan.vec_axis or shape[axis] == 1:
       continue
     if any(_load_strides(ld, axis) == 0 for ld in inner_loads):

@@ -335,9 +335,14 @@ class CRenderer:
     v = st.expr(value)
     if self.is_vector(value) or self.is_vector(idx):
       coeff, base = _lane_split(idx)
-      if coeff != 1:
-        raise ValueError("vector stores must be contiguous along the lane")
-      text = f"*(vf32*)({p} + {st.expr(base)}) = {_vec(v, value, self)};"
+      vec = _vec(v, value, self)
+      if coeff == 1:
+        text = f"*(vf32*)({p} + {st.expr(base)}) = {vec};"
+      else:  # a strided vector store, lane by lane
+        tmp = self.fresh("v")
+        b = st.expr(base)
+        lanes = " ".join(f"{p}[{b} + {lane * coeff}ll] = {tmp}[{lane}];" for lane in range(LANES))
+        text = f"{{ vf32 {tmp} = {vec}; {lanes} }}"
     else:
       if s.dtype == dtypes.bfloat16:
         v = f"_f2bf({v})"

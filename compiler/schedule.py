@@ -70,6 +70,10 @@ class Scheduler:
     if node.op is Ops.ASSIGN:
       self._assign(node)
       return
+    base, view = _buffer_view(node)
+    if base is not node and self.realized(base) and view.is_contiguous and base.size == node.size:
+      self._alias(node, base)  # a reshape of a realized buffer is that buffer
+      return
     self._kernel(node, node, ShapeTracker.contiguous(node.shape))
 
   def _alias(self, node: Node, target: Node) -> None:
@@ -98,6 +102,7 @@ class Scheduler:
 
   def _kernel(self, node: Node, value: Node, out_view: ShapeTracker) -> None:
     builder = _KernelBuilder(self, node)
+    builder.prerealize_nested(value)
     out_param = builder.param(node, out=True)
     ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
     store = Node(Ops.STORE, value.dtype, (out_param, ast_value), out_view, out_view.shape)
@@ -168,6 +173,25 @@ class _KernelBuilder:
 
   def reads_other_view(self, base: Node, view: ShapeTracker) -> bool:
     return any(n is base and v != view for n, v in self.loads)
+
+  def prerealize_nested(self, node: Node) -> None:
+    """Realizes every REDUCE that sits inside another REDUCE's source in this kernel, before the AST is built, so
+    all uses of it in the kernel load the one buffer (instead of some uses fusing and recomputing it)."""
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    seen: set[tuple[int, bool]] = set()
+    while stack:
+      n, inside = stack.pop()
+      n = _strip(n)
+      if (id(n), inside) in seen or self.sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN):
+        continue
+      seen.add((id(n), inside))
+      if n.op is Ops.REDUCE:
+        if inside:
+          self.sched.realize(n)
+          continue
+        stack.extend((s, True) for s in n.src)
+      else:
+        stack.extend((s, inside) for s in n.src)
 
   def build(self, node: Node, view: ShapeTracker, in_reduce: bool = False) -> Node:
     """The AST computing `node` seen through `view` (from the consumer's shape to node.shape)."""

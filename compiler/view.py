@@ -230,6 +230,9 @@ class ShapeTracker:
       return self.reshape(v.shape)
     if self.views[-1].is_contiguous:  # a contiguous view maps flat index to flat index: v can stand in its place
       return ShapeTracker(self.views[:-1] + (v,), self._src_shape)
+    merged = _merge(self.views[-1], v)
+    if merged is not None:
+      return self._replace_last(merged)
     return ShapeTracker(self.views + (v,), self._src_shape)
 
   def with_src_shape(self, shape: tuple[int, ...]) -> ShapeTracker:
@@ -255,6 +258,44 @@ class ShapeTracker:
         return v.strides
       return tuple(st if m == (0, s) else None for s, st, m in zip(v.shape, v.strides, v.mask))
     return tuple(None for _ in self.shape)
+
+
+def _merge(inner: View, outer: View) -> View | None:
+  """One view equal to `outer` applied over `inner` (outer indexes inner's shape as a row-major flat space), or None.
+
+  Sufficient condition: inner has no mask, and every axis of outer steps along exactly one axis of inner without
+  carrying into the next one over its whole range (checked with the extreme coordinates).
+  """
+  if inner.mask is not None:
+    return None
+  contig = strides_for(inner.shape)
+  coords = [0] * len(inner.shape)
+  rest = outer.offset
+  for k, s in enumerate(inner.shape):  # the offset as coordinates of inner's shape
+    if s == 1:
+      continue
+    coords[k], rest = divmod(rest, contig[k]) if k < len(inner.shape) else (0, rest)
+  if rest:
+    return None
+  lo, hi = list(coords), list(coords)
+  strides = []
+  for size, st in zip(outer.shape, outer.strides):
+    if st == 0 or size == 1:
+      strides.append(0)
+      continue
+    axis = next((k for k, c in enumerate(contig) if c and abs(st) % c == 0 and abs(st) // c < inner.shape[k] and
+                 (k == 0 or abs(st) < contig[k - 1] or inner.shape[k - 1] == 1)), None)
+    if axis is None:
+      return None
+    step = st // contig[axis]
+    reach = step * (size - 1)
+    lo[axis] += min(0, reach)
+    hi[axis] += max(0, reach)
+    strides.append(step * inner.strides[axis])
+  if any(a < 0 or b >= s for a, b, s in zip(lo, hi, inner.shape)):
+    return None
+  offset = inner.offset + sum(c * st for c, st in zip(coords, inner.strides))
+  return View(outer.shape, tuple(strides), offset, outer.mask)
 
 
 def unravel(flat: Node, shape: tuple[int, ...]) -> list[Node]:
