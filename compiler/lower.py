@@ -47,7 +47,7 @@ class _Plan:
   vec_unroll: int = 1
   unroll_axis: int | None = None
   unroll: int = 1
-  reduce_lanes: bool = False
+  lane_reduces: frozenset = frozenset()  # ids of REDUCEs that keep LANES partial accumulators
 
 
 def _nodes(ast: Node, op: Ops) -> list[Node]:
@@ -108,15 +108,28 @@ def _load_strides(load: Node, axis: int) -> int | None:
   return _stride_cache[key]
 
 
+def _lanes_ok(red: Node) -> bool:
+  """A reduction can keep LANES partial sums: float32 throughout, one long reduced axis that its loads read with
+  stride 0 or 1 (at least one with 1, so every lane sees its own elements) and no padded views inside."""
+  nodes = [n for n in red.toposort() if n.op is not Ops.PARAM]
+  if red.arg[0] is Ops.MUL or any(n.dtype != dtypes.float32 or n.op in (Ops.VIEW, Ops.REDUCE) and n is not red
+                                  for n in nodes):
+    return False
+  src_shape = red.src[0].shape
+  long_axes = [a for a in red.arg[1] if src_shape[a] > 1]
+  if len(long_axes) != 1 or src_shape[long_axes[0]] % LANES:
+    return False
+  strides = [_load_strides(ld, long_axes[0]) for ld in nodes if ld.op is Ops.LOAD]
+  return all(st in (0, 1) for st in strides) and 1 in strides
+
+
 def _plan(store: Node) -> _Plan:
   _stride_cache.clear()
   plan = _Plan()
   reduces = _nodes(store, Ops.REDUCE)
-  if len(reduces) != 1 or reduces[0].shape != store.shape:
-    return plan
-  if any(n.dtype != dtypes.float32 for n in store.toposort() if n.op not in (Ops.PARAM,)):
-    return plan
-  if any(n.op is Ops.VIEW for n in store.toposort()):
+  simple = len(reduces) == 1 and reduces[0].shape == store.shape and not any(n.op is Ops.VIEW for n in store.toposort())
+  if not simple or any(n.dtype != dtypes.float32 for n in store.toposort() if n.op is not Ops.PARAM):
+    plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
     return plan
   red = reduces[0]
   inner_loads = _nodes(red, Ops.LOAD)
@@ -130,12 +143,7 @@ def _plan(store: Node) -> _Plan:
     plan.vec_axis = candidates[0]
     plan.vec_unroll = 2 if shape[plan.vec_axis] % (2 * LANES) == 0 else 1
   if plan.vec_axis is None:
-    axes = red.arg[1]
-    src_shape = red.src[0].shape
-    long_axes = [a for a in axes if src_shape[a] > 1]
-    if len(long_axes) == 1 and src_shape[long_axes[0]] % LANES == 0 and red.arg[0] is not Ops.MUL:
-      a = long_axes[0]
-      plan.reduce_lanes = all(_load_strides(ld, a) in (0, 1) for ld in inner_loads)
+    plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
     return plan
   for axis in reversed(range(len(shape))):
     if axis == plan.vec_axis or shape[axis] == 1:
@@ -187,7 +195,7 @@ class _Lowerer:
       self.level[rng] = len(self.loops)
       self.loops.append(rng)
       base.append(sym.mul(rng, step) if step > 1 else rng)
-    if plan.vec_axis is not None or plan.reduce_lanes:
+    if plan.vec_axis is not None or plan.lane_reduces:
       self.lane = Node(Ops.LANE, dtypes.index, (), ("lane", LANES))
     copies = []
     for r in range(plan.unroll):
@@ -244,12 +252,13 @@ class _Lowerer:
     group = self.groups.get(key)
     op, axes = node.arg
     src_shape = node.src[0].shape
+    lanes = id(node) in self.plan.lane_reduces
     if group is None:
       ranges = {}
       for a in axes:
         if src_shape[a] == 1:
           continue
-        step = LANES if self.plan.reduce_lanes else 1
+        step = LANES if lanes else 1
         ranges[a] = self.new_range(src_shape[a] // step, "r")
       group = {"ranges": ranges, "accs": [], "updates": []}
       self.groups[key] = group
@@ -258,17 +267,16 @@ class _Lowerer:
     for a in axes:
       if src_shape[a] == 1:
         src_idx[a] = sym.iconst(0)
-      elif self.plan.reduce_lanes:
+      elif lanes:
         src_idx[a] = sym.add(sym.mul(group["ranges"][a], LANES), self.lane)
       else:
         src_idx[a] = group["ranges"][a]
     value = self.value(node.src[0], src_idx)
-    lanes = LANES if (self.plan.reduce_lanes or self.plan.vec_axis is not None) else 1
     init = Node(Ops.CONST, node.dtype, (), reduce_identity(op, node.dtype))
-    acc = Node(Ops.DEFACC, node.dtype, (init,), (self.fresh("acc"), lanes if _depends_on_lane(value) else 1))
+    acc = Node(Ops.DEFACC, node.dtype, (init,), (self.fresh("acc"), LANES if _depends_on_lane(value) else 1))
     group["accs"].append(acc)
     group["updates"].append(Node(Ops.ACCUM, node.dtype, (acc, value), op))
-    if self.plan.reduce_lanes:
+    if lanes:
       return Node(Ops.HREDUCE, node.dtype, (acc,), op)
     return acc
 

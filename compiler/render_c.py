@@ -28,10 +28,38 @@ static inline unsigned short _f2bf(float f) {{
   u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
   return (unsigned short)(u >> 16);
 }}
-static inline vf32 _vmax(vf32 a, vf32 b) {{ vi32 m = a > b; return (vf32)(((vi32)a & m) | ((vi32)b & ~m)); }}
+static inline vf32 _vmax(vf32 a, vf32 b) {{ vi32 m = (a > b) | (a != a); return (vf32)(((vi32)a & m) | ((vi32)b & ~m)); }}
 static inline float _hsum(vf32 a) {{ float s = 0.0f; for (int i = 0; i < {LANES}; i++) s += a[i]; return s; }}
-static inline float _hmax(vf32 a) {{ float s = a[0]; for (int i = 1; i < {LANES}; i++) s = a[i] > s ? a[i] : s; return s; }}
+static inline float _hmax(vf32 a) {{ float s = a[0]; for (int i = 1; i < {LANES}; i++) s = (a[i] > s || a[i] != a[i]) ? a[i] : s; return s; }}
 static inline float _hprod(vf32 a) {{ float s = 1.0f; for (int i = 0; i < {LANES}; i++) s *= a[i]; return s; }}
+"""
+
+PRELUDE += r"""/* 2^x as 2^round(x) * p(x - round(x)): p is the degree-7 Taylor polynomial of 2^f on [-0.5, 0.5] (relative
+   error < 2e-7); the power of two is applied in two halves so results down to 2^-149 stay exact; NaN passes. */
+#define _EXP2_POLY(f) (1.0f + f * (0.6931471805599453f + f * (0.2402265069591007f + f * (0.05550410866482158f + \
+  f * (0.009618129107628477f + f * (0.0013333558146428443f + f * (0.00015403530393381606f + \
+  f * 1.525273380405984e-05f)))))))
+static inline float _exp2s(float x) {
+  float xc = x < -150.0f ? -150.0f : (x > 129.0f ? 129.0f : x);
+  float r = (xc + 12582912.0f) - 12582912.0f;
+  float f = xc - r;
+  int n = (int)r, n1 = n >> 1, n2 = n - n1;
+  unsigned int b1 = (unsigned int)(n1 + 127) << 23, b2 = (unsigned int)(n2 + 127) << 23;
+  float s1, s2; memcpy(&s1, &b1, 4); memcpy(&s2, &b2, 4);
+  float out = _EXP2_POLY(f) * s1 * s2;
+  return x != x ? x : out;
+}
+static inline vf32 _vsel(vi32 m, vf32 a, vf32 b) { return (vf32)((m & (vi32)a) | (~m & (vi32)b)); }
+static inline vf32 _vexp2(vf32 x) {
+  vf32 lo = (vf32){0} - 150.0f, hi = (vf32){0} + 129.0f;
+  vf32 xc = _vsel(x < lo, lo, _vsel(x > hi, hi, x));
+  vf32 r = (xc + 12582912.0f) - 12582912.0f;
+  vf32 f = xc - r;
+  vi32 n = __builtin_convertvector(r, vi32), n1 = n >> 1, n2 = n - n1;
+  vf32 s1 = (vf32)((n1 + 127) << 23), s2 = (vf32)((n2 + 127) << 23);
+  vf32 out = _EXP2_POLY(f) * s1 * s2;
+  return _vsel(x != x, x, out);
+}
 """
 
 _MATH_F = {Ops.SQRT: "sqrt", Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin", Ops.TRUNC: "trunc"}
@@ -135,6 +163,10 @@ class _Statement:
       return f"(!{srcs[0]})" if d.is_bool else _wrap(f"(~{srcs[0]})", d)
     if op is Ops.RECIP:
       return _wrap(f"(1.0f / {srcs[0]})" if d != dtypes.float64 else f"(1.0 / {srcs[0]})", d)
+    if op is Ops.EXP2 and d != dtypes.float64:
+      if vec:
+        return f"_vexp2({srcs[0]})"
+      return _wrap(f"_exp2s({srcs[0] if d in (dtypes.float32, dtypes.bfloat16) else f'(float){srcs[0]}'})", d)
     if op in _MATH_F:
       fn = _MATH_F[op] + ("" if d == dtypes.float64 else "f")
       arg = srcs[0] if d in (dtypes.float32, dtypes.float64, dtypes.bfloat16) else f"(float){srcs[0]}"
@@ -181,7 +213,7 @@ class _Statement:
 
 
 def _vector_ok(n: Node) -> bool:
-  if n.op in (Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.MAX, Ops.RECIP):
+  if n.op in (Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.MAX, Ops.RECIP, Ops.EXP2):
     return n.dtype == dtypes.float32
   return n.op in (Ops.GLOAD, Ops.HREDUCE)
 
