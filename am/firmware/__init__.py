@@ -1,0 +1,1 @@
+"""AMD firmware location, headers and checksums (PSP, SMU, RLC, MEC, SDMA, IMU)."""

@@ -1,0 +1,1 @@
+"""PM4 command packets for the AMD graphics/compute command processor (one emitter per packet)."""

@@ -1,0 +1,3 @@
+"""qcomdrv: Qualcomm Adreno (a6xx, a7xx) through kgsl ioctls.
+
+Empty until the qcomdrv issue lands."""
