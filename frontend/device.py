@@ -59,6 +59,16 @@ class Buffer:
     Device[self.device].allocator.copyout(out, self.mem)
     return out.view(self.dtype.np)
 
+  def host_view(self) -> np.ndarray | None:
+    """A read-only numpy view of the buffer without a copy, when the device's memory is host memory; else None.
+    Later kernels that write this buffer (assign) show through the view, as with torch's .numpy()."""
+    allocator = Device[self.device].allocator
+    if not getattr(allocator, "host_memory", False):
+      return None
+    view = self.mem.view(self.dtype.np)
+    view.flags.writeable = False
+    return view
+
   def __repr__(self) -> str:
     return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
 

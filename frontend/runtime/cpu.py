@@ -42,6 +42,7 @@ def cache_dir() -> str:
 
 class CPUAllocator:
   """Host memory as numpy byte arrays, 64-byte aligned (one cache line, one 512-bit vector)."""
+  host_memory = True  # buffers can be shared with numpy without copies
 
   def alloc(self, nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + 64, np.uint8)
