@@ -42,9 +42,40 @@ class Scheduler:
     return node.op is Ops.BUFFER or id(node) in self.done or self.is_realized(node)
 
   def schedule(self, targets: list[Node]) -> list[ScheduleItem]:
+    self._protect_old_values(targets)
     for t in targets:
       self.realize(t)
     return self.items
+
+  def _protect_old_values(self, targets: list[Node]) -> None:
+    """Write-after-read: a target that reads a buffer which another target assigns must see the old contents, so it
+    is computed (into its own buffer) before any assign of this schedule runs."""
+    assigned = {}
+    for t in targets:
+      if t.op is Ops.ASSIGN and not self.realized(t):
+        assigned[id(_buffer_view(t.src[0])[0])] = t
+    if not assigned:
+      return
+    for t in targets:
+      value = _strip(t.src[1]) if t.op is Ops.ASSIGN else t
+      own = id(_buffer_view(t.src[0])[0]) if t.op is Ops.ASSIGN else None
+      if any(i != own for i in self._bases_read(value) if i in assigned):
+        self.realize(value)
+
+  def _bases_read(self, node: Node) -> set[int]:
+    """ids of the realized nodes (buffers) that computing node would read."""
+    out: set[int] = set()
+    stack, seen = [node], set()
+    while stack:
+      n = stack.pop()
+      if id(n) in seen:
+        continue
+      seen.add(id(n))
+      if self.realized(n):
+        out.add(id(n))
+        continue
+      stack.extend(n.src)
+    return out
 
   # ---- realizing one node as a kernel output ----------------------------------------------------------------
   def realize(self, node: Node) -> None:
@@ -87,18 +118,25 @@ class Scheduler:
     target, value = node.src
     base, view = _buffer_view(target)
     self.realize(base)
-    if base is not target and not self.realized(target):
-      pass  # target is a view of a realized buffer: the store goes through the view
     value = _strip(value)
-    builder = _KernelBuilder(self, base)
+    builder = self._assign_builder(node, base)
     ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
     if builder.reads_other_view(base, view):
       # the value reads the target at other positions: compute it into a temporary first (no read-after-write race)
       self.realize(value)
-      builder = _KernelBuilder(self, base)
+      builder = self._assign_builder(node, base)
       ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
-    store = Node(Ops.STORE, value.dtype, (builder.param(base, out=True), ast_value), view, view.shape)
+    store = Node(Ops.STORE, value.dtype, (builder.params[id(node)], ast_value), view, view.shape)
     self._emit(ScheduleItem(_sink(store), builder.bufs), node)
+
+  def _assign_builder(self, node: Node, base: Node) -> _KernelBuilder:
+    """A builder whose PARAM 0 is the ASSIGN's output, shared with loads of the target's old contents (one pointer,
+    so `restrict` holds)."""
+    builder = _KernelBuilder(self, node)
+    builder.prerealize_nested(node.src[1])
+    out = builder.param(node, out=True)
+    builder.params[id(base)] = out
+    return builder
 
   def _kernel(self, node: Node, value: Node, out_view: ShapeTracker) -> None:
     builder = _KernelBuilder(self, node)
