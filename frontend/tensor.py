@@ -20,7 +20,8 @@ from frontend.device import Device, supports_dtype
 from frontend.realize import buffer_from_numpy, buffer_of, realize_nodes
 from frontend.tensor_nn import TensorNN
 
-_grad_tensors: weakref.WeakSet = weakref.WeakSet()
+# tensors that asked for gradients, by id (a WeakSet would compare Tensors with ==, which builds a graph)
+_grad_tensors: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _prod(xs) -> int:
@@ -91,8 +92,16 @@ class Tensor(TensorNN):
     self.lazydata: Node = node
     self.requires_grad = requires_grad
     self.grad: Tensor | None = None
-    if requires_grad:
-      _grad_tensors.add(self)
+
+  @property
+  def requires_grad(self) -> bool | None:
+    return self._requires_grad
+
+  @requires_grad.setter
+  def requires_grad(self, value: bool | None) -> None:
+    self._requires_grad = value
+    if value:
+      _grad_tensors[id(self)] = self
 
   @staticmethod
   def _from_numpy(arr: np.ndarray, dt: DType, device: str) -> Node:
@@ -171,15 +180,17 @@ class Tensor(TensorNN):
   def _after_realize(self) -> None:
     """Drops the graph behind a realized tensor unless gradients may still flow through it."""
     node = self.lazydata
-    if self.requires_grad is True or node.op is Ops.BUFFER:
-      return
+    if node.op is Ops.BUFFER or (self.requires_grad is True and node.op is not Ops.ASSIGN):
+      return  # keep the graph while gradients may flow through it; an assigned tensor is a new leaf
     buf = buffer_of(node)
     if buf is not None and buf.size == node.size and node.op is not Ops.CONST:
       self.lazydata = g.reshape(Node(Ops.BUFFER, node.dtype, (), buf, (buf.size,), node.device), node.shape)
 
   def _contiguous_buffer(self):
     node = self.lazydata
-    base = node.src[0] if node.op is Ops.RESHAPE else node
+    base = node
+    while base.op is Ops.RESHAPE:
+      base = base.src[0]
     if base.op is Ops.BUFFER and base.arg.size == node.size:
       return base.arg
     c = Node(Ops.CONTIGUOUS, node.dtype, (node,), None, node.shape, node.device)
@@ -361,6 +372,14 @@ class Tensor(TensorNN):
   def normal(*shape, mean=0.0, std=1.0, requires_grad=None, **kwargs) -> Tensor:
     return _fresh(Tensor.randn(*shape, **kwargs) * std + mean, requires_grad)
 
+  def rand_like(self, dtype=None, device=None, **kwargs) -> Tensor:
+    """Uniform [0, 1) numbers of this tensor's shape, dtype and device (unless given)."""
+    return Tensor.rand(*self.shape, device=device or self.device, dtype=dtype or self.dtype, **kwargs)
+
+  def randn_like(self, dtype=None, device=None, **kwargs) -> Tensor:
+    """Standard normal numbers of this tensor's shape, dtype and device (unless given)."""
+    return Tensor.randn(*self.shape, device=device or self.device, dtype=dtype or self.dtype, **kwargs)
+
   @staticmethod
   def randint(*shape, low=0, high=10, device=None, dtype=None, **kwargs) -> Tensor:
     if high <= low:
@@ -406,7 +425,7 @@ class Tensor(TensorNN):
       if self.numel() != 1:
         raise RuntimeError(f"backward() on a tensor of shape {self.shape} needs a gradient argument")
       gradient = Tensor.ones(self.shape, device=self.device, dtype=self.dtype)
-    targets = [t for t in list(_grad_tensors) if t.requires_grad]
+    targets = [t for t in list(_grad_tensors.values()) if t.requires_grad]
     node_ids = {id(n) for n in self.lazydata.toposort()}
     targets = [t for t in targets if id(t.lazydata) in node_ids]
     if not targets:
@@ -424,7 +443,7 @@ class Tensor(TensorNN):
   def requires_grad_(self, requires_grad: bool = True) -> Tensor:
     self.requires_grad = requires_grad
     if requires_grad:
-      _grad_tensors.add(self)
+      _grad_tensors[id(self)] = self
     return self
 
   # ---- broadcasting and elementwise ---------------------------------------------------------------------------
@@ -530,9 +549,13 @@ class Tensor(TensorNN):
   def mod(self, y, reverse=False) -> Tensor:
     """Python/numpy modulo: the result has the sign of the divisor."""
     a, b = self._broadcasted(y, reverse)
+    if a.dtype in (dtypes.float16, dtypes.bfloat16):
+      return (a.float() - _floordiv(a.float(), b.float()) * b.float()).cast(a.dtype)
     return a - _floordiv(a, b) * b
 
   def pow(self, y, reverse=False) -> Tensor:
+    """self ** y. Integer ** integer stays an integer (wrapping, as numpy); a negative integer exponent gives
+    trunc(1 / base ** -y), which is 0 unless the base is 1 or -1. Other types compute in float."""
     if not reverse and isinstance(y, (int, float)) and not isinstance(y, bool):
       if y == 2:
         return self * self
@@ -545,11 +568,10 @@ class Tensor(TensorNN):
       if y == -1:
         return self._to_float().reciprocal()
       if y == int(y) and self.dtype.is_int and y > 0:
-        out = self
-        for _ in range(int(y) - 1):
-          out = out * self
-        return out
+        return _int_pow_const(self, int(y))
     a, b = self._broadcasted(y, reverse)
+    if a.dtype.is_int:
+      return _int_pow(a, b)
     a, b = a._to_float(), b._to_float()
     # |a|^b through exp2/log2, with the sign of a for integral b; 0^b and negative bases handled explicitly
     mag = (b * a.abs().log2()).exp2()
@@ -598,11 +620,14 @@ class Tensor(TensorNN):
   def __gt__(self, y):
     return self._cmp(Ops.CMPLT, y, True)
 
+  # with floats a NaN is neither less, greater nor equal, so a <= b is (a < b) | (a == b), not !(b < a)
   def __le__(self, y):
-    return self._cmp(Ops.CMPLT, y, True).logical_not()
+    a, b = self._broadcasted(y)
+    return a._cmp(Ops.CMPLT, b) | a._cmp(Ops.CMPEQ, b) if a.dtype.is_float else b._cmp(Ops.CMPLT, a).logical_not()
 
   def __ge__(self, y):
-    return self._cmp(Ops.CMPLT, y).logical_not()
+    a, b = self._broadcasted(y)
+    return b._cmp(Ops.CMPLT, a) | a._cmp(Ops.CMPEQ, b) if a.dtype.is_float else a._cmp(Ops.CMPLT, b).logical_not()
 
   def __eq__(self, y):  # type: ignore[override]
     return self._cmp(Ops.CMPEQ, y)
@@ -716,8 +741,10 @@ class Tensor(TensorNN):
     return (self < 0).where(-self, self)
 
   def sign(self) -> Tensor:
+    """-1, 0 or 1 by the sign of each element; NaN stays NaN (as numpy and torch)."""
     zero = self.zeros_like()
-    return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) + zero
+    out = (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) + zero
+    return self.isnan().where(self, out) if self.dtype.is_float else out
 
   def isnan(self) -> Tensor:
     return self != self
@@ -971,7 +998,7 @@ class Tensor(TensorNN):
         raise ValueError(f"cannot reshape {self.shape} ({self.numel()} elements) to {shape}")
       shape = tuple(self.numel() // known if s == -1 else s for s in shape)
     shape = tuple(self.shape[i] if s is None else s for i, s in enumerate(shape))
-    return self._derive(g.reshape(self.lazydata, shape))
+    return self._derive(_reshape_node(self.lazydata, shape))
 
   def view(self, *shape) -> Tensor:
     return self.reshape(*shape)
@@ -1160,15 +1187,27 @@ def _base(node: Node) -> Node:
   return node
 
 
+def _reshape_node(node: Node, shape: tuple[int, ...]) -> Node:
+  """graph.reshape, except that a reshape of a RESHAPE node stays a chain: collapsing it would drop that node (maybe
+  a leaf tensor's own node) from the graph, and autograd finds the tensors it differentiates by node identity."""
+  out = g.reshape(node, shape)
+  if out is node or node.op is not Ops.RESHAPE:
+    return out
+  return Node(Ops.RESHAPE, node.dtype, (node,), out.shape, out.shape, node.device)
+
+
 def _fresh(t: Tensor, requires_grad) -> Tensor:
   out = Tensor(t.lazydata)
   out.requires_grad = requires_grad
   if requires_grad:
-    _grad_tensors.add(out)
+    _grad_tensors[id(out)] = out
   return out
 
 
 def _floordiv(a: Tensor, b: Tensor) -> Tensor:
+  if a.dtype in (dtypes.float16, dtypes.bfloat16):
+    # a quotient rounded to 16 bits can round up to the next integer (4.998 -> 5.0); floor it in float32
+    return _floordiv(a.float(), b.float()).cast(a.dtype)
   if a.dtype.is_float:
     return (a / b).floor()
   q = a._alu(Ops.IDIV, b)
@@ -1177,6 +1216,35 @@ def _floordiv(a: Tensor, b: Tensor) -> Tensor:
   # C division truncates; floor division steps down when the signs differ and there is a remainder
   adjust = ((q * b) != a) & ((a < 0) != (b < 0))
   return adjust.where(q - 1, q)
+
+
+def _int_pow_const(base: Tensor, exponent: int) -> Tensor:
+  """base ** exponent for an integer tensor and a Python int > 0: square and multiply over the exponent's bits."""
+  out, power = None, base
+  while exponent:
+    if exponent & 1:
+      out = power if out is None else out * power
+    exponent >>= 1
+    if exponent:
+      power = power * power
+  return out
+
+
+def _int_pow(base: Tensor, exponent: Tensor) -> Tensor:
+  """base ** exponent for integer tensors of one type and shape, square and multiply over every bit of the
+  exponent's type (products wrap, as numpy's do); a negative exponent gives trunc(1 / base ** -exponent)."""
+  out, power = base.ones_like(), base
+  value_bits = exponent.dtype.bits - (0 if exponent.dtype.is_unsigned else 1)
+  for bit in range(value_bits):
+    set_bit = ((exponent >> bit) & 1) != 0
+    out = set_bit.where(out * power, out)
+    if bit + 1 < value_bits:
+      power = power * power
+  if exponent.dtype.is_unsigned:
+    return out
+  odd = (exponent & 1) != 0
+  negative_case = (base == 1).where(1, ((base == -1) & odd).where(-1, (base == -1).where(1, 0))).cast(base.dtype)
+  return (exponent < 0).where(negative_case, out)
 
 
 def _broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
