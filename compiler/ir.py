@@ -154,7 +154,8 @@ class Node:
     raise AttributeError(f"IR nodes are frozen; cannot set {name}")
 
   def __repr__(self) -> str:
-    return f"<{self.op.name} {self.dtype.name}{list(self.shape)} arg={self.arg!r} src={len(self.src)}>"
+    dtype = getattr(self.dtype, "name", repr(self.dtype))
+    return f"<{self.op.name} {dtype}{list(self.shape)} arg={self.arg!r} src={len(self.src)}>"
 
   @property
   def size(self) -> int:

@@ -53,6 +53,8 @@ class View:
     mask = None
     if self.mask is not None:
       mask = tuple((max(0, mlo - lo), max(0, min(hi, mhi) - lo)) for (lo, hi), (mlo, mhi) in zip(arg, self.mask))
+      if any(m[0] >= m[1] for m in mask):  # nothing valid: one canonical empty mask
+        mask = tuple((0, 0) for _ in mask)
     shape = tuple(hi - lo for lo, hi in arg)
     if mask is not None and all(m == (0, s) for m, s in zip(mask, shape)):
       mask = None
@@ -93,7 +95,7 @@ class View:
     if [s for s in self.shape if s != 1] != [s for s in shape if s != 1]:
       return None
     kept = [(st, m) for s, st, m in zip(self.shape, self.strides, self.mask) if s != 1]
-    if any(m == (0, 0) for s, m in zip(self.shape, self.mask) if s == 1):
+    if any(m[0] >= m[1] for s, m in zip(self.shape, self.mask) if s == 1):
       return None  # an entirely masked-out size-1 axis must stay
     strides, mask, it = [], [], iter(kept)
     for s in shape:

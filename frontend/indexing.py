@@ -42,7 +42,7 @@ def _normalize(t, index) -> list:
       out.extend([slice(None)] * (t.ndim - consumed))
     else:
       out.append(i)
-  if Ellipsis not in index:
+  if not any(i is Ellipsis for i in index):
     out.extend([slice(None)] * (t.ndim - consumed))
   return out
 

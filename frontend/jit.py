@@ -60,6 +60,10 @@ class TinyJit:
         outs[0].realize(*outs[1:])
     finally:
       self.captured, realize._capture = realize._capture, None
+    if len({id(b) for b in buffers}) != len(buffers):
+      realize._capture = None
+      raise JitError("TinyJit: the same tensor was passed as two inputs while capturing; replay could not tell them "
+                     "apart. Pass distinct tensors (e.g. t and t.clone()).")
     self.signature = [(t.shape, t.dtype) for t in inputs]
     self.input_slots = []
     for buf in buffers:
@@ -79,6 +83,6 @@ class TinyJit:
       for i, j in slots:
         self.captured[i].bufs[j] = buf
     for item in self.captured:
-      item.run()
+      realize.run_exec(item)
     self.launches += len(self.captured)
     return self.ret

@@ -99,12 +99,17 @@ def run_item(item: ScheduleItem) -> None:
   out_buf = _output_buffer(out, device)
   bufs = [out_buf] + [buffer_of(n) for n in item.bufs[1:]]
   exe = ExecItem(program, bufs, program.info.name, program.info)
-  elapsed = exe.run()
+  run_exec(exe)
   realized[out] = out_buf
-  STATS["kernels"] += 1
-  STATS["time"] += elapsed
   if _capture is not None:
     _capture.append(exe)
+
+
+def run_exec(exe: ExecItem) -> None:
+  """Runs one kernel launch, counting it in STATS and printing it at DEBUG>=2 (JIT replay comes through here too)."""
+  elapsed = exe.run()
+  STATS["kernels"] += 1
+  STATS["time"] += elapsed
   if getenv("DEBUG") >= 2:
     _print_kernel_line(exe, elapsed)
 

@@ -1,0 +1,225 @@
+"""TinyJit (frontend/jit.py): call 1 runs eagerly, call 2 captures the kernel launches, calls 3+ replay exactly the
+captured launches with the new inputs' buffers swapped in, without scheduling or compiling the function's graph.
+Results are compared with eager runs and numpy on fresh inputs at every call.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from compiler.dtypes import dtypes
+from frontend import realize
+from frontend.jit import JitError, TinyJit
+from frontend.tensor import Tensor
+
+
+@pytest.fixture
+def rng(request):
+  return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+
+
+def arrays(rng, *shape):
+  return rng.uniform(-2, 2, size=shape).astype(np.float32)
+
+
+def multi_kernel(a: Tensor, b: Tensor) -> Tensor:
+  """A function that launches several dependent kernels."""
+  rows = (a * b).sum(1)
+  scaled = (a + rows.reshape(-1, 1)).exp2()
+  return scaled.max(1) + a.sum(1)
+
+
+def multi_kernel_np(a, b):
+  rows = (a * b).sum(1)
+  return np.exp2(a + rows.reshape(-1, 1)).max(1) + a.sum(1)
+
+
+class SchedulerSpy:
+  """Stands in for frontend.realize.Scheduler and records what each schedule() call was asked for and produced."""
+
+  def __init__(self, real):
+    self.real = real
+    self.calls: list[tuple[list, list]] = []
+
+  def __call__(self, is_realized):
+    spy = self
+    sched = self.real(is_realized)
+    schedule = sched.schedule
+
+    def recording(targets):
+      items = schedule(targets)
+      spy.calls.append((list(targets), list(items)))
+      return items
+    sched.schedule = recording
+    return sched
+
+
+def eager_kernel_count(rng) -> int:
+  before = realize.STATS["kernels"]
+  multi_kernel(Tensor(arrays(rng, 4, 8)), Tensor(arrays(rng, 4, 8))).realize()
+  return realize.STATS["kernels"] - before
+
+
+def test_capture_then_replay(rng, monkeypatch):
+  n_kernels = eager_kernel_count(rng)
+  assert n_kernels >= 2
+  jit = TinyJit(multi_kernel)
+  for call in range(6):
+    a, b = arrays(rng, 4, 8), arrays(rng, 4, 8)
+    compiles, cache_size = realize.STATS["compiles"], len(realize.kernel_cache)
+    spy = SchedulerSpy(realize.Scheduler)
+    if call >= 2:
+      monkeypatch.setattr(realize, "Scheduler", spy)
+    inputs = [Tensor(a), Tensor(b)]
+    input_nodes = [t.lazydata for t in inputs]
+    out = jit(*inputs)
+    monkeypatch.setattr(realize, "Scheduler", spy.real)
+    got = out.numpy().copy()
+    np.testing.assert_allclose(got, multi_kernel_np(a, b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got, multi_kernel(Tensor(a), Tensor(b)).numpy())  # the same kernels as eager
+    if call == 0:
+      assert jit.captured == [] and jit.launches == 0
+    elif call == 1:
+      assert len(jit.captured) == n_kernels and jit.launches == 0
+    else:
+      assert jit.launches == (call - 1) * n_kernels
+      assert realize.STATS["compiles"] == compiles and len(realize.kernel_cache) == cache_size
+      for targets, items in spy.calls:  # only the inputs are realized (a no-op for buffers): no kernels scheduled
+        assert all(any(t is n for n in input_nodes) for t in targets)
+        assert all(item.kind == "alias" for item in items), [item.kind for item in items]
+
+
+def test_replay_launches_the_captured_list(rng, monkeypatch):
+  jit = TinyJit(multi_kernel)
+  for _ in range(2):
+    jit(Tensor(arrays(rng, 4, 8)), Tensor(arrays(rng, 4, 8)))
+  captured = list(jit.captured)
+  ran = []
+  real_run = realize.ExecItem.run
+
+  def recording_run(item):
+    ran.append(item)
+    return real_run(item)
+  monkeypatch.setattr(realize.ExecItem, "run", recording_run)
+  for _ in range(2):
+    ran.clear()
+    a, b = arrays(rng, 4, 8), arrays(rng, 4, 8)
+    out = jit(Tensor(a), Tensor(b))
+    np.testing.assert_allclose(out.numpy(), multi_kernel_np(a, b), rtol=1e-5, atol=1e-5)
+    assert len(ran) == len(captured)
+    assert all(r is c for r, c in zip(ran, captured))
+
+
+def test_view_inputs_are_copied_per_call(rng):
+  jit = TinyJit(lambda x: (x * 2 + 1).sum(0))
+  for _ in range(4):
+    a = arrays(rng, 5, 3)
+    out = jit(Tensor(a).permute(1, 0))
+    np.testing.assert_allclose(out.numpy(), (a.T * 2 + 1).sum(0), rtol=1e-5, atol=1e-5)
+
+
+def test_changed_shape_raises(rng):
+  jit = TinyJit(lambda x, y: (x * y).sum(1))
+  for _ in range(3):
+    jit(Tensor(arrays(rng, 4, 8)), Tensor(arrays(rng, 4, 8)))
+  with pytest.raises(JitError) as info:
+    jit(Tensor(arrays(rng, 5, 8)), Tensor(arrays(rng, 5, 8)))
+  message = str(info.value)
+  assert "(4, 8)" in message and "(5, 8)" in message
+  assert "<lambda>" in message
+
+
+def test_changed_dtype_raises(rng):
+  jit = TinyJit(lambda x: (x + 1).sum(1))
+  for _ in range(2):
+    jit(Tensor(arrays(rng, 4, 8)))
+  with pytest.raises(JitError) as info:
+    jit(Tensor(arrays(rng, 4, 8), dtype=dtypes.int32))
+  message = str(info.value)
+  assert "float32" in message and "int32" in message
+
+
+def test_input_passed_twice_at_capture(rng):
+  """Replay could not tell two inputs apart that shared one buffer at capture, so capture refuses."""
+  jit = TinyJit(lambda a, b: a * 2 + b)
+  t = Tensor(arrays(rng, 3, 4))
+  jit(t, t)
+  with pytest.raises(JitError, match="same tensor was passed as two inputs"):
+    jit(t, t)
+
+
+# ---- a small training step --------------------------------------------------------------------------------------
+
+LR = 0.1
+
+
+def _sgd_reference(w, b, batches):
+  for x, y in batches:
+    d = 2 * (x @ w.T + b - y) / y.size
+    w, b = w - LR * (d.T @ x), b - LR * d.sum(0)
+  return w, b
+
+
+def _batches(rng, n=5):
+  return [(arrays(rng, 6, 8), arrays(rng, 6, 4)) for _ in range(n)]
+
+
+def functional_step(w: Tensor, b: Tensor, x: Tensor, y: Tensor):
+  """Linear layer + MSE + SGD, weights in and out."""
+  w.requires_grad_()
+  b.requires_grad_()
+  loss = ((x @ w.T + b - y) ** 2).mean()
+  loss.backward()
+  new_w = (w.detach() - LR * w.grad).realize()
+  new_b = (b.detach() - LR * b.grad).realize()
+  return new_w, new_b
+
+
+def test_training_step_matches_eager(rng):
+  w0, b0, batches = arrays(rng, 4, 8), arrays(rng, 4), _batches(rng)
+  jit = TinyJit(functional_step)
+  we, be, wj, bj = w0, b0, w0, b0
+  for x, y in batches:
+    nw, nb = functional_step(Tensor(we), Tensor(be), Tensor(x), Tensor(y))
+    we, be = nw.numpy(), nb.numpy()
+    nw, nb = jit(Tensor(wj), Tensor(bj), Tensor(x), Tensor(y))
+    wj, bj = nw.numpy(), nb.numpy()
+  assert jit.launches > 0
+  np.testing.assert_allclose(wj, we, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(bj, be, rtol=1e-6, atol=1e-7)
+  w_ref, b_ref = _sgd_reference(w0, b0, batches)
+  np.testing.assert_allclose(we, w_ref, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(be, b_ref, rtol=1e-4, atol=1e-5)
+
+
+class LinearSGD:
+  """nn.Linear-shaped model updated in place with assign."""
+
+  def __init__(self, w: np.ndarray, b: np.ndarray):
+    self.weight = Tensor(w.copy(), requires_grad=True)
+    self.bias = Tensor(b.copy(), requires_grad=True)
+
+  def step(self, x: Tensor, y: Tensor) -> Tensor:
+    loss = ((x.linear(self.weight.transpose(), self.bias) - y) ** 2).mean()
+    self.weight.grad = self.bias.grad = None
+    loss.backward()
+    for p in (self.weight, self.bias):
+      p.assign(p.detach() - LR * p.grad)
+    return loss.realize(self.weight, self.bias)
+
+
+def test_training_step_with_assign_matches_eager(rng):
+  w0, b0, batches = arrays(rng, 4, 8), arrays(rng, 4), _batches(rng)
+  eager, jitted = LinearSGD(w0, b0), LinearSGD(w0, b0)
+  jit = TinyJit(jitted.step)
+  for x, y in batches:
+    eager.step(Tensor(x), Tensor(y))
+    jit(Tensor(x), Tensor(y))
+  assert jit.launches > 0
+  np.testing.assert_allclose(jitted.weight.numpy(), eager.weight.numpy(), rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(jitted.bias.numpy(), eager.bias.numpy(), rtol=1e-6, atol=1e-7)
+  w_ref, b_ref = _sgd_reference(w0, b0, batches)
+  np.testing.assert_allclose(eager.weight.numpy(), w_ref, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(eager.bias.numpy(), b_ref, rtol=1e-4, atol=1e-5)
