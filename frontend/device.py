@@ -59,6 +59,14 @@ class Buffer:
     Device[self.device].allocator.copyout(out, self.mem)
     return out.view(self.dtype.np)
 
+  def __del__(self):
+    mem, self._mem = self._mem, None
+    if mem is not None:
+      try:
+        Device[self.device].allocator.free(mem, self.nbytes)
+      except Exception:  # interpreter shutdown: the allocator may be gone already
+        pass
+
   def host_view(self) -> np.ndarray | None:
     """A read-only numpy view of the buffer without a copy, when the device's memory is host memory; else None.
     Later kernels that write this buffer (assign) show through the view, as with torch's .numpy()."""

@@ -109,7 +109,12 @@ def main(argv=None) -> int:
     if tg is not None:
       line += f" {t_tg * 1e3:9.2f}ms {t_tg / t_ours:6.2f}x"
     print(line + f"   ({flops / t_ours / 1e9:.1f} GFLOP/s ours)")
-  print("ratios > 1: Sovereign faster. tinygrad:", "not installed (pip install tinygrad)" if tg is None else tg.__version__)
+  if tg is None:
+    version = "not installed (pip install tinygrad; its CPU backend needs clang)"
+  else:
+    from importlib.metadata import version as pkg_version
+    version = pkg_version("tinygrad")
+  print("ratios > 1: Sovereign faster. tinygrad:", version)
   return 0
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -41,13 +42,34 @@ def cache_dir() -> str:
 
 
 class CPUAllocator:
-  """Host memory as numpy byte arrays, 64-byte aligned (one cache line, one 512-bit vector)."""
+  """Host memory as numpy byte arrays, 64-byte aligned (one cache line, one 512-bit vector).
+
+  Freed blocks are kept per size (up to CACHE_LIMIT bytes) and handed out again, so a training step or a benchmark
+  loop does not page-fault fresh memory on every call. A block that numpy views still reference is never reused."""
   host_memory = True  # buffers can be shared with numpy without copies
+  CACHE_LIMIT = 1 << 30
+
+  def __init__(self):
+    self.cache: dict[int, list[np.ndarray]] = {}
+    self.cached_bytes = 0
 
   def alloc(self, nbytes: int) -> np.ndarray:
+    free = self.cache.get(nbytes)
+    if free:
+      self.cached_bytes -= nbytes
+      return free.pop()
     raw = np.empty(nbytes + 64, np.uint8)
     start = (-raw.ctypes.data) % 64
     return raw[start:start + nbytes]
+
+  def free(self, mem: np.ndarray, nbytes: int) -> None:
+    # mem is a slice of an owning array; numpy views of mem point at that owner. References expected: to mem, the
+    # caller's local, this parameter and getrefcount's argument; to the owner, mem's base and getrefcount's argument.
+    # Anything more is a live numpy view (e.g. from Tensor.numpy()), and the block must not be reused.
+    if sys.getrefcount(mem) > 3 or sys.getrefcount(mem.base) > 2 or self.cached_bytes + nbytes > self.CACHE_LIMIT:
+      return
+    self.cache.setdefault(nbytes, []).append(mem)
+    self.cached_bytes += nbytes
 
   def copyin(self, dst: np.ndarray, src: np.ndarray) -> None:
     np.copyto(dst, src)
