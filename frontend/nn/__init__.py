@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from compiler.dtypes import dtypes
 from frontend.tensor import Tensor
 
 
@@ -57,7 +58,7 @@ class BatchNorm:
     if track_running_stats:
       self.running_mean = Tensor.zeros(num_features, requires_grad=False)
       self.running_var = Tensor.ones(num_features, requires_grad=False)
-      self.num_batches_tracked = Tensor.zeros(1, requires_grad=False)
+      self.num_batches_tracked = Tensor.zeros(1, dtype=dtypes.int32, requires_grad=False)
 
   def __call__(self, x: Tensor) -> Tensor:
     axes = tuple(a for a in range(x.ndim) if a != 1)
@@ -125,7 +126,17 @@ class Embedding:
     self.weight = Tensor.glorot_uniform(vocab_size, embed_size)
 
   def __call__(self, idx: Tensor) -> Tensor:
-    return self.weight[idx]
+    """Rows of the table for integer indices of any shape: idx (...) -> (..., embed_size). A one-hot contraction over
+    the vocabulary (one fused reduce kernel); its gradient lands in the rows that were used.
+
+    Raises:
+      TypeError: float indices.
+    """
+    if idx.dtype.is_float:
+      raise TypeError(f"Embedding needs integer indices, got {idx.dtype.name}")
+    vocab = Tensor.arange(self.vocab_size, device=self.weight.device).reshape(self.vocab_size, 1)
+    hit = idx.reshape(*idx.shape, 1, 1) == vocab
+    return hit.where(self.weight, 0).sum(-2)
 
 
 __all__ = ["Linear", "Conv2d", "ConvTranspose2d", "BatchNorm", "BatchNorm2d", "LayerNorm", "RMSNorm", "GroupNorm",
