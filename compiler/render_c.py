@@ -158,7 +158,7 @@ class _Statement:
         return f"({srcs[0]} {'|' if op is Ops.ADD else '&'} {srcs[1]})"
       return _wrap(f"({srcs[0]} {_INFIX[op]} {srcs[1]})", d)
     if op is Ops.NEG:
-      return f"(!{srcs[0]})" if d.is_bool else _wrap(f"(-{srcs[0]})", d)
+      return f"(!{srcs[0]})" if d.is_bool else _wrap(f"(-({srcs[0]}))", d)
     if op is Ops.NOT:
       return f"(!{srcs[0]})" if d.is_bool else _wrap(f"(~{srcs[0]})", d)
     if op is Ops.RECIP:
@@ -177,7 +177,7 @@ class _Statement:
         return f"({srcs[0]} {sym_} {srcs[1]})"
       # guards: x/0 -> 0 (numpy's result), INT_MIN / -1 wraps instead of trapping
       guard = f"({srcs[1]} == 0 ? 0 : " + (f"{srcs[1]} == -1 ? " if not d.is_unsigned else "")
-      minus = (f"({'-' if op is Ops.IDIV else '0*'}{srcs[0]}) : " if not d.is_unsigned else "")
+      minus = (f"({'-' if op is Ops.IDIV else '0*'}({srcs[0]})) : " if not d.is_unsigned else "")
       return _wrap(f"{guard}{minus}{srcs[0]} {sym_} {srcs[1]})", d)
     if op in (Ops.SHL, Ops.SHR):
       sym_ = "<<" if op is Ops.SHL else ">>"

@@ -4,6 +4,8 @@ Fusion rules, in the order they are applied while a kernel's AST is built from i
   - elementwise ops, casts and constants always fuse into whatever consumes them (recomputed per consumer);
   - movement ops (VIEW) compose into the views of the loads below them; a VIEW with a mask (pad) above a computed
     value stays a VIEW node, which gates the value to 0 outside the mask;
+  - inside a reduction, a computed value read REUSE_LIMIT or more times per element (a broadcast or overlapping
+    windows) is realized first, so it is computed once, not once per multiply-accumulate;
   - a REDUCE fuses into its consumer when the consumer reads it at the consumer's own index (an epilogue such as
     matmul + bias + relu) or broadcast along trailing axes only (softmax's `x / x.sum(-1)`), so lowering can compute
     it once per outer index; a REDUCE needed inside another REDUCE, or read through any other view, is realized;
@@ -18,12 +20,15 @@ from compiler.ir import ALU, MOVEMENT, Node, Ops, movement_tracker, verify
 from compiler.view import ShapeTracker
 
 
+REUSE_LIMIT = 4  # reads per element above which a computed value inside a reduction is realized, not recomputed
+
+
 @dataclasses.dataclass
 class ScheduleItem:
   """One unit of work: a kernel (ast is a SINK) or a copy (ast is None). bufs[0] is the output."""
   ast: Node | None
   bufs: list[Node]  # graph nodes whose buffers the kernel uses; PARAM i is bufs[i]
-  kind: str = "kernel"  # "kernel" | "copy" | "alias"
+  kind: str = "kernel"  # "kernel" | "copy" | "alias" | "empty"
 
 
 def _strip(node: Node) -> Node:
@@ -80,6 +85,9 @@ class Scheduler:
   # ---- realizing one node as a kernel output ----------------------------------------------------------------
   def realize(self, node: Node) -> None:
     if self.realized(node):
+      return
+    if node.size == 0 and node.op is not Ops.ASSIGN:
+      self._emit(ScheduleItem(None, [node], "empty"), node)  # nothing to compute: an empty buffer
       return
     inner = _strip(node)
     if inner is not node:
@@ -255,6 +263,12 @@ class _KernelBuilder:
       src = self.build(node.src[0], ShapeTracker.contiguous(node.src[0].shape), in_reduce=True)
       red = Node(Ops.REDUCE, node.dtype, (src,), node.arg, node.shape)
       return self._wrap_view(red, view)
+    if in_reduce and node.op in ALU | {Ops.CAST, Ops.BITCAST} and view.size >= REUSE_LIMIT * node.size and \
+       _has_alu(node, self.sched):
+      # a computed value that the reduction reads several times per element (through a broadcast or overlapping
+      # windows, as conv backward does): compute it once into a buffer instead of once per multiply-accumulate
+      self.sched.realize(node)
+      return self._load(node, view)
     if any(v.mask is not None for v in view.views) and not _identity(view):
       # a padded view of a computed value: compute the value in its own frame, then gate it (0 outside the mask)
       inner = self.build(node, ShapeTracker.contiguous(node.shape), in_reduce)
@@ -283,6 +297,20 @@ class _KernelBuilder:
     if _identity(view):
       return inner
     return Node(Ops.VIEW, inner.dtype, (inner,), view.with_src_shape(inner.shape), view.shape)
+
+
+def _has_alu(node: Node, sched: Scheduler) -> bool:
+  """node computes something beyond a cast of loaded values (at least one ALU op before reaching buffers)."""
+  stack, seen = [node], set()
+  while stack:
+    n = _strip(stack.pop())
+    if id(n) in seen or sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.REDUCE):
+      continue
+    seen.add(id(n))
+    if n.op in ALU:
+      return True
+    stack.extend(n.src)
+  return False
 
 
 def _identity(view: ShapeTracker) -> bool:

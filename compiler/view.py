@@ -268,7 +268,7 @@ def _merge(inner: View, outer: View) -> View | None:
   Sufficient condition: inner has no mask, and every axis of outer steps along exactly one axis of inner without
   carrying into the next one over its whole range (checked with the extreme coordinates).
   """
-  if inner.mask is not None:
+  if inner.mask is not None or 0 in inner.shape or 0 in outer.shape:
     return None
   contig = strides_for(inner.shape)
   coords = [0] * len(inner.shape)

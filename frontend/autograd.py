@@ -74,7 +74,22 @@ def _reduce_rule(node: Node, grad: Node) -> Node:
     mask = g.cast(g.alu(Ops.CMPEQ, x, out), grad.dtype)
     count = g.expand(g.reduce(mask, Ops.ADD, node.arg[1]), x.shape)
     return _mul(expanded, g.alu(Ops.FDIV, mask, count))
-  return _mul(expanded, g.alu(Ops.FDIV, out, x))  # d prod / dx_i = prod / x_i (x_i != 0)
+  return _mul(expanded, _prod_grad(node, x, out))
+
+
+def _prod_grad(node: Node, x: Node, out: Node) -> Node:
+  """d prod / dx_i, the product of the other elements: prod / x_i where x_i != 0; where x_i == 0, the product of the
+  nonzero elements if x_i is the only zero, else 0."""
+  axes = node.arg[1]
+  zero = g.const_like(x, 0)
+  one = g.const_like(x, 1)
+  is_zero = g.alu(Ops.CMPEQ, x, zero)
+  nonzero_prod = g.expand(g.reduce(g.alu(Ops.WHERE, is_zero, one, x), Ops.MUL, axes), x.shape)
+  zero_count = g.expand(g.reduce(g.cast(is_zero, x.dtype), Ops.ADD, axes), x.shape)
+  only_zero = g.alu(Ops.CMPEQ, zero_count, one)
+  at_zero = g.alu(Ops.WHERE, only_zero, nonzero_prod, zero)
+  safe_x = g.alu(Ops.WHERE, is_zero, one, x)
+  return g.alu(Ops.WHERE, is_zero, at_zero, g.alu(Ops.FDIV, out, safe_x))
 
 
 def _movement_rule(node: Node, grad: Node) -> tuple[Node | None, ...]:

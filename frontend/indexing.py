@@ -23,6 +23,8 @@ def _as_index_tensor(x, device, tensor_cls):
       raise TypeError(f"tensors used as indices must be integers, got {x.dtype.name}")
     return x
   arr = np.asarray(x)
+  if arr.size == 0 and not isinstance(x, np.ndarray):
+    arr = arr.astype(np.int32)  # numpy takes an empty list as an empty integer index
   if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
     raise TypeError(f"list indices must be integers, got {arr.dtype}")
   return tensor_cls(arr.astype(np.int32), device=device)

