@@ -21,20 +21,29 @@ PRELUDE = f"""#include <math.h>
 #include <string.h>
 typedef float vf32 __attribute__((vector_size({LANES * 4}), aligned(4)));
 typedef int vi32 __attribute__((vector_size({LANES * 4}), aligned(4)));
-static inline float _bf2f(unsigned short b) {{ unsigned int u = (unsigned int)b << 16; float f; memcpy(&f, &u, 4); return f; }}
+static inline float _bf2f(unsigned short b) {{
+  unsigned int u = (unsigned int)b << 16; float f; memcpy(&f, &u, 4); return f;
+}}
 static inline unsigned short _f2bf(float f) {{
   unsigned int u; memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u); /* quiet NaN */
   u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
   return (unsigned short)(u >> 16);
 }}
-static inline vf32 _vmax(vf32 a, vf32 b) {{ vi32 m = (a > b) | (a != a); return (vf32)(((vi32)a & m) | ((vi32)b & ~m)); }}
+static inline vf32 _vmax(vf32 a, vf32 b) {{
+  vi32 m = (a > b) | (a != a); return (vf32)(((vi32)a & m) | ((vi32)b & ~m));
+}}
 static inline float _hsum(vf32 a) {{ float s = 0.0f; for (int i = 0; i < {LANES}; i++) s += a[i]; return s; }}
-static inline float _hmax(vf32 a) {{ float s = a[0]; for (int i = 1; i < {LANES}; i++) s = (a[i] > s || a[i] != a[i]) ? a[i] : s; return s; }}
-static inline float _hprod(vf32 a) {{ float s = 1.0f; for (int i = 0; i < {LANES}; i++) s *= a[i]; return s; }}
+static inline float _hmax(vf32 a) {{
+  float s = a[0]; for (int i = 1; i < {LANES}; i++) s = (a[i] > s || a[i] != a[i]) ? a[i] : s; return s;
+}}
+static inline float _hprod(vf32 a) {{
+  float s = 1.0f; for (int i = 0; i < {LANES}; i++) s *= a[i]; return s;
+}}
 """
 
-PRELUDE += r"""/* 2^x as 2^round(x) * p(x - round(x)): p is the degree-7 Taylor polynomial of 2^f on [-0.5, 0.5] (relative
+PRELUDE += r"""/* 2^x as 2^round(x) * p(x - round(x)): p is the degree-7 Taylor polynomial of 2^f on [-0.5, 0.5]
+   (relative
    error < 2e-7); the power of two is applied in two halves so results down to 2^-149 stay exact; NaN passes. */
 #define _EXP2_POLY(f) (1.0f + f * (0.6931471805599453f + f * (0.2402265069591007f + f * (0.05550410866482158f + \
   f * (0.009618129107628477f + f * (0.0013333558146428443f + f * (0.00015403530393381606f + \

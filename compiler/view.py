@@ -45,7 +45,8 @@ class View:
     strides = tuple(0 if s != n else st for s, n, st in zip(self.shape, shape, self.strides))
     mask = None
     if self.mask is not None:
-      mask = tuple(m if s == n else ((0, n) if m[1] > m[0] else (0, 0)) for m, s, n in zip(self.mask, self.shape, shape))
+      mask = tuple(m if s == n else ((0, n) if m[1] > m[0] else (0, 0))
+                   for m, s, n in zip(self.mask, self.shape, shape))
     return View(tuple(shape), strides, self.offset, mask)
 
   def shrink(self, arg: tuple[tuple[int, int], ...]) -> View:

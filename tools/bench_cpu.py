@@ -103,7 +103,8 @@ def main(argv=None) -> int:
       tg_in = [tg.Tensor(a, device="CPU").realize() for a in inputs]
       t_tg = _median_time(lambda: ours_fn(tg_in).realize(), args.repeat)
     rows.append((name, t_ours, t_np, t_tg, flops))
-  print(f"{'case':<34} {'sovereign':>11} {'numpy':>11} {'vs numpy':>9}" + (f" {'tinygrad':>11} {'vs tg':>7}" if tg else ""))
+  header = f"{'case':<34} {'sovereign':>11} {'numpy':>11} {'vs numpy':>9}"
+  print(header + (f" {'tinygrad':>11} {'vs tg':>7}" if tg else ""))
   for name, t_ours, t_np, t_tg, flops in rows:
     line = f"{name:<34} {t_ours * 1e3:9.2f}ms {t_np * 1e3:9.2f}ms {t_np / t_ours:8.2f}x"
     if tg is not None:
