@@ -64,7 +64,6 @@ class Tensor(TensorNN):
   training: bool = False
   no_grad: bool = False
   _seed: int = 0
-  _rng_counter: int = 0
 
   def __init__(self, data, device: str | None = None, dtype=None, requires_grad: bool | None = None):
     device = Device.canonicalize(device)
@@ -334,15 +333,29 @@ class Tensor(TensorNN):
   @staticmethod
   def manual_seed(seed: int = 0) -> None:
     Tensor._seed = int(seed)
-    Tensor._rng_counter = 0
+    for counter in Tensor._rng_counters.values():
+      counter.assign(counter.zeros_like()).realize()
+
+  _rng_counters: dict = {}  # device -> uint32 Tensor of shape (1,): draws so far (mod 2^32)
+  _rng_index: dict = {}  # (n, device) -> uint32 arange(n), uploaded once
 
   @staticmethod
   def _random_bits(n: int, device) -> Tensor:
-    """n uniformly random uint32 values: threefry2x32(key=(seed, 0), counter=(index + offset, 0))."""
-    offset = Tensor._rng_counter
-    Tensor._rng_counter += n
-    lo = Tensor((np.arange(n, dtype=np.uint64) + offset).astype(np.uint32), device=device)
-    hi = Tensor(np.full(n, (offset >> 32) & 0xFFFFFFFF, np.uint32), device=device) if n else lo
+    """n uniformly random uint32 values: threefry2x32(key=(seed lo, seed hi), counter=(index + drawn, 0)).
+
+    The draw counter lives on the device and is advanced by a kernel, so a TinyJit replay draws fresh numbers, and
+    the sequence is the same as eager execution (and the same on every device)."""
+    counter = Tensor._rng_counters.get(device)
+    if counter is None:
+      counter = Tensor(np.zeros(1, np.uint32), device=device)
+      Tensor._rng_counters[device] = counter
+    index = Tensor._rng_index.get((n, device))
+    if index is None:
+      index = Tensor(np.arange(n, dtype=np.uint32), device=device)
+      Tensor._rng_index[(n, device)] = index
+    lo = (index + counter.expand(n)).contiguous().realize()  # reads the counter before it advances
+    counter.assign(counter + (n & 0xFFFFFFFF)).realize()
+    hi = index.zeros_like()
     key = (Tensor._seed & 0xFFFFFFFF, (Tensor._seed >> 32) & 0xFFFFFFFF)
     return _threefry2x32(lo, hi, key)
 
