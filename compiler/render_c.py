@@ -147,6 +147,14 @@ class _Statement:
       return self._per_lane(n)
     return self._alu(n)
 
+  def force_temp(self, n: Node, text: str) -> str:
+    """text evaluated into a named temporary before the statement (constants and variables stay inline)."""
+    if n.op in (Ops.CONST, Ops.RANGE, Ops.DEFACC) or text.isidentifier():
+      return text
+    name = self.r.fresh("t")
+    self.decls.append(f"{self.r.value_type(n)} {name} = {text};")
+    return name
+
   def _alu(self, n: Node) -> str:
     d = n.dtype
     vec = self.r.is_vector(n)
@@ -157,7 +165,10 @@ class _Statement:
     if op is Ops.BITCAST:
       return _bitcast(srcs[0], n.src[0].dtype, d)
     if op is Ops.WHERE:
-      return f"({srcs[0]} ? {srcs[1]} : {srcs[2]})"
+      # branches are evaluated into temporaries first: gcc 12.2 -O3 miscompiles if-converted `c ? p[i] : 0` loops
+      # (a select with a load inside; reproduced standalone), and evaluating both sides here is always safe
+      a, b = (self.force_temp(n.src[i], srcs[i]) for i in (1, 2))
+      return f"({srcs[0]} ? {a} : {b})"
     if op is Ops.MAX:
       if vec:
         return f"_vmax({_vec(srcs[0], n.src[0], self.r)}, {_vec(srcs[1], n.src[1], self.r)})"
@@ -201,15 +212,19 @@ class _Statement:
     if r.is_vector(idx):
       coeff, base = _lane_split(idx)
       if coeff == 1:
-        text = f"(*(const vf32*)({p} + {self.expr(base)}))"
-        return text if gate is None else f"({gate} ? {text} : (vf32){{0}})"
+        if gate is None:
+          return f"(*(const vf32*)({p} + {self.expr(base)}))"
+        value = self.force_temp(n, f"(*(const vf32*)({p} + ({gate} ? {self.expr(base)} : 0)))")
+        return f"({gate} ? {value} : (vf32){{0}})"
       return self._per_lane(n)
-    text = f"{p}[{self.expr(idx)}]"
-    if n.dtype == dtypes.bfloat16:
-      text = f"_bf2f({text})"
     if gate is None:
-      return text
-    return f"({gate} ? {text} : {c_literal(0, n.dtype)})"
+      text = f"{p}[{self.expr(idx)}]"
+      return f"_bf2f({text})" if n.dtype == dtypes.bfloat16 else text
+    # a gated load reads a valid address either way (index 0 when the gate is off), then selects: no load sits
+    # inside a conditional (see WHERE above)
+    text = f"{p}[{gate} ? {self.expr(idx)} : 0]"
+    value = self.force_temp(n, f"_bf2f({text})" if n.dtype == dtypes.bfloat16 else text)
+    return f"({gate} ? {value} : {c_literal(0, n.dtype)})"
 
   def _per_lane(self, n: Node) -> str:
     """A lane-dependent value built lane by lane: (vf32){f(lane=0), f(lane=1), ...}."""
@@ -217,7 +232,9 @@ class _Statement:
     for lane in range(LANES):
       mapping = {self.r.lane: sym.iconst(lane)}
       scalar = sym.substitute(n, mapping)
-      lanes.append(_Statement(self.r, [scalar]).expr(scalar))
+      sub = _Statement(self.r, [scalar])
+      lanes.append(sub.expr(scalar))
+      self.decls.extend(sub.decls)
     return "((vf32){" + ", ".join(lanes) + "})"
 
 

@@ -463,7 +463,7 @@ def test_where(shapes, dtype, seed):
 
 
 def test_where_rank3_select_from_buffer():
-  """gcc 12.2 -O3 with AVX miscompiled this if-converted select (the CPU runtime turns that pass off)."""
+  """gcc 12.2 -O3 with AVX miscompiles `c ? p[i] : 0` in this loop; the C renderer loads into a temporary first."""
   rng = np.random.default_rng(0)
   x = rng.uniform(-3, 3, (2, 3, 4)).astype(np.float32)
   w = rng.standard_normal((2, 3, 4)).astype(np.float32)

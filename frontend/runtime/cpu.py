@@ -23,10 +23,7 @@ from compiler.lower import KernelInfo
 from compiler.render_c import render
 from frontend.device import DeviceUnavailable
 
-# -fno-tree-loop-if-convert: gcc 12.2 at -O3 with AVX miscompiles some if-converted `c ? load : 0` loops (a select
-# drops elements; reproduced standalone, fine at -O2), so that pass is off.
-FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fwrapv", "-fno-strict-aliasing",
-         "-fno-tree-loop-if-convert", "-w"]
+FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fwrapv", "-fno-strict-aliasing", "-w"]
 MIN_WORK_PER_THREAD = 1 << 15  # element-ops below which a kernel runs on one thread
 
 
