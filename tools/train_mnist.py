@@ -76,18 +76,17 @@ def check_packages(dataset: str) -> None:
 class MnistCnn:
   """A small CNN for 1x28x28 digits: two 5x5 convolutions, batch norm, 2x2 max pools, then a linear layer.
 
-    (N,1,28,28) conv5 -> (N,8,24,24) relu, pool -> (N,8,12,12) conv5 -> (N,16,8,8) batchnorm, relu, pool
-    -> (N,16,4,4) flatten -> (N,256) linear -> (N,10) logits
+    (N,1,28,28) conv5 -> (N,16,24,24) relu, pool -> (N,16,12,12) conv5 -> (N,32,8,8) batchnorm, relu, pool
+    -> (N,32,4,4) flatten -> (N,512) linear -> (N,10) logits
 
-  Sized for the CPU backend: one epoch of MNIST (937 steps of 64) reaches about 98.4% test accuracy in about three
-  minutes on 2 cores. With 12 and 24 channels it reaches 98.7% but takes 1.6x as long.
+  Channel counts are multiples of 16 so the convolutions vectorize over output channels on the CPU backend.
   """
 
   def __init__(self):
     self.layers = [
-      nn.Conv2d(1, 8, 5), Tensor.relu, Tensor.max_pool2d,
-      nn.Conv2d(8, 16, 5), nn.BatchNorm(16), Tensor.relu, Tensor.max_pool2d,
-      lambda x: x.flatten(1), nn.Linear(16 * 4 * 4, 10),
+      nn.Conv2d(1, 16, 5), Tensor.relu, Tensor.max_pool2d,
+      nn.Conv2d(16, 32, 5), nn.BatchNorm(32), Tensor.relu, Tensor.max_pool2d,
+      lambda x: x.flatten(1), nn.Linear(32 * 4 * 4, 10),
     ]
 
   def __call__(self, x: Tensor) -> Tensor:
