@@ -178,3 +178,14 @@ def check_grad(ours, theirs, inputs: list[np.ndarray], rng: np.random.Generator,
     assert t.grad is not None, f"input {i} got no gradient"
     assert t.grad.shape == t.shape, f"input {i}: gradient shape {t.grad.shape} != {t.shape}"
     assert_close(t.grad, tt.grad, dtype, scale=scale)
+
+
+@pytest.fixture
+def data(request):
+  """make(*shape) -> (fresh random array, a Tensor of it); seeded by the test's name, so runs repeat."""
+  rng = np.random.default_rng(zlib.crc32(request.node.name.encode()))
+
+  def make(*shape):
+    x = rng.uniform(-2, 2, size=shape).astype(np.float32)
+    return x, Tensor(x)
+  return make

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import zlib
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from compiler.ir import print_ir
 from compiler.schedule import Scheduler
 from frontend import realize
 from frontend.runtime import cpu
-from frontend.tensor import Tensor
 
 
 @pytest.fixture
@@ -25,16 +23,6 @@ def cache(monkeypatch) -> dict:
   fresh: dict = {}
   monkeypatch.setattr(realize, "kernel_cache", fresh)
   return fresh
-
-
-@pytest.fixture
-def data(request):
-  rng = np.random.default_rng(zlib.crc32(request.node.name.encode()))
-
-  def make(*shape):
-    x = rng.uniform(-2, 2, size=shape).astype(np.float32)
-    return x, Tensor(x)
-  return make
 
 
 def compiles(*tensors) -> int:

@@ -7,7 +7,6 @@ contiguous() adds one.
 """
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import pytest
@@ -21,17 +20,6 @@ def kernels(*tensors: Tensor) -> int:
   before = realize.STATS["kernels"]
   tensors[0].realize(*tensors[1:])
   return realize.STATS["kernels"] - before
-
-
-@pytest.fixture
-def data(request):
-  """make(*shape) -> (fresh random array, a Tensor of it); seeded by the test's name, so runs repeat."""
-  rng = np.random.default_rng(zlib.crc32(request.node.name.encode()))
-
-  def make(*shape):
-    x = rng.uniform(-2, 2, size=shape).astype(np.float32)
-    return x, Tensor(x)
-  return make
 
 
 def test_sum_of_elementwise_is_one_kernel(data):

@@ -99,24 +99,22 @@ class MnistCnn:
 # arguments
 
 
-def _positive_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number >= 1") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"{value} is too small; give a whole number >= 1")
-  return value
+def _int_at_least(minimum: int):
+  """An argparse type: a whole number >= minimum, with an error naming the value otherwise."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number >= {minimum}") from None
+    if value < minimum:
+      what = "negative" if minimum == 0 else "too small"
+      raise argparse.ArgumentTypeError(f"{value} is {what}; give a whole number >= {minimum}")
+    return value
+  return parse
 
 
-def _non_negative_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number >= 0") from None
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"{value} is negative; give a whole number >= 0")
-  return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _positive_float(text: str) -> float:
