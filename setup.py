@@ -10,9 +10,9 @@ setup(
                                   "compiler", "compiler.*", "tools", "tools.*"]),
   install_requires=["numpy", "cffi", "pyelftools"],
   extras_require={
-    # torch is only a CPU reference for gradient tests; 2.13.0 is the CPU build these machines carry, and pinning it
+    # torch is only a CPU reference for gradient tests; 2.13.0+cpu is the CPU build these machines carry, and pinning it
     # keeps pip from resolving the registry's CUDA build (several GB of CUDA packages).
-    "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0"],
+    "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0+cpu"],
     "train": ["tqdm", "matplotlib", "safetensors", "scikit-learn"],
     "bench": ["tinygrad"],
   },
