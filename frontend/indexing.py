@@ -111,7 +111,7 @@ def getitem(t, index):
 
 def _advanced(x, advanced, tensor_cls, adjacent: bool):
   """Selects with integer index tensors on some axes (numpy semantics for where the new axes go)."""
-  from frontend.tensor import _broadcast_shape
+  from frontend.shapes import _broadcast_shape
   axes = [a for a, _ in advanced]
   bshape = _broadcast_shape(*[i.shape for _, i in advanced])
   nb = len(bshape)
@@ -167,7 +167,8 @@ def setitem(t, index, value) -> None:
 
 
 def gather(t, dim: int, index):
-  from frontend.tensor import Tensor, _normalize_axis
+  from frontend.shapes import _normalize_axis
+  from frontend.tensor import Tensor
   dim = _normalize_axis(dim, t.ndim)
   if index.ndim != t.ndim:
     raise ValueError(f"gather: index has {index.ndim} dims, input has {t.ndim}")
@@ -186,7 +187,8 @@ def gather(t, dim: int, index):
 def scatter(t, dim: int, index, src, reduce: str | None = None):
   """out = t with src written at index along dim; reduce None (duplicate targets add up, as torch leaves the
   winner undefined), 'add' or 'multiply'."""
-  from frontend.tensor import Tensor, _normalize_axis
+  from frontend.shapes import _normalize_axis
+  from frontend.tensor import Tensor
   if reduce not in (None, "add", "multiply"):
     raise ValueError(f"scatter reduce must be None, 'add' or 'multiply', got {reduce!r}")
   dim = _normalize_axis(dim, t.ndim)
