@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Iterable
 
 import numpy as np
 
@@ -182,8 +181,6 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
       return base.arg
     c = Node(Ops.CONTIGUOUS, node.dtype, (node,), None, node.shape, node.device)
     realize_nodes([c])
-    if node.op is not Ops.CONST:
-      realize_nodes([node]) if self.requires_grad is True else None
     return buffer_of(c)
 
   def numpy(self) -> np.ndarray:
@@ -491,7 +488,3 @@ def _threefry2x32(x0: Tensor, x1: Tensor, key: tuple[int, int]) -> Tensor:
     x0 = x0 + ks[(block + 1) % 3]
     x1 = x1 + ((ks[(block + 2) % 3] + block + 1) & 0xFFFFFFFF)
   return x0
-
-
-def _flatten_iter(xs: Iterable) -> list:
-  return list(xs)
