@@ -1,0 +1,223 @@
+"""NVDevice: one NVIDIA GPU driven from Python through nvidia.ko's device files only.
+
+Bring-up, top to bottom (each step needs the objects of the steps before it; FACTS.md names every struct):
+
+  /dev/nvidiactl      version check (refuse unknown layouts) -> root client (NV01_ROOT_CLIENT)
+  /dev/nvidia-uvm     UVM_INITIALIZE, UVM_MM_INITIALIZE
+  probe               GET_PROBED_IDS -> ATTACH_IDS -> GET_ID_INFO_V2 (device instance); CARD_INFO (minor number)
+  /dev/nvidiaN        open, REGISTER_FD with the ctl fd
+  RM objects          NV01_DEVICE_0 -> NV20_SUBDEVICE_0 -> class list (pick host/compute/copy/usermode classes)
+                      -> usermode doorbell page (mapped for the CPU) -> FERMI_VASPACE_A (externally owned,
+                      page faulting: UVM owns its page tables) -> GID (UUID) -> UVM_REGISTER_GPU, _GPU_VASPACE
+  channels            KEPLER_CHANNEL_GROUP_A (GR runlist) -> FERMI_CONTEXT_SHARE_A -> GPFIFO channels for
+                      compute and copy, each with its engine object, work-submit token and UVM registration
+                      -> GPFIFO_SCHEDULE (enable the group)
+  engine state        SET_OBJECT per subchannel, shared/local memory windows, local memory backing store
+
+After a fault the channel group is dead; `recover()` frees it and builds a fresh one in the same process.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+from nvdrv import rmapi
+from nvdrv.channel import Channel
+from nvdrv.memory import PAGE_2M, MemoryManager
+from nvdrv.pushbuf import SUBC_COMPUTE, SUBC_COPY, PushBuffer
+from nvdrv.rm import RMClient
+from nvdrv.rmapi import ffi
+from nvdrv.uvm import UVM
+
+def read_kmsg() -> list[str]:
+  """Every record in the kernel log ring, or [] when /dev/kmsg cannot be read."""
+  try:
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+  except OSError:
+    return []
+  lines = []
+  try:
+    while True:
+      try:
+        record = os.read(fd, 8192)
+      except BlockingIOError:
+        break
+      except BrokenPipeError:  # the record we were at was overwritten; the next read continues
+        continue
+      except OSError:
+        break
+      lines.append(record.decode(errors="replace").split(";", 1)[-1].strip())
+  finally:
+    os.close(fd)
+  return lines
+
+
+# Classes by generation, newest first: (name, gpfifo, compute, copy, usermode, qmd version, tested).
+# Numbers: sdk/nvidia/inc/class/cl{c56f,c6c0,c7c0,c6b5,c7b5,c9c0,c561,c86f,cbc0,c8b5,c661,c96f,cdc0,c9b5,c761}.h.
+GENERATIONS = (
+  ("Blackwell", 0xC96F, 0xCDC0, 0xC9B5, 0xC761, None, False),
+  ("Hopper", 0xC86F, 0xCBC0, 0xC8B5, 0xC661, "V03_00", True),
+  ("Ada", 0xC56F, 0xC9C0, 0xC7B5, 0xC561, "V03_00", False),
+  ("Ampere", 0xC56F, 0xC7C0, 0xC7B5, 0xC561, "V03_00", False),
+  ("Ampere", 0xC56F, 0xC6C0, 0xC6B5, 0xC561, "V03_00", False),
+)
+
+SHARED_WINDOW = 0x0000_7FFF_0000_0000 - (1 << 32)  # generic-address windows for shared and local memory; inside the
+LOCAL_WINDOW = 0x0000_7FFF_0000_0000 - (2 << 32)   # 47-bit user space, kept free by our PROT_NONE reservation below
+LOCAL_BYTES_PER_THREAD_MAX = 0x4000                # local memory reserved per thread (stack + spills)
+MAX_THREADS_PER_TPC = 2 * 2048                     # 2 SMs per TPC, 2048 resident threads each
+MAX_TPCS = 72                                      # upper bound used to size the local-memory backing store
+
+
+@dataclass(frozen=True)
+class GPUInfo:
+  """What bring-up learned about the GPU, derived once."""
+  name: str
+  gpu_id: int
+  minor: int
+  pci: str
+  gpfifo_class: int
+  compute_class: int
+  copy_class: int
+  usermode_class: int
+  qmd_version: str | None
+  tested: bool
+  driver_version: str
+
+
+class NVDevice:
+  """One GPU. `index` picks among the probed GPUs in RM's order.
+
+  Raises:
+    FileNotFoundError: no /dev/nvidiactl (no NVIDIA kernel module loaded).
+    UnsupportedDriver: a driver branch without declared layouts.
+    RuntimeError: the GPU's class list has no supported compute generation.
+  """
+
+  def __init__(self, index: int = 0, osif=None):
+    self.rm = RMClient(osif)
+    self.osif = self.rm.osif
+    self.uvm = UVM(self.osif)
+    gpu_id, instance = self._attach(index)
+    card = self._card_info(gpu_id)
+    self.dev_path = f"/dev/nvidia{card.minor_number}"
+    self.dev_fd = self.osif.open(self.dev_path)
+    register = ffi.new("nv_ioctl_register_fd_t *", {"ctl_fd": self.rm.ctl_fd})
+    self.osif.ioctl(self.dev_fd, rmapi.ioc_rw(rmapi.NV_ESC_REGISTER_FD, 4), register)
+    dev_params = ffi.new("NV0080_ALLOC_PARAMETERS *", {
+      "deviceId": instance, "hClientShare": self.rm.root,
+      "vaMode": rmapi.NV_DEVICE_ALLOCATION_VAMODE_MULTIPLE_VASPACES})
+    self.device = self.rm.alloc(self.rm.root, rmapi.NV01_DEVICE_0, dev_params)
+    self.subdevice = self.rm.alloc(self.device, rmapi.NV20_SUBDEVICE_0, ffi.new("NV2080_ALLOC_PARAMETERS *"))
+    pci = f"{card.pci_info.domain:04x}:{card.pci_info.bus:02x}:{card.pci_info.slot:02x}.{card.pci_info.function}"
+    self.info = self._choose_classes(gpu_id, card.minor_number, pci)
+    self._map_doorbell()
+    vaspace = ffi.new("NV_VASPACE_ALLOCATION_PARAMETERS *", {
+      "flags": rmapi.NV_VASPACE_ALLOCATION_FLAGS_ENABLE_PAGE_FAULTING
+      | rmapi.NV_VASPACE_ALLOCATION_FLAGS_IS_EXTERNALLY_OWNED, "vaBase": 0x1000})
+    self.vaspace = self.rm.alloc(self.device, rmapi.FERMI_VASPACE_A, vaspace)
+    self.uuid = self._uuid()
+    self.uvm.register_gpu(self.uuid, self.rm.ctl_fd, self.rm.root)
+    self.uvm.register_vaspace(self.uuid, self.rm.ctl_fd, self.rm.root, self.vaspace)
+    self.mem = MemoryManager(self)
+    self.local_memory = self.mem.alloc_device(LOCAL_BYTES_PER_THREAD_MAX * MAX_THREADS_PER_TPC * MAX_TPCS)
+    self._create_channels()
+
+  # ---- bring-up steps ----
+  def _attach(self, index: int) -> tuple[int, int]:
+    probed = self.rm.control(self.rm.root, rmapi.NV0000_CTRL_CMD_GPU_GET_PROBED_IDS,
+                             ffi.new("NV0000_CTRL_GPU_GET_PROBED_IDS_PARAMS *"), "GET_PROBED_IDS")
+    ids = [g for g in probed.gpuIds if g != rmapi.NV0000_CTRL_GPU_INVALID_ID]
+    if not 0 <= index < len(ids):
+      raise IndexError(f"NV device index {index} requested, but RM probed {len(ids)} GPU(s): "
+                       f"{', '.join(hex(g) for g in ids) or 'none'}")
+    attach = ffi.new("NV0000_CTRL_GPU_ATTACH_IDS_PARAMS *")
+    attach.gpuIds[0] = ids[index]
+    attach.gpuIds[1] = rmapi.NV0000_CTRL_GPU_INVALID_ID
+    self.rm.control(self.rm.root, rmapi.NV0000_CTRL_CMD_GPU_ATTACH_IDS, attach, "ATTACH_IDS")
+    info = ffi.new("NV0000_CTRL_GPU_GET_ID_INFO_V2_PARAMS *", {"gpuId": ids[index]})
+    self.rm.control(self.rm.root, rmapi.NV0000_CTRL_CMD_GPU_GET_ID_INFO_V2, info, "GET_ID_INFO_V2")
+    return ids[index], info.deviceInstance
+
+  def _card_info(self, gpu_id: int):
+    cards = ffi.new("nv_ioctl_card_info_t[32]")
+    self.osif.ioctl(self.rm.ctl_fd, rmapi.ioc_rw(rmapi.NV_ESC_CARD_INFO, ffi.sizeof(cards)), cards)
+    for card in cards:
+      if card.valid and card.gpu_id == gpu_id:
+        copy = ffi.new("nv_ioctl_card_info_t *")
+        ffi.memmove(copy, ffi.addressof(card), ffi.sizeof(copy[0]))  # the array dies with this frame
+        return copy
+    raise RuntimeError(f"NV_ESC_CARD_INFO lists no card with gpu id 0x{gpu_id:x}")
+
+  def _choose_classes(self, gpu_id: int, minor: int, pci: str) -> GPUInfo:
+    params = self.rm.control(self.device, rmapi.NV0080_CTRL_CMD_GPU_GET_CLASSLIST_V2,
+                             ffi.new("NV0080_CTRL_GPU_GET_CLASSLIST_V2_PARAMS *"), "GET_CLASSLIST_V2")
+    available = set(params.classList[0:params.numClasses])
+    for name, gpfifo, compute, copy, usermode, qmd, tested in GENERATIONS:
+      if {gpfifo, compute, copy, usermode} <= available:
+        return GPUInfo(name, gpu_id, minor, pci, gpfifo, compute, copy, usermode, qmd, tested, self.rm.version)
+    raise RuntimeError(f"no supported compute generation in this GPU's class list: "
+                       f"{', '.join(hex(c) for c in sorted(available))}")
+
+  def _map_doorbell(self) -> None:
+    params = ffi.new("NV_HOPPER_USERMODE_A_PARAMS *", {"bBar1Mapping": 1, "bPriv": 0})
+    self.usermode = self.rm.alloc(self.subdevice, self.info.usermode_class, params)
+    self.doorbell_cpu, self.doorbell_fd = self.rm.map_to_cpu(self.subdevice, self.usermode, 0x10000, self.dev_path)
+    self.doorbell = self.osif.view(self.doorbell_cpu + 0x90, 4)
+
+  def _uuid(self) -> bytes:
+    gid = ffi.new("NV2080_CTRL_GPU_GET_GID_INFO_PARAMS *",
+                  {"flags": rmapi.NV2080_GPU_CMD_GPU_GET_GID_FLAGS_FORMAT_BINARY})
+    self.rm.control(self.subdevice, rmapi.NV2080_CTRL_CMD_GPU_GET_GID_INFO, gid, "GET_GID_INFO")
+    if gid.length != 16:
+      raise RuntimeError(f"GPU UUID of {gid.length} bytes; UVM expects 16")
+    return bytes(gid.data[0:16])
+
+  def _create_channels(self) -> None:
+    tsg = ffi.new("NV_CHANNEL_GROUP_ALLOCATION_PARAMETERS *", {"engineType": rmapi.NV2080_ENGINE_TYPE_GRAPHICS})
+    self.tsg = self.rm.alloc(self.device, rmapi.KEPLER_CHANNEL_GROUP_A, tsg)
+    ctxshare = ffi.new("NV_CTXSHARE_ALLOCATION_PARAMETERS *", {
+      "hVASpace": self.vaspace, "flags": rmapi.NV_CTXSHARE_ALLOCATION_FLAGS_SUBCONTEXT_ASYNC})
+    self.ctxshare = self.rm.alloc(self.tsg, rmapi.FERMI_CONTEXT_SHARE_A, ctxshare)
+    self.gpfifo_area = self.mem.alloc_device(PAGE_2M, cpu_access=True, contiguous=True)
+    entries = 0x10000 // 8
+    self.compute = Channel(self, "compute", self.info.compute_class, SUBC_COMPUTE, entries, self.gpfifo_area, 0)
+    self.copy = Channel(self, "copy", self.info.copy_class, SUBC_COPY, entries, self.gpfifo_area, 0x20000)
+    schedule = ffi.new("NVA06C_CTRL_GPFIFO_SCHEDULE_PARAMS *", {"bEnable": 1})
+    self.rm.control(self.tsg, rmapi.NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, schedule, "GPFIFO_SCHEDULE")
+    setup = PushBuffer().set_object(SUBC_COMPUTE, self.info.compute_class)
+    setup.compute_windows(SHARED_WINDOW, LOCAL_WINDOW)
+    setup.compute_local_memory(self.local_memory.va, LOCAL_BYTES_PER_THREAD_MAX * MAX_THREADS_PER_TPC, 0xFF)
+    self.compute.wait(self.compute.submit(setup), timeout=5.0)
+    self.copy.wait(self.copy.submit(PushBuffer().set_object(SUBC_COPY, self.info.copy_class)), timeout=5.0)
+
+  # ---- runtime ----
+  def ring_doorbell(self, token: int) -> None:
+    self.doorbell[:] = struct.pack("<I", token)
+
+  def fault_detail(self) -> str:
+    """The kernel log's line for this process's newest Xid (engine, faulting address, fault type), when the log is
+    readable (/dev/kmsg needs root or CAP_SYSLOG); RM prints it a moment after it writes the notifier."""
+    for _ in range(5):
+      mine = [line for line in read_kmsg() if "Xid" in line and f"pid={os.getpid()}," in line]
+      if mine:
+        return mine[-1]
+      time.sleep(0.02)
+    return ""
+
+  def synchronize(self, timeout: float = 10.0) -> None:
+    self.compute.synchronize(timeout)
+    self.copy.synchronize(timeout)
+
+  def describe(self) -> str:
+    i = self.info
+    return (f"NV {i.name} gpu_id=0x{i.gpu_id:x} pci={i.pci} driver={i.driver_version} compute=0x{i.compute_class:04x}"
+            f" copy=0x{i.copy_class:04x}{'' if i.tested else ' (untested generation)'}")
+
+  def close(self) -> None:
+    for fd in (self.doorbell_fd, self.dev_fd):
+      os.close(fd)
+    self.uvm.close()
+    self.rm.close()

@@ -1,0 +1,152 @@
+"""Queue Meta Data (QMD): the in-memory launch descriptor the compute engine reads for each grid.
+
+Field positions are bit ranges over the QMD as little-endian 32-bit words, NVIDIA's names verbatim:
+V03_00 from NVIDIA/open-gpu-doc classes/compute/clc6c0qmd.h (repeated in clcbc0qmd.h), V04_00 from clcbc0qmd.h
+(commit 5d957df1; table in nvdrv/FACTS.md 5.7). V03_00 is 256 bytes, V04_00 384 bytes; both are fetched from a
+256-byte aligned address. Which of the two HOPPER_COMPUTE_A accepts on 580.x was settled on the H100 (see
+`QMD_VERSION_FOR_CLASS` and FACTS.md).
+
+`Qmd.set(name, value)` refuses unknown names (listing close ones) and values wider than the field, so a QMD can
+never be silently wrong; `Qmd.fields()` decodes one back for DEBUG output and tests.
+"""
+from __future__ import annotations
+
+import difflib
+from array import array
+
+# name: (high bit, low bit)
+V03_00 = {
+  "OUTER_PUT": (30, 0), "QMD_GROUP_ID": (133, 128), "SM_GLOBAL_CACHING_ENABLE": (134, 134), "IS_QUEUE": (136, 136),
+  "INVALIDATE_TEXTURE_HEADER_CACHE": (186, 186), "INVALIDATE_SHADER_DATA_CACHE": (189, 189),
+  "INVALIDATE_SHADER_CONSTANT_CACHE": (191, 191), "PROGRAM_PREFETCH_ADDR_LOWER_SHIFTED": (287, 256),
+  "CWD_MEMBAR_TYPE": (369, 368), "API_VISIBLE_CALL_LIMIT": (378, 378), "SAMPLER_INDEX": (382, 382),
+  "CTA_RASTER_WIDTH": (415, 384), "CTA_RASTER_HEIGHT": (431, 416), "CTA_RASTER_DEPTH": (463, 448),
+  "SHARED_MEMORY_SIZE": (561, 544), "MIN_SM_CONFIG_SHARED_MEM_SIZE": (567, 562),
+  "MAX_SM_CONFIG_SHARED_MEM_SIZE": (574, 569), "QMD_VERSION": (579, 576), "QMD_MAJOR_VERSION": (583, 580),
+  "CTA_THREAD_DIMENSION0": (607, 592), "CTA_THREAD_DIMENSION1": (623, 608), "CTA_THREAD_DIMENSION2": (639, 624),
+  "CONSTANT_BUFFER_VALID(0)": (640, 640), "REGISTER_COUNT_V": (656, 648),
+  "TARGET_SM_CONFIG_SHARED_MEM_SIZE": (662, 657), "SHARED_ALLOCATION_ENABLE": (663, 663),
+  "SHADER_LOCAL_MEMORY_LOW_SIZE": (759, 736), "BARRIER_COUNT": (767, 763),
+  "RELEASE0_ADDRESS_LOWER": (799, 768), "RELEASE0_ADDRESS_UPPER": (807, 800), "RELEASE0_MEMBAR_TYPE": (819, 819),
+  "RELEASE0_ENABLE": (823, 823), "RELEASE0_STRUCTURE_SIZE": (831, 830), "RELEASE0_PAYLOAD_LOWER": (863, 832),
+  "RELEASE0_PAYLOAD_UPPER": (895, 864), "CONSTANT_BUFFER_ADDR_LOWER(0)": (1055, 1024),
+  "CONSTANT_BUFFER_ADDR_UPPER(0)": (1072, 1056), "CONSTANT_BUFFER_INVALIDATE(0)": (1074, 1074),
+  "CONSTANT_BUFFER_SIZE_SHIFTED4(0)": (1087, 1075), "PROGRAM_ADDRESS_LOWER": (1567, 1536),
+  "PROGRAM_ADDRESS_UPPER": (1584, 1568), "SHADER_LOCAL_MEMORY_HIGH_SIZE": (1623, 1600),
+  "PROGRAM_PREFETCH_ADDR_UPPER_SHIFTED": (1640, 1632), "PROGRAM_PREFETCH_SIZE": (1649, 1641),
+  "PROGRAM_PREFETCH_TYPE": (1651, 1650), "SASS_VERSION": (1663, 1656), "HW_ONLY_INNER_GET": (1854, 1824),
+}
+V04_00 = {
+  "QMD_GROUP_ID": (21, 16), "QMD_TYPE": (25, 23), "HW_ONLY_INNER_GET": (190, 160),
+  "RELEASE_ENABLE(0)": (320, 320), "RELEASE_STRUCTURE_SIZE(0)": (322, 321), "RELEASE_MEMBAR_TYPE(0)": (323, 323),
+  "RELEASE_PAYLOAD64B(0)": (332, 332), "CONSTANT_BUFFER_VALID(0)": (416, 416),
+  "CONSTANT_BUFFER_INVALIDATE(0)": (419, 419), "SHADER_LOCAL_MEMORY_LOW_SIZE": (535, 512),
+  "SASS_VERSION": (543, 536), "SHADER_LOCAL_MEMORY_HIGH_SIZE": (567, 544), "API_VISIBLE_CALL_LIMIT": (568, 568),
+  "SAMPLER_INDEX": (569, 569), "QMD_MINOR_VERSION": (579, 576), "QMD_MAJOR_VERSION": (583, 580),
+  "SHARED_MEMORY_SIZE": (601, 584), "INVALIDATE_TEXTURE_HEADER_CACHE": (602, 602),
+  "INVALIDATE_SHADER_DATA_CACHE": (605, 605), "INVALIDATE_SHADER_CONSTANT_CACHE": (607, 607),
+  "MIN_SM_CONFIG_SHARED_MEM_SIZE": (613, 608), "MAX_SM_CONFIG_SHARED_MEM_SIZE": (619, 614),
+  "TARGET_SM_CONFIG_SHARED_MEM_SIZE": (625, 620), "SHARED_ALLOCATION_ENABLE": (626, 626),
+  "RELEASE_SEMAPHORE0_ADDR_LOWER": (671, 640), "RELEASE_SEMAPHORE0_ADDR_UPPER": (696, 672),
+  "RELEASE_SEMAPHORE0_PAYLOAD_LOWER": (735, 704), "RELEASE_SEMAPHORE0_PAYLOAD_UPPER": (767, 736),
+  "GRID_WIDTH": (1055, 1024), "GRID_HEIGHT": (1071, 1056), "GRID_DEPTH": (1103, 1088),
+  "CWD_MEMBAR_TYPE": (1137, 1136), "CTA_THREAD_DIMENSION0": (1167, 1152), "CTA_THREAD_DIMENSION1": (1183, 1168),
+  "CTA_THREAD_DIMENSION2": (1199, 1184), "REGISTER_COUNT": (1208, 1200), "BARRIER_COUNT": (1215, 1211),
+  "PROGRAM_ADDRESS_LOWER": (1247, 1216), "PROGRAM_ADDRESS_UPPER": (1272, 1248),
+  "PROGRAM_PREFETCH_ADDR_LOWER_SHIFTED": (1375, 1344), "PROGRAM_PREFETCH_ADDR_UPPER_SHIFTED": (1392, 1376),
+  "PROGRAM_PREFETCH_SIZE": (1401, 1393), "PROGRAM_PREFETCH_TYPE": (1403, 1402),
+  "CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)": (1567, 1536), "CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)": (1586, 1568),
+  "CONSTANT_BUFFER_SIZE_SHIFTED4(0)": (1599, 1587), "GPC_CGA_WIDTH": (2149, 2144), "OUTER_PUT": (3038, 3008),
+}
+LAYOUTS = {"V03_00": (V03_00, 256), "V04_00": (V04_00, 384)}
+
+
+class Qmd:
+  """One QMD of `version` ("V03_00" or "V04_00"), all fields zero to start."""
+
+  def __init__(self, version: str):
+    if version not in LAYOUTS:
+      raise ValueError(f"unknown QMD version {version!r}; known: {', '.join(LAYOUTS)}")
+    self.version = version
+    self.layout, self.nbytes = LAYOUTS[version]
+    self.words = array("I", bytes(self.nbytes))
+
+  def _field(self, name: str) -> tuple[int, int]:
+    if name not in self.layout:
+      close = difflib.get_close_matches(name, self.layout, n=3)
+      raise KeyError(f"QMD {self.version} has no field {name!r}" + (f"; close: {', '.join(close)}" if close else ""))
+    return self.layout[name]
+
+  def set(self, name: str, value: int) -> Qmd:
+    hi, lo = self._field(name)
+    width = hi - lo + 1
+    if not 0 <= value < (1 << width):
+      raise ValueError(f"QMD {self.version} field {name} is {width} bits wide; {value} (0x{value:x}) does not fit")
+    for bit in range(width):  # fields never straddle more than two words; a bit loop keeps it obviously right
+      word, shift = divmod(lo + bit, 32)
+      self.words[word] = (self.words[word] & ~(1 << shift) & 0xFFFFFFFF) | (((value >> bit) & 1) << shift)
+    return self
+
+  def get(self, name: str) -> int:
+    hi, lo = self._field(name)
+    value = 0
+    for bit in range(hi - lo + 1):
+      word, shift = divmod(lo + bit, 32)
+      value |= ((self.words[word] >> shift) & 1) << bit
+    return value
+
+  def fields(self) -> dict[str, int]:
+    return {name: self.get(name) for name in self.layout if self.get(name)}
+
+  def tobytes(self) -> bytes:
+    return self.words.tobytes()
+
+
+def sm_config_shared_mem(nbytes: int) -> int:
+  """The SM_CONFIG_SHARED_MEM_SIZE encoding: 4 KiB units plus one (see FACTS.md section 10 for the source)."""
+  return nbytes // 4096 + 1
+
+
+def build(version: str, *, program: int, registers: int, grid: tuple[int, int, int], block: tuple[int, int, int],
+          shared_bytes: int, cbuf0: int, cbuf0_size: int, local_bytes: int, max_shared: int,
+          barriers: int = 1) -> Qmd:
+  """A QMD that runs the code at `program` over `grid` blocks of `block` threads, with constant bank 0 at `cbuf0`.
+
+  Args:
+    shared_bytes: static + dynamic shared memory per block; the SM is configured with the carve-out that fits it.
+    local_bytes: per-thread local memory (stack frame and spills), 16-byte aligned.
+    max_shared: the largest carve-out the SM supports (bytes).
+  """
+  q = Qmd(version)
+  carve = max(shared_bytes, 8 * 1024)
+  if version == "V03_00":
+    q.set("QMD_MAJOR_VERSION", 3).set("QMD_VERSION", 0)
+    q.set("CTA_RASTER_WIDTH", grid[0]).set("CTA_RASTER_HEIGHT", grid[1]).set("CTA_RASTER_DEPTH", grid[2])
+    q.set("REGISTER_COUNT_V", registers)
+    q.set("SM_GLOBAL_CACHING_ENABLE", 1)
+    q.set("CONSTANT_BUFFER_ADDR_LOWER(0)", cbuf0 & 0xFFFFFFFF).set("CONSTANT_BUFFER_ADDR_UPPER(0)", cbuf0 >> 32)
+  else:
+    q.set("QMD_MAJOR_VERSION", 4).set("QMD_MINOR_VERSION", 0)
+    q.set("GRID_WIDTH", grid[0]).set("GRID_HEIGHT", grid[1]).set("GRID_DEPTH", grid[2])
+    q.set("REGISTER_COUNT", registers)
+    if cbuf0 & 63:
+      raise ValueError(f"constant buffer at 0x{cbuf0:x}: QMD V04 stores it in 64-byte units, align it to 64")
+    q.set("CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)", (cbuf0 >> 6) & 0xFFFFFFFF)
+    q.set("CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)", cbuf0 >> 38)
+  q.set("QMD_GROUP_ID", 0x3F)
+  q.set("API_VISIBLE_CALL_LIMIT", 1).set("SAMPLER_INDEX", 1)  # NO_CHECK; INDEPENDENTLY
+  q.set("INVALIDATE_TEXTURE_HEADER_CACHE", 1).set("INVALIDATE_SHADER_DATA_CACHE", 1)
+  q.set("INVALIDATE_SHADER_CONSTANT_CACHE", 1)
+  q.set("CWD_MEMBAR_TYPE", 1)  # L1_SYSMEMBAR: the grid's writes are visible system-wide when it completes
+  q.set("CTA_THREAD_DIMENSION0", block[0]).set("CTA_THREAD_DIMENSION1", block[1])
+  q.set("CTA_THREAD_DIMENSION2", block[2])
+  q.set("SHARED_MEMORY_SIZE", (shared_bytes + 127) & ~127)
+  q.set("MIN_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(8 * 1024))
+  q.set("MAX_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(max_shared))
+  q.set("TARGET_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(carve))
+  q.set("BARRIER_COUNT", barriers)
+  q.set("SHADER_LOCAL_MEMORY_LOW_SIZE", local_bytes)
+  q.set("PROGRAM_ADDRESS_LOWER", program & 0xFFFFFFFF).set("PROGRAM_ADDRESS_UPPER", program >> 32)
+  q.set("CONSTANT_BUFFER_VALID(0)", 1)
+  q.set("CONSTANT_BUFFER_SIZE_SHIFTED4(0)", (cbuf0_size + 15) >> 4)
+  return q
