@@ -38,13 +38,14 @@ class Channel:
   def __init__(self, dev, name: str, engine_class: int, subc: int, entries: int, area, area_offset: int,
                cmd_bytes: int = 8 << 20):
     self.dev, self.name, self.engine_class, self.subc, self.entries = dev, name, engine_class, subc, entries
-    self.ring_cpu = area.cpu + area_offset
-    self.userd_cpu = area.cpu + area_offset + entries * 8
+    self.ring = dev.osif.view(area.cpu + area_offset, entries * 8).cast("Q")
+    self.gp_put = dev.osif.view(area.cpu + area_offset + entries * 8 + USERD_GP_PUT, 4).cast("I")
     self.cmd = dev.mem.alloc_host(cmd_bytes)
     self.cmd_view = dev.osif.view(self.cmd.cpu, self.cmd.size)
     self.cmd_put = 0
     self.status = dev.mem.alloc_host(4096)  # [0:48] error notifier (3 NvNotification), [256:264] timeline semaphore
     self.status_view = dev.osif.view(self.status.cpu, self.status.size)
+    self.semaphore_word = self.status_view[SEMAPHORE_OFFSET:SEMAPHORE_OFFSET + 8].cast("Q")
     self.semaphore = self.status.va + SEMAPHORE_OFFSET
     self.value = 0        # last timeline value submitted
     self.completed = 0    # last timeline value seen complete
@@ -66,6 +67,11 @@ class Channel:
     # (A range already mapped, such as the GPFIFO area, is refused with NV_ERR_INVALID_ADDRESS; seen on the H100.)
     self.uvm_range = dev.mem.va.alloc(CHANNEL_UVM_RANGE, 2 << 20)
     dev.uvm.register_channel(dev.uuid, dev.rm.ctl_fd, dev.rm.root, self.handle, self.uvm_range, CHANNEL_UVM_RANGE)
+
+  def release(self) -> None:
+    """Free the host memory of a channel whose RM object is about to be freed (its channel group is going away)."""
+    self.dev.mem.free(self.cmd)
+    self.dev.mem.free(self.status)
 
   # ---- submission ----
   def _write_cmd(self, words: bytes) -> int:
@@ -96,15 +102,14 @@ class Channel:
   def _kick(self, entry: int) -> None:
     while self.value - self.read_completed() >= self.entries - 1:
       self.wait(self.value - self.entries + 2)
-    ring = self.dev.osif.view(self.ring_cpu + 8 * self.put, 8)
-    ring[:] = struct.pack("<Q", entry)
+    self.ring[self.put] = entry
     self.put = (self.put + 1) % self.entries
-    self.dev.osif.view(self.userd_cpu + USERD_GP_PUT, 4)[:] = struct.pack("<I", self.put)
-    self.dev.ring_doorbell(self.token)
+    self.gp_put[0] = self.put
+    self.dev.doorbell[0] = self.token
 
   # ---- completion ----
   def read_completed(self) -> int:
-    self.completed = struct.unpack_from("<Q", self.status_view, SEMAPHORE_OFFSET)[0]
+    self.completed = self.semaphore_word[0]
     return self.completed
 
   def check_error(self) -> None:

@@ -19,7 +19,6 @@ After a fault the channel group is dead; `recover()` frees it and builds a fresh
 from __future__ import annotations
 
 import os
-import struct
 import time
 from dataclasses import dataclass
 
@@ -27,8 +26,9 @@ from nvdrv import rmapi
 from nvdrv.channel import Channel
 from nvdrv.memory import PAGE_2M, MemoryManager
 from nvdrv.pushbuf import SUBC_COMPUTE, SUBC_COPY, PushBuffer
-from nvdrv.rm import RMClient
+from nvdrv.rm import NVError, RMClient
 from nvdrv.rmapi import ffi
+from nvdrv.transfer import TransferMixin
 from nvdrv.uvm import UVM
 
 def read_kmsg() -> list[str]:
@@ -58,17 +58,21 @@ def read_kmsg() -> list[str]:
 # Numbers: sdk/nvidia/inc/class/cl{c56f,c6c0,c7c0,c6b5,c7b5,c9c0,c561,c86f,cbc0,c8b5,c661,c96f,cdc0,c9b5,c761}.h.
 GENERATIONS = (
   ("Blackwell", 0xC96F, 0xCDC0, 0xC9B5, 0xC761, None, False),
-  ("Hopper", 0xC86F, 0xCBC0, 0xC8B5, 0xC661, "V03_00", True),
+  ("Hopper", 0xC86F, 0xCBC0, 0xC8B5, 0xC661, "V04_00", True),
   ("Ada", 0xC56F, 0xC9C0, 0xC7B5, 0xC561, "V03_00", False),
   ("Ampere", 0xC56F, 0xC7C0, 0xC7B5, 0xC561, "V03_00", False),
   ("Ampere", 0xC56F, 0xC6C0, 0xC6B5, 0xC561, "V03_00", False),
 )
 
-SHARED_WINDOW = 0x0000_7FFF_0000_0000 - (1 << 32)  # generic-address windows for shared and local memory; inside the
-LOCAL_WINDOW = 0x0000_7FFF_0000_0000 - (2 << 32)   # 47-bit user space, kept free by our PROT_NONE reservation below
-LOCAL_BYTES_PER_THREAD_MAX = 0x4000                # local memory reserved per thread (stack + spills)
-MAX_THREADS_PER_TPC = 2 * 2048                     # 2 SMs per TPC, 2048 resident threads each
-MAX_TPCS = 72                                      # upper bound used to size the local-memory backing store
+# Generic-address apertures: an address in [SHARED_WINDOW, +4 GiB) means shared memory, one in [LOCAL_WINDOW, +16 MiB)
+# local memory. They must not overlap any VA a kernel dereferences: ours all lie in [128 GiB, 896 GiB) (nvdrv.memory).
+# Hopper wants the shared window 4 GiB aligned (FACTS.md 10.4).
+SHARED_WINDOW = 0x7FFE_0000_0000
+LOCAL_WINDOW = 0x7FFD_0000_0000
+WARPS_PER_SM = 64                                  # resident warps per SM on sm_90
+SMS_PER_TPC = 2
+MAX_TPCS = 72                                      # GH100's full TPC count; sizes the local-memory backing store
+ARENA_BYTES = 16 << 20                             # pinned host memory for QMDs and constant banks
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class GPUInfo:
   driver_version: str
 
 
-class NVDevice:
+class NVDevice(TransferMixin):
   """One GPU. `index` picks among the probed GPUs in RM's order.
 
   Raises:
@@ -119,10 +123,15 @@ class NVDevice:
       | rmapi.NV_VASPACE_ALLOCATION_FLAGS_IS_EXTERNALLY_OWNED, "vaBase": 0x1000})
     self.vaspace = self.rm.alloc(self.device, rmapi.FERMI_VASPACE_A, vaspace)
     self.uuid = self._uuid()
+    self._boost_clocks()
     self.uvm.register_gpu(self.uuid, self.rm.ctl_fd, self.rm.root)
     self.uvm.register_vaspace(self.uuid, self.rm.ctl_fd, self.rm.root, self.vaspace)
     self.mem = MemoryManager(self)
-    self.local_memory = self.mem.alloc_device(LOCAL_BYTES_PER_THREAD_MAX * MAX_THREADS_PER_TPC * MAX_TPCS)
+    self.shared_window, self.local_window = SHARED_WINDOW, LOCAL_WINDOW
+    self.barrier_kind = os.environ.get("NV_BARRIER", "compute")
+    self.local_memory, self.local_per_thread = None, 0
+    self.arena = self.mem.alloc_host(ARENA_BYTES)
+    self.arena_put = 0
     self._create_channels()
 
   # ---- bring-up steps ----
@@ -165,7 +174,7 @@ class NVDevice:
     params = ffi.new("NV_HOPPER_USERMODE_A_PARAMS *", {"bBar1Mapping": 1, "bPriv": 0})
     self.usermode = self.rm.alloc(self.subdevice, self.info.usermode_class, params)
     self.doorbell_cpu, self.doorbell_fd = self.rm.map_to_cpu(self.subdevice, self.usermode, 0x10000, self.dev_path)
-    self.doorbell = self.osif.view(self.doorbell_cpu + 0x90, 4)
+    self.doorbell = self.osif.view(self.doorbell_cpu + 0x90, 4).cast("I")
 
   def _uuid(self) -> bytes:
     gid = ffi.new("NV2080_CTRL_GPU_GET_GID_INFO_PARAMS *",
@@ -174,6 +183,20 @@ class NVDevice:
     if gid.length != 16:
       raise RuntimeError(f"GPU UUID of {gid.length} bytes; UVM expects 16")
     return bytes(gid.data[0:16])
+
+  def _boost_clocks(self) -> None:
+    """Ask RM for maximum clocks while this client computes, as libcuda does for every CUDA context (a per-client
+    request that ends with the client or after an hour; no global clock setting is changed). Without it the H100
+    idles at low clocks and every launch and copy is slower (FACTS.md 10)."""
+    flags = (rmapi.NV2080_CTRL_PERF_BOOST_FLAGS_CMD_BOOST_TO_MAX | rmapi.NV2080_CTRL_PERF_BOOST_FLAGS_CUDA_YES
+             | rmapi.NV2080_CTRL_PERF_BOOST_FLAGS_CUDA_PRIORITY_HIGH)
+    params = ffi.new("NV2080_CTRL_PERF_BOOST_PARAMS *", {"flags": flags,
+                                                        "duration": rmapi.NV2080_CTRL_PERF_BOOST_DURATION_MAX})
+    try:
+      self.rm.control(self.subdevice, rmapi.NV2080_CTRL_CMD_PERF_BOOST, params, "PERF_BOOST")
+      self.boosted = True
+    except NVError:
+      self.boosted = False  # e.g. not permitted in a VM: work still runs, at the clocks the GPU chooses
 
   def _create_channels(self) -> None:
     tsg = ffi.new("NV_CHANNEL_GROUP_ALLOCATION_PARAMETERS *", {"engineType": rmapi.NV2080_ENGINE_TYPE_GRAPHICS})
@@ -188,14 +211,63 @@ class NVDevice:
     schedule = ffi.new("NVA06C_CTRL_GPFIFO_SCHEDULE_PARAMS *", {"bEnable": 1})
     self.rm.control(self.tsg, rmapi.NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, schedule, "GPFIFO_SCHEDULE")
     setup = PushBuffer().set_object(SUBC_COMPUTE, self.info.compute_class)
-    setup.compute_windows(SHARED_WINDOW, LOCAL_WINDOW)
-    setup.compute_local_memory(self.local_memory.va, LOCAL_BYTES_PER_THREAD_MAX * MAX_THREADS_PER_TPC, 0xFF)
+    setup.compute_windows(self.shared_window, self.local_window)
     self.compute.wait(self.compute.submit(setup), timeout=5.0)
     self.copy.wait(self.copy.submit(PushBuffer().set_object(SUBC_COPY, self.info.copy_class)), timeout=5.0)
 
+  def recover(self) -> None:
+    """After a fault: free the dead channel group (RM frees its channels and engine objects with it) and build a
+    fresh one, so the same process can run correct work again. Memory allocations survive."""
+    for channel in (self.compute, self.copy):
+      channel.release()
+    self.rm.free(self.tsg, self.device)
+    self.mem.free(self.gpfifo_area)
+    self.local_per_thread = 0  # the new channel must be pointed at the local memory again
+    self.arena_put = 0
+    self._staging_done = [0, 0]
+    self._create_channels()
+
   # ---- runtime ----
-  def ring_doorbell(self, token: int) -> None:
-    self.doorbell[:] = struct.pack("<I", token)
+  def write(self, address: int, data: bytes) -> None:
+    """CPU write into host memory or CPU-mapped device memory (address = CPU address = GPU VA)."""
+    self.osif.write(address, data)
+
+  def launch_slot(self, cbuf_size: int):
+    """Arena space for one QMD (384 B, 256-aligned) and constant bank 0 of `cbuf_size` bytes (256-aligned). The
+    arena is a ring; before it wraps, the compute channel drains, so no queued launch's memory is overwritten."""
+    from nvdrv.program import LaunchSlot
+    need = 512 + ((cbuf_size + 255) & ~255)
+    if self.arena_put + need > self.arena.size:
+      self.compute.synchronize()
+      self.arena_put = 0
+    base = self.arena.va + self.arena_put
+    self.arena_put += need
+    return LaunchSlot(qmd=base, cbuf=base + 512)
+
+  def ensure_local_memory(self, per_thread: int, pb: PushBuffer) -> None:
+    """Grow the local-memory backing store so every resident thread can have `per_thread` bytes; the methods that
+    point the compute engine at it go into `pb` (ahead of the launch that needs it). Sizing: FACTS.md 10.4."""
+    if per_thread <= self.local_per_thread:
+      return
+    per_warp = (per_thread * 32 + 0x1FF) & ~0x1FF
+    per_tpc = (per_warp * WARPS_PER_SM * SMS_PER_TPC + 0x7FFF) & ~0x7FFF
+    old = self.local_memory
+    self.local_memory = self.mem.alloc_device((per_tpc * MAX_TPCS + 0x1FFFF) & ~0x1FFFF)
+    self.local_per_thread = per_thread
+    pb.wfi()
+    pb.compute_local_memory(self.local_memory.va, per_tpc, 0xFF)
+    if old is not None:
+      self.synchronize()
+      self.mem.free(old)
+
+  def barrier(self, pb: PushBuffer) -> None:
+    """Make the work queued before `pb` finish (and its writes visible) before what `pb` adds next: the compute
+    engine's wait-for-idle with a data flush (INVALIDATE_SHADER_CACHES FLUSH_DATA | DATA, NVK's compute barrier,
+    FACTS.md 10.3), or the host's WFI (NV_BARRIER=host), or nothing (NV_BARRIER=none: for measurements only)."""
+    if self.barrier_kind == "compute":
+      pb.compute_wfi()
+    elif self.barrier_kind == "host":
+      pb.wfi()
 
   def fault_detail(self) -> str:
     """The kernel log's line for this process's newest Xid (engine, faulting address, fault type), when the log is

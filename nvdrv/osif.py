@@ -68,6 +68,13 @@ class LinuxOS:
       err = ffi.errno
       raise OSError(err, f"munmap(0x{addr:x}, 0x{length:x}) failed: {os.strerror(err)}")
 
+  def write(self, addr: int, data: bytes) -> None:
+    """Copy `data` to mapped memory at `addr`."""
+    ffi.memmove(ffi.cast("void *", addr), data, len(data))
+
+  def read(self, addr: int, length: int) -> bytes:
+    return bytes(ffi.buffer(ffi.cast("char *", addr), length))
+
   def view(self, addr: int, length: int) -> memoryview:
     """A writable memoryview over mapped memory (the mapping must outlive the view)."""
     return memoryview((ctypes.c_char * length).from_address(addr)).cast("B")

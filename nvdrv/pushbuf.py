@@ -135,6 +135,11 @@ class PushBuffer:
                        hi32(bytes_per_tpc),               # NON_THROTTLED_A: size per TPC, upper
                        lo32(bytes_per_tpc),               # NON_THROTTLED_B: size per TPC, lower
                        max_sm_count)                      # NON_THROTTLED_C: max SM count
+  def compute_wfi(self) -> PushBuffer:
+    """Wait until the compute engine is idle and its written data is flushed (INVALIDATE_SHADER_CACHES, which waits
+    for idle unlike the _NO_WFI form; FLUSH_DATA bit 2 and DATA bit 4)."""
+    return self.method(SUBC_COMPUTE, m.NVCBC0_INVALIDATE_SHADER_CACHES, m.FLUSH_DATA | m.INVALIDATE_DATA)
+
   def invalidate_caches(self) -> PushBuffer:
     return self.method(SUBC_COMPUTE, m.NVCBC0_INVALIDATE_SHADER_CACHES_NO_WFI,
                        m.INVALIDATE_INSTRUCTION | m.INVALIDATE_GLOBAL_DATA | m.INVALIDATE_CONSTANT)  # I$, data, cbufs

@@ -4,7 +4,7 @@ Field positions are bit ranges over the QMD as little-endian 32-bit words, NVIDI
 V03_00 from NVIDIA/open-gpu-doc classes/compute/clc6c0qmd.h (repeated in clcbc0qmd.h), V04_00 from clcbc0qmd.h
 (commit 5d957df1; table in nvdrv/FACTS.md 5.7). V03_00 is 256 bytes, V04_00 384 bytes; both are fetched from a
 256-byte aligned address. Which of the two HOPPER_COMPUTE_A accepts on 580.x was settled on the H100 (see
-`QMD_VERSION_FOR_CLASS` and FACTS.md).
+nvdrv.device.GENERATIONS and FACTS.md 11: V04_00 with QMD_TYPE 2).
 
 `Qmd.set(name, value)` refuses unknown names (listing close ones) and values wider than the field, so a QMD can
 never be silently wrong; `Qmd.fields()` decodes one back for DEBUG output and tests.
@@ -61,6 +61,17 @@ V04_00 = {
 LAYOUTS = {"V03_00": (V03_00, 256), "V04_00": (V04_00, 384)}
 
 
+def _pieces(lo: int, width: int) -> list[tuple[int, int, int, int]]:
+  """Split bits [lo, lo + width) into per-word pieces: (word index, shift in word, bits, bits already consumed)."""
+  out, consumed = [], 0
+  while consumed < width:
+    word, shift = divmod(lo + consumed, 32)
+    nbits = min(32 - shift, width - consumed)
+    out.append((word, shift, nbits, consumed))
+    consumed += nbits
+  return out
+
+
 class Qmd:
   """One QMD of `version` ("V03_00" or "V04_00"), all fields zero to start."""
 
@@ -82,18 +93,22 @@ class Qmd:
     width = hi - lo + 1
     if not 0 <= value < (1 << width):
       raise ValueError(f"QMD {self.version} field {name} is {width} bits wide; {value} (0x{value:x}) does not fit")
-    for bit in range(width):  # fields never straddle more than two words; a bit loop keeps it obviously right
-      word, shift = divmod(lo + bit, 32)
-      self.words[word] = (self.words[word] & ~(1 << shift) & 0xFFFFFFFF) | (((value >> bit) & 1) << shift)
+    for word, shift, nbits, consumed in _pieces(lo, width):
+      mask = ((1 << nbits) - 1) << shift
+      self.words[word] = (self.words[word] & ~mask & 0xFFFFFFFF) | (((value >> consumed) << shift) & mask)
     return self
 
   def get(self, name: str) -> int:
     hi, lo = self._field(name)
     value = 0
-    for bit in range(hi - lo + 1):
-      word, shift = divmod(lo + bit, 32)
-      value |= ((self.words[word] >> shift) & 1) << bit
+    for word, shift, nbits, consumed in _pieces(lo, hi - lo + 1):
+      value |= ((self.words[word] >> shift) & ((1 << nbits) - 1)) << consumed
     return value
+
+  def copy(self) -> Qmd:
+    out = Qmd.__new__(Qmd)
+    out.version, out.layout, out.nbytes, out.words = self.version, self.layout, self.nbytes, array("I", self.words)
+    return out
 
   def fields(self) -> dict[str, int]:
     return {name: self.get(name) for name in self.layout if self.get(name)}
@@ -102,9 +117,16 @@ class Qmd:
     return self.words.tobytes()
 
 
+# Shared-memory carve-outs an sm_90 SM can be configured with, in KiB (FACTS.md 10.5).
+SM90_CARVEOUTS_KB = (0, 8, 16, 32, 64, 100, 132, 164, 196, 228)
+
+
 def sm_config_shared_mem(nbytes: int) -> int:
-  """The SM_CONFIG_SHARED_MEM_SIZE encoding: 4 KiB units plus one (see FACTS.md section 10 for the source)."""
-  return nbytes // 4096 + 1
+  """*_SM_CONFIG_SHARED_MEM_SIZE for the smallest carve-out holding `nbytes`: KiB / 4 + 1 (FACTS.md 10.5)."""
+  for kb in SM90_CARVEOUTS_KB:
+    if kb * 1024 >= nbytes:
+      return kb // 4 + 1
+  raise ValueError(f"{nbytes} bytes of shared memory exceed the largest carve-out ({SM90_CARVEOUTS_KB[-1]} KiB)")
 
 
 def build(version: str, *, program: int, registers: int, grid: tuple[int, int, int], block: tuple[int, int, int],
@@ -118,7 +140,7 @@ def build(version: str, *, program: int, registers: int, grid: tuple[int, int, i
     max_shared: the largest carve-out the SM supports (bytes).
   """
   q = Qmd(version)
-  carve = max(shared_bytes, 8 * 1024)
+  carve = max((shared_bytes + 255) & ~255, 8 * 1024)
   if version == "V03_00":
     q.set("QMD_MAJOR_VERSION", 3).set("QMD_VERSION", 0)
     q.set("CTA_RASTER_WIDTH", grid[0]).set("CTA_RASTER_HEIGHT", grid[1]).set("CTA_RASTER_DEPTH", grid[2])
@@ -127,6 +149,7 @@ def build(version: str, *, program: int, registers: int, grid: tuple[int, int, i
     q.set("CONSTANT_BUFFER_ADDR_LOWER(0)", cbuf0 & 0xFFFFFFFF).set("CONSTANT_BUFFER_ADDR_UPPER(0)", cbuf0 >> 32)
   else:
     q.set("QMD_MAJOR_VERSION", 4).set("QMD_MINOR_VERSION", 0)
+    q.set("QMD_TYPE", 2)  # with 0 the H100 completes the launch without running it (FACTS.md 11)
     q.set("GRID_WIDTH", grid[0]).set("GRID_HEIGHT", grid[1]).set("GRID_DEPTH", grid[2])
     q.set("REGISTER_COUNT", registers)
     if cbuf0 & 63:
@@ -140,7 +163,7 @@ def build(version: str, *, program: int, registers: int, grid: tuple[int, int, i
   q.set("CWD_MEMBAR_TYPE", 1)  # L1_SYSMEMBAR: the grid's writes are visible system-wide when it completes
   q.set("CTA_THREAD_DIMENSION0", block[0]).set("CTA_THREAD_DIMENSION1", block[1])
   q.set("CTA_THREAD_DIMENSION2", block[2])
-  q.set("SHARED_MEMORY_SIZE", (shared_bytes + 127) & ~127)
+  q.set("SHARED_MEMORY_SIZE", (shared_bytes + 255) & ~255)
   q.set("MIN_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(8 * 1024))
   q.set("MAX_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(max_shared))
   q.set("TARGET_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(carve))

@@ -85,6 +85,7 @@ typedef struct { NvU32 index; NvU32 flags; NvU32 length; NvU8 data[256]; } NV208
 typedef struct { NvU32 workSubmitToken; } NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN_PARAMS;
 typedef struct { NvBool bEnable; NvBool bSkipSubmit; NvBool bSkipEnable; } NVA06C_CTRL_GPFIFO_SCHEDULE_PARAMS;
 typedef struct { NvU64 timesliceUs; } NVA06C_CTRL_SET_TIMESLICE_PARAMS;
+typedef struct { NvU32 flags; NvU32 duration; } NV2080_CTRL_PERF_BOOST_PARAMS;
 
 /* FACTS.md 2.1: UVM parameters (kernel-open/nvidia-uvm/uvm_ioctl.h). */
 typedef struct { NvU8 uuid[16]; } NvProcessorUuid;
@@ -195,6 +196,11 @@ NV2080_GPU_CMD_GPU_GET_GID_FLAGS_FORMAT_BINARY = 2
 NVA06C_CTRL_CMD_GPFIFO_SCHEDULE = 0xA06C0101
 NVA06C_CTRL_CMD_SET_TIMESLICE = 0xA06C0103
 NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN = 0xC36F0108
+NV2080_CTRL_CMD_PERF_BOOST = 0x2080200A
+NV2080_CTRL_PERF_BOOST_FLAGS_CMD_BOOST_TO_MAX = 2
+NV2080_CTRL_PERF_BOOST_FLAGS_CUDA_YES = 1 << 4
+NV2080_CTRL_PERF_BOOST_FLAGS_CUDA_PRIORITY_HIGH = 1 << 6
+NV2080_CTRL_PERF_BOOST_DURATION_MAX = 3600
 
 
 def ioc_rw(nr: int, size: int) -> int:

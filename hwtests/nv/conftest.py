@@ -1,0 +1,36 @@
+"""Fixtures for the nvdrv hardware tests: they skip cleanly, with the reason, unless an NVIDIA GPU with a driver
+branch nvdrv supports is present (checked through /dev/nvidiactl, never through libcuda)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hwtests.nv import kernels
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    item.add_marker(pytest.mark.hw)
+
+
+@pytest.fixture(scope="session")
+def dev():
+  if not os.path.exists("/dev/nvidiactl"):
+    pytest.skip("no /dev/nvidiactl: no NVIDIA kernel module on this machine")
+  from nvdrv.device import NVDevice
+  device = NVDevice()
+  if not device.info.tested:
+    pytest.skip(f"{device.describe()}: only Hopper is tested by this suite")
+  yield device
+
+
+@pytest.fixture(scope="session")
+def programs(dev):
+  from nvdrv.compile import compile_ptx
+  from nvdrv.program import Program
+  out = {}
+  for name, src in (("saxpy", kernels.SAXPY), ("increment", kernels.INCREMENT), ("load_from", kernels.LOAD_FROM),
+                    ("local_array", kernels.LOCAL_ARRAY), ("reverse_shared", kernels.REVERSE_SHARED)):
+    out[name] = Program(dev, compile_ptx(src), name)
+  return out

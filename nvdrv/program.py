@@ -1,0 +1,166 @@
+"""Kernels on an NVDevice: load a cubin kernel, check a launch, build its QMD and constant bank 0, queue it.
+
+A launch is three pieces of memory the compute engine reads (all in pinned host memory, GPU-visible at the same
+address, carved from the device's launch arena):
+
+  constant bank 0   the driver area CUDA's ABI expects below the parameters, then the parameters at
+                    Kernel.param_base (0x210 on sm_90). Driver-area words (FACTS.md 11, measured from libcuda on the
+                    H100): 0x00 blockDim.xyz, 0x0c gridDim.xyz, 0x18 shared window (u64), 0x20 local window (u64),
+                    0x28 initial stack pointer, 0x208 global memory descriptor (0, as libcuda leaves it).
+  QMD               V04_00 with QMD_TYPE 2 on Hopper (FACTS.md 11): code address, register count, grid and block,
+                    shared memory and carve-out, local memory, constant bank 0.
+  pushbuffer        SEND_PCAS_A (QMD address >> 8) + SEND_SIGNALING_PCAS2_B (INVALIDATE_COPY_SCHEDULE).
+
+Every check on the launch (grid, block, shared memory, parameter count and sizes, freed buffers) happens before a
+single word is queued, and raises ValueError naming the values.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from nvdrv import qmd
+from nvdrv.cubin import SM90_RESERVED_SHARED, Kernel, parse_cubin
+from nvdrv.memory import GPUMemory
+from nvdrv.pushbuf import PushBuffer
+
+MAX_THREADS_PER_BLOCK = 1024
+MAX_GRID = (2**31 - 1, 65535, 65535)
+MAX_SHARED_PER_BLOCK = 227 << 10   # 228 KiB carve-out minus the 1 KiB the sm_90 ABI reserves per CTA
+MAX_SHARED_CARVEOUT = 228 << 10
+REGISTERS_PER_SM = 65536
+STACK_TOP = 0x00FFFDC0             # initial stack pointer libcuda writes to c[0x0][0x28] (FACTS.md 11)
+STACK_RESERVE = 0x240              # the distance from that pointer to the 16 MiB top of the local window
+
+
+@dataclass
+class LaunchSlot:
+  """Arena memory for one launch: QMD at `qmd`, constant bank 0 at `cbuf` (GPU addresses = CPU addresses)."""
+  qmd: int
+  cbuf: int
+
+
+class Program:
+  """Kernel `name` of `cubin` (bytes), uploaded to device memory of `dev`.
+
+  Raises:
+    nvdrv.cubin.KernelNotFound: the cubin has no kernel of that name.
+    ValueError: the cubin needs what nvdrv does not load (relocations, global data).
+  """
+
+  def __init__(self, dev, cubin: bytes, name: str):
+    self.dev = dev
+    module = parse_cubin(cubin)
+    self.kernel: Kernel = module.kernel(name)
+    if self.kernel.relocations or module.segments and any(s.bank != 0 for s in module.segments if s.bank is not None):
+      raise ValueError(f"kernel {name!r} uses relocations or constant banks other than 0; nvdrv loads "
+                       f"self-contained kernels only (no .global/.const variables)")
+    self.code = dev.mem.alloc_device(len(self.kernel.code) + 4096, cpu_access=True)  # prefetch reads past the end
+    dev.osif.view(self.code.cpu, len(self.kernel.code))[:] = self.kernel.code
+    self.local_per_thread = (self.kernel.min_stack_size + STACK_RESERVE + 15) & ~15 if self.kernel.min_stack_size else 0
+    self.cbuf_size = (self.kernel.param_base + self.kernel.param_size + 63) & ~63
+    self._qmd_cache: dict[tuple, qmd.Qmd] = {}
+
+  # ---- checks ----
+  def check(self, args: tuple, grid: tuple[int, int, int], block: tuple[int, int, int], dynamic_shared: int) -> None:
+    k = self.kernel
+    if len(grid) != 3 or len(block) != 3 or any(not isinstance(v, int) or v < 1 for v in (*grid, *block)):
+      raise ValueError(f"kernel {k.name}: grid {grid} and block {block} must be three positive integers each")
+    if any(g > lim for g, lim in zip(grid, MAX_GRID)):
+      raise ValueError(f"kernel {k.name}: grid {grid} exceeds the hardware limits {MAX_GRID}")
+    threads = block[0] * block[1] * block[2]
+    limit = MAX_THREADS_PER_BLOCK
+    if k.max_threads:
+      limit = min(limit, k.max_threads[0] * k.max_threads[1] * k.max_threads[2])
+    if threads > limit or (k.reqntid and tuple(block) != k.reqntid):
+      raise ValueError(f"kernel {k.name}: block {block} ({threads} threads) is over the {limit}-thread limit or "
+                       f"differs from its .reqntid {k.reqntid}")
+    if k.registers * threads > REGISTERS_PER_SM:
+      raise ValueError(f"kernel {k.name}: {k.registers} registers x {threads} threads exceeds the {REGISTERS_PER_SM} "
+                       f"registers of an SM; use smaller blocks")
+    shared = self.shared_bytes(dynamic_shared)
+    if dynamic_shared < 0 or shared - SM90_RESERVED_SHARED > MAX_SHARED_PER_BLOCK:
+      raise ValueError(f"kernel {k.name}: {k.static_shared} static + {dynamic_shared} dynamic bytes of shared memory "
+                       f"exceed the {MAX_SHARED_PER_BLOCK} bytes a block can have on sm_90")
+    if len(args) != len(k.params):
+      raise ValueError(f"kernel {k.name} takes {len(k.params)} parameters "
+                       f"({', '.join(str(p.size) + ' B' for p in k.params)}); got {len(args)}")
+    for param, arg in zip(k.params, args):
+      if isinstance(arg, GPUMemory):
+        arg.check_live(f"kernel {k.name} parameter {param.ordinal}")
+        if param.size != 8:
+          raise ValueError(f"kernel {k.name} parameter {param.ordinal} is {param.size} bytes; a buffer address is 8")
+      elif isinstance(arg, (bytes, bytearray)) and len(arg) != param.size:
+        raise ValueError(f"kernel {k.name} parameter {param.ordinal} is {param.size} bytes; got {len(arg)} bytes")
+
+  def shared_bytes(self, dynamic_shared: int) -> int:
+    base = self.kernel.shared_size or SM90_RESERVED_SHARED
+    return base + dynamic_shared
+
+  # ---- building ----
+  def pack_args(self, args: tuple) -> bytes:
+    out = bytearray(self.kernel.param_size)
+    for param, arg in zip(self.kernel.params, args):
+      if isinstance(arg, GPUMemory):
+        value = struct.pack("<Q", arg.va)
+      elif isinstance(arg, (bytes, bytearray)):
+        value = bytes(arg)
+      elif isinstance(arg, float):
+        value = struct.pack("<f" if param.size == 4 else "<d", arg)
+      elif isinstance(arg, int):
+        value = arg.to_bytes(param.size, "little", signed=arg < 0)
+      else:
+        raise TypeError(f"kernel {self.kernel.name} parameter {param.ordinal}: cannot pass {type(arg).__name__}")
+      out[param.offset:param.offset + param.size] = value
+    return bytes(out)
+
+  def constant_bank(self, params: bytes, grid, block, dynamic_shared: int) -> bytes:
+    cb = bytearray(self.cbuf_size)
+    struct.pack_into("<3I3I", cb, 0x00, *block, *grid)
+    struct.pack_into("<QQI", cb, 0x18, self.dev.shared_window, self.dev.local_window, STACK_TOP)
+    struct.pack_into("<I", cb, 0x2C, dynamic_shared)
+    cb[self.kernel.param_base:self.kernel.param_base + len(params)] = params
+    return bytes(cb)
+
+  def qmd(self, cbuf: int, grid, block, dynamic_shared: int) -> qmd.Qmd:
+    """This launch's QMD: a cached template for the geometry, with the constant-bank address filled in."""
+    key = (grid, block, dynamic_shared)
+    template = self._qmd_cache.get(key)
+    if template is None:
+      template = self._qmd_cache[key] = self._build_qmd(cbuf, grid, block, dynamic_shared)
+    q = template.copy()
+    if q.version == "V03_00":
+      q.set("CONSTANT_BUFFER_ADDR_LOWER(0)", cbuf & 0xFFFFFFFF).set("CONSTANT_BUFFER_ADDR_UPPER(0)", cbuf >> 32)
+    else:
+      q.set("CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)", (cbuf >> 6) & 0xFFFFFFFF)
+      q.set("CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)", cbuf >> 38)
+    return q
+
+  def _build_qmd(self, cbuf: int, grid, block, dynamic_shared: int) -> qmd.Qmd:
+    shared = self.shared_bytes(dynamic_shared)
+    q = qmd.build(self.dev.info.qmd_version, program=self.code.va, registers=self.kernel.registers, grid=grid,
+                  block=block, shared_bytes=shared, cbuf0=cbuf, cbuf0_size=self.cbuf_size, local_bytes=0,
+                  max_shared=MAX_SHARED_CARVEOUT, barriers=max(self.kernel.barriers, 1))
+    if self.local_per_thread:
+      q.set("SHADER_LOCAL_MEMORY_HIGH_SIZE", self.local_per_thread)
+    return q
+
+  def __call__(self, *args, grid=(1, 1, 1), block=(1, 1, 1), dynamic_shared: int = 0, wait: bool = False) -> int:
+    """Queue one launch on the compute channel; returns its timeline value (wait=True blocks until done)."""
+    grid, block = tuple(grid), tuple(block)
+    self.check(args, grid, block, dynamic_shared)
+    pb = PushBuffer()
+    self.dev.ensure_local_memory(self.local_per_thread, pb)
+    slot = self.dev.launch_slot(self.cbuf_size)
+    cbuf = self.constant_bank(self.pack_args(args), grid, block, dynamic_shared)
+    self.dev.write(slot.cbuf, cbuf)
+    self.dev.write(slot.qmd, self.qmd(slot.cbuf, grid, block, dynamic_shared).tobytes())
+    self.dev.barrier(pb)
+    pb.launch(slot.qmd)
+    value = self.dev.compute.submit(pb)
+    if wait:
+      self.dev.compute.wait(value)
+    return value
+
+  def free(self) -> None:
+    self.dev.mem.free(self.code)

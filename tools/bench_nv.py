@@ -1,0 +1,142 @@
+"""NVIDIA benchmark: nvdrv against PyTorch (CUDA) on the same GPU, in the same run; prints a table and the ratios.
+
+  python tools/bench_nv.py [--repeat N]
+
+Cases (issue targets in brackets): pinned host->device and device->host copies of 256 MiB [>= 0.9x PyTorch];
+device->device copy of 1 GiB [>= 0.9x]; one tiny kernel from launch to the host seeing it complete [<= PyTorch's
+launch + synchronize]; 100 dependent tiny kernels as one prebuilt command buffer [<= 0.8x a PyTorch CUDA graph replay
+of 100 x+=1 kernels]; host CPU time to resubmit that buffer [< 20 us, independent of the kernel count].
+Times are medians over --repeat runs after a warm-up. "ratio" is PyTorch time / nvdrv time (> 1: nvdrv is faster).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+MiB, GiB = 1 << 20, 1 << 30
+
+
+def median_time(fn, repeat: int, warmup: int = 3) -> float:
+  for _ in range(warmup):
+    fn()
+  samples = []
+  for _ in range(repeat):
+    t0 = time.perf_counter()
+    fn()
+    samples.append(time.perf_counter() - t0)
+  return statistics.median(samples)
+
+
+def ours(repeat: int) -> dict[str, float]:
+  from hwtests.nv import kernels
+  from nvdrv.compile import compile_ptx
+  from nvdrv.device import NVDevice
+  from nvdrv.program import Program
+  from nvdrv.replay import CommandBuffer
+  dev = NVDevice()
+  res = {}
+  n = 256 * MiB
+  host, vram = dev.mem.alloc_host(n), dev.mem.alloc_device(n)
+  dev.osif.view(host.cpu, n)[:] = np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).data
+  res["h2d"] = n / median_time(lambda: dev.memcpy(vram.va, host.va, n), repeat)
+  res["d2h"] = n / median_time(lambda: dev.memcpy(host.va, vram.va, n), repeat)
+  big_a, big_b = dev.mem.alloc_device(GiB), dev.mem.alloc_device(GiB)
+  res["d2d"] = 2 * GiB / median_time(lambda: dev.copy_device(big_b, big_a, GiB), repeat)
+  res["d2d_ce"] = 2 * GiB / median_time(lambda: dev.memcpy(big_b.va, big_a.va, GiB), repeat)
+  inc = Program(dev, compile_ptx(kernels.INCREMENT), "increment")
+  x = dev.mem.alloc_device(4096)
+  dev.copyin(x, np.zeros(1024, np.uint32))
+  res["launch"] = median_time(lambda: inc(x, 1024, grid=(4, 1, 1), block=(256, 1, 1), wait=True), repeat * 10)
+  expected = 3 + repeat * 10
+  for kind in ("host", "none", "compute"):  # the barrier between dependent launches; "compute" is nvdrv's default
+    dev.barrier_kind = kind
+    cb = CommandBuffer(dev)
+    for _ in range(100):
+      cb.launch(inc, x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
+    res[f"graph100_{kind}"] = median_time(lambda: dev.compute.wait(cb.submit()), repeat * 5)
+    expected += 100 * (3 + repeat * 5)
+    got = dev.copyout(x, 4096).view(np.uint32)
+    res[f"correct_{kind}"] = bool(np.all(got == expected))
+    if not res[f"correct_{kind}"]:
+      dev.copyin(x, np.full(1024, expected, np.uint32))
+  res["graph100"] = res["graph100_compute"]
+  submit_times = []
+  for _ in range(repeat * 5):
+    dev.compute.wait(cb.last_value)
+    t0 = time.perf_counter()
+    cb.submit()
+    submit_times.append(time.perf_counter() - t0)
+  dev.compute.synchronize()
+  res["resubmit_cpu"] = statistics.median(submit_times)
+  expected += 100 * repeat * 5
+  got = dev.copyout(x, 4096).view(np.uint32)
+  res["correct"] = bool(np.all(got == expected))
+  return res
+
+
+def torch_side(repeat: int) -> dict[str, float]:
+  import torch
+  res = {}
+  n = 256 * MiB
+  host = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+  dev = torch.empty(n, dtype=torch.uint8, device="cuda")
+
+  def sync(fn):
+    def run():
+      fn()
+      torch.cuda.synchronize()
+    return run
+  res["h2d"] = n / median_time(sync(lambda: dev.copy_(host, non_blocking=True)), repeat)
+  res["d2h"] = n / median_time(sync(lambda: host.copy_(dev, non_blocking=True)), repeat)
+  a, b = torch.empty(GiB, dtype=torch.uint8, device="cuda"), torch.empty(GiB, dtype=torch.uint8, device="cuda")
+  res["d2d"] = 2 * GiB / median_time(sync(lambda: b.copy_(a)), repeat)
+  x = torch.zeros(1024, dtype=torch.int32, device="cuda")
+  res["launch"] = median_time(sync(lambda: x.add_(1)), repeat * 10)
+  stream = torch.cuda.Stream()
+  with torch.cuda.stream(stream):
+    for _ in range(3):
+      x.add_(1)
+  torch.cuda.synchronize()
+  graph = torch.cuda.CUDAGraph()
+  with torch.cuda.graph(graph):
+    for _ in range(100):
+      x.add_(1)
+  res["graph100"] = median_time(sync(graph.replay), repeat * 5)
+  times = []
+  for _ in range(repeat * 5):
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    graph.replay()
+    times.append(time.perf_counter() - t0)
+  torch.cuda.synchronize()
+  res["resubmit_cpu"] = statistics.median(times)
+  return res
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--repeat", type=int, default=20)
+  args = parser.parse_args()
+  mine = ours(args.repeat)
+  theirs = torch_side(args.repeat)
+  rows = [("h2d", "host->device 256 MiB (pinned)", "GB/s", 1e-9, True),
+          ("d2h", "device->host 256 MiB (pinned)", "GB/s", 1e-9, True),
+          ("d2d", "device->device 1 GiB (read+write)", "GB/s", 1e-9, True),
+          ("launch", "tiny kernel, launch to host sees done", "us", 1e6, False),
+          ("graph100", "100 dependent kernels, prebuilt buffer", "us", 1e6, False),
+          ("resubmit_cpu", "host CPU time to resubmit that buffer", "us", 1e6, False)]
+  print(f"{'case':42s} {'nvdrv':>12s} {'pytorch':>12s} {'ratio':>7s}")
+  for key, label, unit, scale, higher_better in rows:
+    ratio = mine[key] / theirs[key] if higher_better else theirs[key] / mine[key]
+    print(f"{label:42s} {mine[key] * scale:9.2f} {unit:<3s}{theirs[key] * scale:9.2f} {unit:<3s}{ratio:6.2f}x")
+  print(f"nvdrv results correct: {mine['correct']}; copy engine device->device: {mine['d2d_ce'] * 1e-9:.1f} GB/s")
+  for kind in ("host", "none", "compute"):
+    took, ok = mine["graph100_" + kind] * 1e6, mine["correct_" + kind]
+    print(f"100 kernels with barrier={kind}: {took:.1f} us, correct={ok}")
+
+
+if __name__ == "__main__":
+  main()
