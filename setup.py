@@ -13,8 +13,9 @@ setup(
     # torch is only a CPU reference for gradient tests; 2.13.0+cpu is the CPU build these machines carry, and pinning it
     # keeps pip from resolving the registry's CUDA build (several GB of CUDA packages).
     # nvidia-cuda-nvcc-cu12 brings ptxas (PTX -> cubin for nvdrv; it runs on any x86-64 CPU, no GPU or libcuda),
-    # so the test suite checks the PTX renderer and the cubin loader for real.
-    "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0+cpu", "nvidia-cuda-nvcc-cu12==12.9.86"],
+    # so the test suite checks the PTX renderer and the cubin loader for real, against cuobjdump and nvdisasm.
+    "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0+cpu", "nvidia-cuda-nvcc-cu12==12.9.86",
+             "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm"],
     # DEV=NV: the PTX assembler and, for DEBUG=4, the SASS disassembler (pip wheels; never libcuda)
     "nv": ["nvidia-cuda-nvcc-cu12==12.9.86", "nvidia-cuda-nvdisasm"],
     "train": ["tqdm", "matplotlib", "safetensors", "scikit-learn"],

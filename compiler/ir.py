@@ -29,14 +29,21 @@ Grammar (`x:T[s]` is a node of dtype T and shape s; `*` repeats):
     PARAM                             arg=index in the kernel's buffer list; dtype=element type
 
   Loop level (what lowering hands to a renderer; a KERNEL of statements):
-    KERNEL(s*)                        arg=KernelInfo (name, params, global extent, parallel split)
-    s := LOOP(RANGE, s*)              a counted loop over RANGE (arg=(name, extent, step))
-       | DEFACC(i)                    arg=name; an accumulator initialised to i
+    KERNEL(s*)                        arg=KernelInfo (CPU: name, params, global extent, parallel split) or
+                                      GPUKernelInfo (GPU: name, params, grid and block sizes)
+    s := LOOP(RANGE, s*)              a counted loop over RANGE (arg=(name, extent)): RANGE = 0 .. extent-1
+       | DEFACC(i)                    arg=(name, lanes); an accumulator initialised to i
        | ACCUM(DEFACC, v)             arg=ADD|MUL|MAX; acc = acc op v
        | GSTORE(PARAM, idx, v[, gate])
+       | IF(gate, s*)                 the statements run where the bool gate is true (GPU bounds guards)
+       | BLOCKREDUCE(DEFACC)          arg=ADD|MUL|MAX; folds one accumulator across all threads of a block; every
+                                      thread of the block must reach it (never inside an IF or a divergent LOOP);
+                                      the node is also a value: the folded result, the same in every thread
     v := GLOAD(PARAM, idx[, gate])    gated loads read 0 where the gate is false
        | RANGE | LANE                 LANE arg=(name, width): the vector lane, one SIMD register wide
+       | THREADIDX | BLOCKIDX         GPU thread index in its block / block index in the grid; arg=(axis, extent)
        | DEFACC | HREDUCE(DEFACC)     HREDUCE folds a vector accumulator's lanes (arg=op)
+       | BLOCKREDUCE
        | CONST | ALU(v*) | CAST(v) | BITCAST(v)
 """
 from __future__ import annotations
@@ -108,6 +115,10 @@ class Ops(enum.Enum):
   HREDUCE = enum.auto()
   GLOAD = enum.auto()
   GSTORE = enum.auto()
+  IF = enum.auto()
+  THREADIDX = enum.auto()
+  BLOCKIDX = enum.auto()
+  BLOCKREDUCE = enum.auto()
 
 
 UNARY = frozenset({Ops.NEG, Ops.RECIP, Ops.SQRT, Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.TRUNC, Ops.NOT})
@@ -122,8 +133,8 @@ GRAPH_OPS = ALU | MOVEMENT | {Ops.BUFFER, Ops.CONST, Ops.CAST, Ops.BITCAST, Ops.
                    Ops.COPY, Ops.ASSIGN}
 KERNEL_OPS = ALU | {Ops.SINK, Ops.PARAM, Ops.LOAD, Ops.STORE, Ops.CONST, Ops.VIEW, Ops.CAST, Ops.BITCAST, Ops.REDUCE}
 LOOP_OPS = ALU | {Ops.KERNEL, Ops.LOOP, Ops.RANGE, Ops.LANE, Ops.DEFACC, Ops.ACCUM, Ops.HREDUCE, Ops.GLOAD, Ops.GSTORE,
-                  Ops.PARAM, Ops.CONST, Ops.CAST, Ops.BITCAST}
-STATEMENTS = frozenset({Ops.LOOP, Ops.DEFACC, Ops.ACCUM, Ops.GSTORE})
+                  Ops.PARAM, Ops.CONST, Ops.CAST, Ops.BITCAST, Ops.IF, Ops.THREADIDX, Ops.BLOCKIDX, Ops.BLOCKREDUCE}
+STATEMENTS = frozenset({Ops.LOOP, Ops.DEFACC, Ops.ACCUM, Ops.GSTORE, Ops.IF, Ops.BLOCKREDUCE})
 
 
 def reduce_identity(op: Ops, dtype: DType):
@@ -219,7 +230,7 @@ def _fmt_arg(node: Node, names: dict[int, str]) -> str:
     return f"buf(size={arg.size}, {arg.dtype.name})"
   if node.op is Ops.REDUCE:
     return f"{arg[0].name}, axes={tuple(arg[1])}"
-  if node.op in (Ops.ACCUM, Ops.HREDUCE):
+  if node.op in (Ops.ACCUM, Ops.HREDUCE, Ops.BLOCKREDUCE):
     return arg.name
   if hasattr(arg, "canonical"):
     return arg.canonical()
@@ -312,5 +323,11 @@ def verify(root: Node, level: str = "graph") -> None:
              "LOOP holds a RANGE then statements")
     elif node.op is Ops.KERNEL:
       _check(all(s.op in STATEMENTS for s in node.src), node, "KERNEL holds statements")
-    elif node.op is Ops.ACCUM:
-      _check(node.src[0].op is Ops.DEFACC and node.arg in REDUCE_OPS, node, "ACCUM updates a DEFACC")
+    elif node.op in (Ops.ACCUM, Ops.BLOCKREDUCE):
+      _check(node.src[0].op is Ops.DEFACC and node.arg in REDUCE_OPS, node, f"{node.op.name} folds into a DEFACC")
+    elif node.op is Ops.IF:
+      _check(len(node.src) >= 1 and node.src[0].dtype == dtypes.bool and all(s.op in STATEMENTS for s in node.src[1:]),
+             node, "IF holds a bool gate then statements")
+    elif node.op in (Ops.THREADIDX, Ops.BLOCKIDX):
+      _check(node.dtype == dtypes.index and isinstance(node.arg, tuple) and len(node.arg) == 2 and
+             node.arg[0] in (0, 1, 2) and node.arg[1] >= 1, node, f"{node.op.name} arg is (axis 0..2, extent >= 1)")

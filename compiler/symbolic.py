@@ -41,7 +41,7 @@ def _compute_bounds(x: Node) -> tuple[int, int]:
     return int(x.arg), int(x.arg)
   if x.op is Ops.RANGE:
     return 0, x.arg[1] - 1
-  if x.op is Ops.LANE:
+  if x.op in (Ops.LANE, Ops.THREADIDX, Ops.BLOCKIDX):
     return 0, x.arg[1] - 1
   if x.op in (Ops.ADD, Ops.MUL, Ops.SUB):
     (a0, a1), (b0, b1) = bounds(x.src[0]), bounds(x.src[1])
@@ -51,7 +51,7 @@ def _compute_bounds(x: Node) -> tuple[int, int]:
       return a0 - b1, a1 - b0
     products = (a0 * b0, a0 * b1, a1 * b0, a1 * b1)
     return min(products), max(products)
-  if x.op in (Ops.IDIV, Ops.MOD) and is_const(x.src[1]) and bounds(x.src[0])[0] >= 0:
+  if x.op in (Ops.IDIV, Ops.MOD) and is_const(x.src[1]) and x.src[1].arg > 0 and bounds(x.src[0])[0] >= 0:
     lo, hi = bounds(x.src[0])
     d = x.src[1].arg
     return (lo // d, hi // d) if x.op is Ops.IDIV else (0, min(hi, d - 1))
