@@ -147,7 +147,18 @@ def _unavailable(kind: str, why: str):
 
 
 Device.register("CPU", _probe_cpu)
-Device.register("NV", _unavailable("NV", "the nvdrv driver is not built yet (issue: nvdrv on Hopper)"))
+def _probe_nv():
+  import os
+  if not os.path.exists("/dev/nvidiactl"):
+    raise DeviceUnavailable("NV: no /dev/nvidiactl (no NVIDIA GPU or kernel module on this machine)")
+  try:
+    from frontend.runtime.nv import NVRuntime
+    return NVRuntime()
+  except Exception as e:  # an unsupported driver branch, no ptxas, a GPU in use by a faulted context...
+    raise DeviceUnavailable(f"NV: {type(e).__name__}: {e}") from e
+
+
+Device.register("NV", _probe_nv)
 Device.register("AMD", _unavailable("AMD", "the AM driver is not built yet (issue: AM bring-up)"))
 Device.register("QCOM", _unavailable("QCOM", "the qcomdrv driver is not built yet (issue: qcomdrv)"))
 

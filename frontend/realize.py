@@ -57,7 +57,7 @@ class ExecItem:
 def get_program(device: str, ast: Node):
   key = (device, print_ir(ast))
   if key not in kernel_cache:
-    kernel = lower(ast)
+    kernel = getattr(Device[device], "lower", lower)(ast)  # GPU devices lower for threads and blocks
     if getenv("DEBUG") >= 3:
       print(f"--- kernel {kernel.arg.name} ---\n{key[1]}")
     kernel_cache[key] = Device[device].program(kernel)

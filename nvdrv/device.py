@@ -72,7 +72,7 @@ LOCAL_WINDOW = 0x7FFD_0000_0000
 WARPS_PER_SM = 64                                  # resident warps per SM on sm_90
 SMS_PER_TPC = 2
 MAX_TPCS = 72                                      # GH100's full TPC count; sizes the local-memory backing store
-ARENA_BYTES = 16 << 20                             # pinned host memory for QMDs and constant banks
+ARENA_BYTES = 16 << 20                             # device memory for QMDs and constant banks
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,11 @@ class NVDevice(TransferMixin):
     self.mem = MemoryManager(self)
     self.shared_window, self.local_window = SHARED_WINDOW, LOCAL_WINDOW
     self.barrier_kind = os.environ.get("NV_BARRIER", "compute")
+    self.cwd_membar = int(os.environ.get("NV_CWD_MEMBAR", "1"))
     self.local_memory, self.local_per_thread = None, 0
-    self.arena = self.mem.alloc_host(ARENA_BYTES)
+    # QMDs and constant banks in HBM (written by the CPU through BAR1): the compute engine fetches them on the
+    # critical path of every launch, and from host memory each fetch is a PCIe round trip.
+    self.arena = self.mem.alloc_device(ARENA_BYTES, cpu_access=True)
     self.arena_put = 0
     self._create_channels()
 
@@ -240,9 +243,10 @@ class NVDevice(TransferMixin):
     if self.arena_put + need > self.arena.size:
       self.compute.synchronize()
       self.arena_put = 0
-    base = self.arena.va + self.arena_put
+    offset = self.arena_put
     self.arena_put += need
-    return LaunchSlot(qmd=base, cbuf=base + 512)
+    return LaunchSlot(qmd=self.arena.va + offset, cbuf=self.arena.va + offset + 512,
+                      qmd_cpu=self.arena.cpu + offset, cbuf_cpu=self.arena.cpu + offset + 512)
 
   def ensure_local_memory(self, per_thread: int, pb: PushBuffer) -> None:
     """Grow the local-memory backing store so every resident thread can have `per_thread` bytes; the methods that

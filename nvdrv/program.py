@@ -1,7 +1,7 @@
 """Kernels on an NVDevice: load a cubin kernel, check a launch, build its QMD and constant bank 0, queue it.
 
-A launch is three pieces of memory the compute engine reads (all in pinned host memory, GPU-visible at the same
-address, carved from the device's launch arena):
+A launch is three pieces of memory the compute engine reads (QMD and constant bank carved from the device's launch
+arena in HBM, written by the CPU through BAR1; the pushbuffer in the channel's pinned host command ring):
 
   constant bank 0   the driver area CUDA's ABI expects below the parameters, then the parameters at
                     Kernel.param_base (0x210 on sm_90). Driver-area words (FACTS.md 11, measured from libcuda on the
@@ -35,9 +35,12 @@ STACK_RESERVE = 0x240              # the distance from that pointer to the 16 Mi
 
 @dataclass
 class LaunchSlot:
-  """Arena memory for one launch: QMD at `qmd`, constant bank 0 at `cbuf` (GPU addresses = CPU addresses)."""
+  """Arena memory for one launch: QMD at GPU address `qmd`, constant bank 0 at `cbuf`; the *_cpu addresses are
+  where the CPU writes them (a BAR1 mapping of the same device memory)."""
   qmd: int
   cbuf: int
+  qmd_cpu: int
+  cbuf_cpu: int
 
 
 class Program:
@@ -52,9 +55,18 @@ class Program:
     self.dev = dev
     module = parse_cubin(cubin)
     self.kernel: Kernel = module.kernel(name)
-    if self.kernel.relocations or module.segments and any(s.bank != 0 for s in module.segments if s.bank is not None):
-      raise ValueError(f"kernel {name!r} uses relocations or constant banks other than 0; nvdrv loads "
-                       f"self-contained kernels only (no .global/.const variables)")
+    if self.kernel.relocations or any(s.relocations or s.bank is None for s in module.segments):
+      raise ValueError(f"kernel {name!r} uses relocations or global variables; nvdrv loads kernels whose data is "
+                       f"in constant banks only (no .global variables, no external calls)")
+    # constant banks other than 0 (ptxas puts wide literals there): uploaded once, bound by every launch's QMD
+    self.banks: list[tuple[int, GPUMemory, int]] = []
+    for seg in module.segments:
+      if seg.bank and (seg.name.endswith(f".{name}") or seg.name == f".nv.constant{seg.bank}"):
+        if dev.info.qmd_version != "V04_00":
+          raise ValueError(f"kernel {name!r} needs constant bank {seg.bank}; nvdrv binds extra banks on QMD V04 only")
+        mem = dev.mem.alloc_device(max(seg.size, 1), cpu_access=True)
+        dev.osif.write(mem.cpu, seg.data or bytes(seg.size))
+        self.banks.append((seg.bank, mem, seg.size))
     self.code = dev.mem.alloc_device(len(self.kernel.code) + 4096, cpu_access=True)  # prefetch reads past the end
     dev.osif.view(self.code.cpu, len(self.kernel.code))[:] = self.kernel.code
     self.local_per_thread = (self.kernel.min_stack_size + STACK_RESERVE + 15) & ~15 if self.kernel.min_stack_size else 0
@@ -124,7 +136,7 @@ class Program:
 
   def qmd(self, cbuf: int, grid, block, dynamic_shared: int) -> qmd.Qmd:
     """This launch's QMD: a cached template for the geometry, with the constant-bank address filled in."""
-    key = (grid, block, dynamic_shared)
+    key = (grid, block, dynamic_shared, self.dev.cwd_membar)
     template = self._qmd_cache.get(key)
     if template is None:
       template = self._qmd_cache[key] = self._build_qmd(cbuf, grid, block, dynamic_shared)
@@ -140,9 +152,14 @@ class Program:
     shared = self.shared_bytes(dynamic_shared)
     q = qmd.build(self.dev.info.qmd_version, program=self.code.va, registers=self.kernel.registers, grid=grid,
                   block=block, shared_bytes=shared, cbuf0=cbuf, cbuf0_size=self.cbuf_size, local_bytes=0,
-                  max_shared=MAX_SHARED_CARVEOUT, barriers=max(self.kernel.barriers, 1))
+                  max_shared=MAX_SHARED_CARVEOUT, barriers=max(self.kernel.barriers, 1),
+                  cwd_membar=self.dev.cwd_membar)
     if self.local_per_thread:
       q.set("SHADER_LOCAL_MEMORY_HIGH_SIZE", self.local_per_thread)
+    for bank, mem, size in self.banks:
+      q.set(f"CONSTANT_BUFFER_VALID({bank})", 1).set(f"CONSTANT_BUFFER_SIZE_SHIFTED4({bank})", (size + 15) >> 4)
+      q.set(f"CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6({bank})", (mem.va >> 6) & 0xFFFFFFFF)
+      q.set(f"CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6({bank})", mem.va >> 38)
     return q
 
   def __call__(self, *args, grid=(1, 1, 1), block=(1, 1, 1), dynamic_shared: int = 0, wait: bool = False) -> int:
@@ -153,8 +170,8 @@ class Program:
     self.dev.ensure_local_memory(self.local_per_thread, pb)
     slot = self.dev.launch_slot(self.cbuf_size)
     cbuf = self.constant_bank(self.pack_args(args), grid, block, dynamic_shared)
-    self.dev.write(slot.cbuf, cbuf)
-    self.dev.write(slot.qmd, self.qmd(slot.cbuf, grid, block, dynamic_shared).tobytes())
+    self.dev.write(slot.cbuf_cpu, cbuf)
+    self.dev.write(slot.qmd_cpu, self.qmd(slot.cbuf, grid, block, dynamic_shared).tobytes())
     self.dev.barrier(pb)
     pb.launch(slot.qmd)
     value = self.dev.compute.submit(pb)
@@ -164,3 +181,5 @@ class Program:
 
   def free(self) -> None:
     self.dev.mem.free(self.code)
+    for _, mem, _ in self.banks:
+      self.dev.mem.free(mem)

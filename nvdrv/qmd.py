@@ -39,7 +39,8 @@ V03_00 = {
 V04_00 = {
   "QMD_GROUP_ID": (21, 16), "QMD_TYPE": (25, 23), "HW_ONLY_INNER_GET": (190, 160),
   "RELEASE_ENABLE(0)": (320, 320), "RELEASE_STRUCTURE_SIZE(0)": (322, 321), "RELEASE_MEMBAR_TYPE(0)": (323, 323),
-  "RELEASE_PAYLOAD64B(0)": (332, 332), "CONSTANT_BUFFER_VALID(0)": (416, 416),
+  "RELEASE_PAYLOAD64B(0)": (332, 332), "DEPENDENT_QMD_ENABLE(0)": (368, 368), "DEPENDENT_QMD0_ACTION": (371, 369),
+  "CONSTANT_BUFFER_VALID(0)": (416, 416), "DEPENDENT_QMD0_POINTER": (479, 448),
   "CONSTANT_BUFFER_INVALIDATE(0)": (419, 419), "SHADER_LOCAL_MEMORY_LOW_SIZE": (535, 512),
   "SASS_VERSION": (543, 536), "SHADER_LOCAL_MEMORY_HIGH_SIZE": (567, 544), "API_VISIBLE_CALL_LIMIT": (568, 568),
   "SAMPLER_INDEX": (569, 569), "QMD_MINOR_VERSION": (579, 576), "QMD_MAJOR_VERSION": (583, 580),
@@ -58,6 +59,13 @@ V04_00 = {
   "CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)": (1567, 1536), "CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)": (1586, 1568),
   "CONSTANT_BUFFER_SIZE_SHIFTED4(0)": (1599, 1587), "GPC_CGA_WIDTH": (2149, 2144), "OUTER_PUT": (3038, 3008),
 }
+# V04_00 constant buffers 1..7 (clcbc0qmd.h): VALID/INVALIDATE(i) step 4 bits from 416/419, the address and size
+# fields of (i) step 64 bits from those of (0) (FACTS.md 5.7).
+for _i in range(1, 8):
+  V04_00[f"CONSTANT_BUFFER_VALID({_i})"] = (416 + 4 * _i, 416 + 4 * _i)
+  V04_00[f"CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6({_i})"] = (1567 + 64 * _i, 1536 + 64 * _i)
+  V04_00[f"CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6({_i})"] = (1586 + 64 * _i, 1568 + 64 * _i)
+  V04_00[f"CONSTANT_BUFFER_SIZE_SHIFTED4({_i})"] = (1599 + 64 * _i, 1587 + 64 * _i)
 LAYOUTS = {"V03_00": (V03_00, 256), "V04_00": (V04_00, 384)}
 
 
@@ -131,7 +139,7 @@ def sm_config_shared_mem(nbytes: int) -> int:
 
 def build(version: str, *, program: int, registers: int, grid: tuple[int, int, int], block: tuple[int, int, int],
           shared_bytes: int, cbuf0: int, cbuf0_size: int, local_bytes: int, max_shared: int,
-          barriers: int = 1) -> Qmd:
+          barriers: int = 1, cwd_membar: int = 1) -> Qmd:
   """A QMD that runs the code at `program` over `grid` blocks of `block` threads, with constant bank 0 at `cbuf0`.
 
   Args:
@@ -160,7 +168,7 @@ def build(version: str, *, program: int, registers: int, grid: tuple[int, int, i
   q.set("API_VISIBLE_CALL_LIMIT", 1).set("SAMPLER_INDEX", 1)  # NO_CHECK; INDEPENDENTLY
   q.set("INVALIDATE_TEXTURE_HEADER_CACHE", 1).set("INVALIDATE_SHADER_DATA_CACHE", 1)
   q.set("INVALIDATE_SHADER_CONSTANT_CACHE", 1)
-  q.set("CWD_MEMBAR_TYPE", 1)  # L1_SYSMEMBAR: the grid's writes are visible system-wide when it completes
+  q.set("CWD_MEMBAR_TYPE", cwd_membar)  # at grid end: L1_NONE 0, L1_SYSMEMBAR 1 (system-wide), L1_MEMBAR 3 (GPU)
   q.set("CTA_THREAD_DIMENSION0", block[0]).set("CTA_THREAD_DIMENSION1", block[1])
   q.set("CTA_THREAD_DIMENSION2", block[2])
   q.set("SHARED_MEMORY_SIZE", (shared_bytes + 255) & ~255)

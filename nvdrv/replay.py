@@ -26,14 +26,18 @@ SLOT_ALIGN = 256
 @dataclass
 class _Launch:
   program: Program
-  cbuf: int  # GPU (= CPU) address of this launch's constant bank 0
+  cbuf: int  # CPU address (BAR1) of this launch's constant bank 0
 
 
 class CommandBuffer:
   """A reusable sequence of launches on `dev`'s compute channel."""
 
-  def __init__(self, dev):
+  def __init__(self, dev, chain: bool = False):
+    """chain: link the launches' QMDs so each grid starts the next one when it completes (DEPENDENT_QMD0, action
+    INVALIDATE_COPY_SCHEDULE) and the last one releases the timeline semaphore itself: the front end sends one
+    launch, and no wait-for-idle sits between dependent grids. Launches with barrier=False cannot be chained."""
     self.dev = dev
+    self.chain = chain
     self.pb = PushBuffer()
     self.launches: list[_Launch] = []
     self._blobs: list[tuple[int, bytes]] = []  # (offset in the data area, bytes) of QMDs and constant banks
@@ -60,30 +64,51 @@ class CommandBuffer:
     cbuf = program.constant_bank(program.pack_args(args), grid, block, dynamic_shared)
     self._blobs.append((cbuf_offset, cbuf))
     self._blobs.append((qmd_offset, (program, grid, block, dynamic_shared, cbuf_offset)))
-    if barrier and self.launches:
-      self.dev.barrier(self.pb)
-    self.pb.launch(0, name=f"launch{len(self.launches)}")  # QMD address patched by finalize()
+    if self.chain and not barrier:
+      raise ValueError("a chained CommandBuffer runs every launch after the one before it; barrier=False conflicts")
+    if not self.chain or not self.launches:
+      if barrier and self.launches:
+        self.dev.barrier(self.pb)
+      self.pb.launch(0, name=f"launch{len(self.launches)}")  # QMD address patched by finalize()
     self.launches.append(_Launch(program, cbuf_offset))
     return len(self.launches) - 1
 
   def finalize(self) -> None:
     """Lay the buffer out in pinned host memory (done once, by the first submit)."""
-    self.pb.semaphore_release(self.dev.compute.semaphore, 0, name="done")
-    pb_bytes = len(self.pb) * 4
-    self.memory = self.dev.mem.alloc_host(self._data_size + pb_bytes + SLOT_ALIGN)
-    base = self.memory.va
+    if not self.chain:
+      self.pb.semaphore_release(self.dev.compute.semaphore, 0, name="done")
+    # QMDs and constant banks in HBM (CPU writes through BAR1: the GPU fetches them for every grid), the
+    # pushbuffer in pinned host memory (the host engine prefetches it)
+    self.memory = self.dev.mem.alloc_device(self._data_size, cpu_access=True)
+    self.pb_memory = self.dev.mem.alloc_host(len(self.pb) * 4)
+    base, cpu = self.memory.va, self.memory.cpu
     for launch in self.launches:
-      launch.cbuf += base
+      launch.cbuf += cpu
+    qmd_offsets = [offset for offset, blob in self._blobs if isinstance(blob, tuple)]
     qmd_index = 0
     for offset, blob in self._blobs:
       if isinstance(blob, tuple):
         program, grid, block, dynamic_shared, cbuf_offset = blob
-        blob = program.qmd(base + cbuf_offset, grid, block, dynamic_shared).tobytes()
-        self.pb.patch(f"launch{qmd_index}.qmd", (base + offset) >> 8)
+        q = program.qmd(base + cbuf_offset, grid, block, dynamic_shared)
+        if self.chain:
+          self._link(q, qmd_index, base, qmd_offsets)
+        blob = q.tobytes()
+        if not self.chain or qmd_index == 0:
+          self.pb.patch(f"launch{qmd_index}.qmd", (base + offset) >> 8)
         qmd_index += 1
-      self.dev.write(base + offset, blob)
-    self.pb_address = base + self._data_size
+      self.dev.write(cpu + offset, blob)
+    self.pb_address = self.pb_memory.va
     self.dev.write(self.pb_address, self.pb.tobytes())
+
+  def _link(self, q, index: int, base: int, qmd_offsets: list[int]) -> None:
+    if index + 1 < len(qmd_offsets):
+      q.set("DEPENDENT_QMD_ENABLE(0)", 1).set("DEPENDENT_QMD0_ACTION", 3)  # QMD_INVALIDATE_COPY_SCHEDULE
+      q.set("DEPENDENT_QMD0_POINTER", (base + qmd_offsets[index + 1]) >> 8)
+      return
+    sem = self.dev.compute.semaphore
+    q.set("RELEASE_ENABLE(0)", 1).set("RELEASE_STRUCTURE_SIZE(0)", 1).set("RELEASE_MEMBAR_TYPE(0)", 1)  # ONE_WORD
+    q.set("RELEASE_SEMAPHORE0_ADDR_LOWER", sem & 0xFFFFFFFF).set("RELEASE_SEMAPHORE0_ADDR_UPPER", sem >> 32)
+    self.release_payload = self.memory.cpu + qmd_offsets[index] + 704 // 8  # PAYLOAD_LOWER: bits 735:704
 
   def set_arg(self, launch: int, ordinal: int, value) -> None:
     """Change parameter `ordinal` of launch `launch` for the next submits (a GPUMemory, int or float)."""
@@ -106,10 +131,13 @@ class CommandBuffer:
       ch.wait(self.last_value)
     ch.value += 1
     words = self.pb.words
-    for index, value in ((self.pb.marks["done.payload_lo"][0], ch.value & 0xFFFFFFFF),
-                         (self.pb.marks["done.payload_hi"][0], ch.value >> 32)):
-      self.dev.write(self.pb_address + 4 * index, struct.pack("<I", value))
-      words[index] = value
+    if self.chain:
+      self.dev.write(self.release_payload, struct.pack("<I", ch.value))
+    else:
+      for index, value in ((self.pb.marks["done.payload_lo"][0], ch.value & 0xFFFFFFFF),
+                           (self.pb.marks["done.payload_hi"][0], ch.value >> 32)):
+        self.dev.write(self.pb_address + 4 * index, struct.pack("<I", value))
+        words[index] = value
     ch.submit_segment(self.pb_address, len(words))
     self.last_value = ch.value
     return ch.value
@@ -119,4 +147,5 @@ class CommandBuffer:
       if self.last_value:
         self.dev.compute.wait(self.last_value)
       self.dev.mem.free(self.memory)
+      self.dev.mem.free(self.pb_memory)
       self.memory = None

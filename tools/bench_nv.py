@@ -50,19 +50,24 @@ def ours(repeat: int) -> dict[str, float]:
   x = dev.mem.alloc_device(4096)
   dev.copyin(x, np.zeros(1024, np.uint32))
   res["launch"] = median_time(lambda: inc(x, 1024, grid=(4, 1, 1), block=(256, 1, 1), wait=True), repeat * 10)
-  expected = 3 + repeat * 10
-  for kind in ("host", "none", "compute"):  # the barrier between dependent launches; "compute" is nvdrv's default
-    dev.barrier_kind = kind
-    cb = CommandBuffer(dev)
+  res["launch_cpu"] = median_time(lambda: inc(x, 1024, grid=(4, 1, 1), block=(256, 1, 1)), repeat * 10, warmup=0)
+  dev.compute.synchronize()
+  expected = 3 + repeat * 20
+  variants = [("none", 1)] + [(b, m) for m in (1, 0, 3) for b in ("host", "chain", "compute")]
+  for kind, membar in variants:  # the barrier between dependent launches x the QMD's end-of-grid membar
+    dev.barrier_kind = "compute" if kind == "chain" else kind
+    dev.cwd_membar = membar
+    cb = CommandBuffer(dev, chain=kind == "chain")
     for _ in range(100):
       cb.launch(inc, x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
-    res[f"graph100_{kind}"] = median_time(lambda: dev.compute.wait(cb.submit()), repeat * 5)
+    res[f"graph100_{kind}_{membar}"] = median_time(lambda: dev.compute.wait(cb.submit()), repeat * 5)
     expected += 100 * (3 + repeat * 5)
     got = dev.copyout(x, 4096).view(np.uint32)
-    res[f"correct_{kind}"] = bool(np.all(got == expected))
-    if not res[f"correct_{kind}"]:
+    res[f"correct_{kind}_{membar}"] = bool(np.all(got == expected))
+    if not res[f"correct_{kind}_{membar}"]:
       dev.copyin(x, np.full(1024, expected, np.uint32))
-  res["graph100"] = res["graph100_compute"]
+  dev.barrier_kind, dev.cwd_membar = "compute", 1
+  res["graph100"] = res["graph100_compute_1"]
   submit_times = []
   for _ in range(repeat * 5):
     dev.compute.wait(cb.last_value)
@@ -132,10 +137,11 @@ def main() -> None:
   for key, label, unit, scale, higher_better in rows:
     ratio = mine[key] / theirs[key] if higher_better else theirs[key] / mine[key]
     print(f"{label:42s} {mine[key] * scale:9.2f} {unit:<3s}{theirs[key] * scale:9.2f} {unit:<3s}{ratio:6.2f}x")
+  print(f"nvdrv launch host CPU time (no wait): {mine['launch_cpu'] * 1e6:.1f} us")
   print(f"nvdrv results correct: {mine['correct']}; copy engine device->device: {mine['d2d_ce'] * 1e-9:.1f} GB/s")
-  for kind in ("host", "none", "compute"):
-    took, ok = mine["graph100_" + kind] * 1e6, mine["correct_" + kind]
-    print(f"100 kernels with barrier={kind}: {took:.1f} us, correct={ok}")
+  for key in sorted(k for k in mine if k.startswith("graph100_")):
+    variant = key.removeprefix("graph100_")
+    print(f"100 kernels, barrier_membar={variant}: {mine[key] * 1e6:.1f} us, correct={mine['correct_' + variant]}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""DEV=NV: the tensor frontend on an NVIDIA GPU through nvdrv (device files only; no libcuda, no CUDA runtime).
+
+Kernels: the scheduler's kernel IR is lowered for the GPU (compiler/lower_gpu.py), rendered to PTX
+(compiler/render_ptx.py), assembled to a cubin (nvdrv.compile: ptxas or nvJitLink from pip wheels or a toolkit) and
+launched by nvdrv.program on the compute channel; launches queue without waiting, in order. Buffers: device memory
+from nvdrv, with freed blocks kept per size for reuse (reuse is safe: every later copy or launch is ordered after
+the work already queued). Reading a buffer back (Buffer.numpy) goes through the copy engine after the queued work.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.dtypes import dtypes
+
+ALL_DTYPES = (dtypes.bool, dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.uint16,
+              dtypes.uint32, dtypes.uint64, dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64)
+
+
+class NVAllocator:
+  host_memory = False
+  CACHE_LIMIT = 4 << 30
+
+  def __init__(self, dev):
+    self.dev = dev
+    self.cache: dict[int, list] = {}
+    self.cached_bytes = 0
+
+  def alloc(self, nbytes: int):
+    free = self.cache.get(nbytes)
+    if free:
+      self.cached_bytes -= nbytes
+      return free.pop()
+    return self.dev.mem.alloc_device(max(nbytes, 1))
+
+  def free(self, mem, nbytes: int) -> None:
+    if self.cached_bytes + nbytes > self.CACHE_LIMIT:
+      self.dev.synchronize()
+      self.dev.mem.free(mem)
+      return
+    self.cache.setdefault(nbytes, []).append(mem)
+    self.cached_bytes += nbytes
+
+  def copyin(self, dst, src: np.ndarray) -> None:
+    if src.nbytes:
+      self.dev.copyin(dst, src)
+
+  def copyout(self, dst: np.ndarray, src) -> None:
+    if dst.nbytes:
+      dst[:] = self.dev.copyout(src, dst.nbytes)
+
+  def address(self, mem) -> int:
+    return mem.va
+
+
+class NVProgram:
+  """A rendered, assembled kernel; call with buffer addresses (queued, returns at once)."""
+  threads = 1  # DEBUG's kernel line: host threads (the GPU's parallelism is in info.global_extent)
+
+  def __init__(self, program, info):
+    self.program, self.info = program, info
+    self.grid, self.block = tuple(info.global_size), tuple(info.local_size)
+
+  def __call__(self, addresses: list[int]) -> None:
+    self.program(*addresses, grid=self.grid, block=self.block)
+
+
+class NVRuntime:
+  """The frontend's face of one nvdrv.device.NVDevice."""
+  name = "NV"
+  dtypes = ALL_DTYPES
+
+  def __init__(self, index: int = 0):
+    from nvdrv.device import NVDevice
+    self.dev = NVDevice(index)
+    self.allocator = NVAllocator(self.dev)
+
+  def describe(self) -> str:
+    return self.dev.describe()
+
+  def lower(self, ast):
+    from compiler.lower_gpu import lower_gpu
+    return lower_gpu(ast)
+
+  def program(self, kernel):
+    from compiler.render_ptx import render_ptx
+    from nvdrv.compile import compile_ptx, disassemble
+    from nvdrv.program import Program
+    name, ptx, info = render_ptx(kernel)
+    cubin = compile_ptx(ptx)
+    source = ptx
+    from frontend.realize import getenv
+    if getenv("DEBUG") >= 4:
+      source += "\n" + (disassemble(cubin) or "(nvdisasm not found: pip install nvidia-cuda-nvdisasm)")
+    return NVProgram(Program(self.dev, cubin, name), info), source
+
+  def synchronize(self) -> None:
+    self.dev.synchronize()
