@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from frontend import realize
+from frontend.device import Device
 from frontend.tensor import Tensor
 
 
@@ -29,12 +30,13 @@ class TinyJit:
     self.input_slots: list[list[tuple[int, int]]] = []  # per input: (exec item index, buffer index)
     self.signature: list[tuple[tuple[int, ...], object]] = []
     self.ret = None
+    self.graph = None  # the device's prebuilt command buffer for the capture, where it has one (NV)
     self.launches = 0  # kernel launches made by replay, for tests and DEBUG
     functools.update_wrapper(self, fxn)
 
   def reset(self) -> None:
     self.cnt = 0
-    self.captured, self.input_slots, self.signature, self.ret = [], [], [], None
+    self.captured, self.input_slots, self.signature, self.ret, self.graph = [], [], [], None, None
 
   def __get__(self, obj, objtype=None):
     return functools.partial(self.__call__, obj)  # support methods
@@ -71,7 +73,16 @@ class TinyJit:
       self.input_slots.append(slots)
     self.ret = ret
     self.cnt = 2
+    self.graph = self._make_graph()
     return ret
+
+  def _make_graph(self):
+    """The device's prebuilt command buffer for the capture (NV), or None: replay then runs the items one by one."""
+    devices = {b.device for item in self.captured for b in item.bufs}
+    if len(devices) != 1:
+      return None
+    make = getattr(Device[devices.pop()], "graph", None)
+    return make(self.captured) if make else None
 
   def _replay(self, inputs, buffers):
     got = [(t.shape, t.dtype) for t in inputs]
@@ -82,7 +93,13 @@ class TinyJit:
     for buf, slots in zip(buffers, self.input_slots):
       for i, j in slots:
         self.captured[i].bufs[j] = buf
-    for item in self.captured:
-      realize.run_exec(item)
+        if self.graph is not None:
+          self.graph.set_buffer(i, j, buf)
+    if self.graph is not None:
+      self.graph.run()
+      realize.STATS["kernels"] += len(self.captured)
+    else:
+      for item in self.captured:
+        realize.run_exec(item)
     self.launches += len(self.captured)
     return self.ret

@@ -95,6 +95,10 @@ class Channel:
     self._kick(gpfifo_entry(address, len(pb) + len(tail)))
     return self.value
 
+  def push(self, data: bytes, nwords: int) -> None:
+    """Queue pushbuffer bytes that already end with the release of `self.value` (the caller advanced it)."""
+    self._kick(gpfifo_entry(self._write_cmd(data), nwords))
+
   def submit_segment(self, address: int, nwords: int) -> None:
     """Queue a prebuilt pushbuffer that already ends with its own timeline release (see nvdrv.replay)."""
     self._kick(gpfifo_entry(address, nwords))

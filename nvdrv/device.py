@@ -130,6 +130,7 @@ class NVDevice(TransferMixin):
     self.shared_window, self.local_window = SHARED_WINDOW, LOCAL_WINDOW
     self.barrier_kind = os.environ.get("NV_BARRIER", "compute")
     self.cwd_membar = int(os.environ.get("NV_CWD_MEMBAR", "1"))
+    self.qmd_invalidate = os.environ.get("NV_QMD_INVALIDATE", "all")
     self.local_memory, self.local_per_thread = None, 0
     # QMDs and constant banks in HBM (written by the CPU through BAR1): the compute engine fetches them on the
     # critical path of every launch, and from host memory each fetch is a PCIe round trip.

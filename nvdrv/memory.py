@@ -38,6 +38,8 @@ class VAAllocator:
     self.free_sizes = {base: size}      # start -> length
 
   def alloc(self, size: int, align: int) -> int:
+    if size <= 0 or align <= 0:
+      raise ValueError(f"VA allocation of {size:#x} bytes aligned to {align:#x}: both must be positive")
     for start in self.free_starts:
       length = self.free_sizes[start]
       addr = round_up(start, align)
@@ -60,6 +62,8 @@ class VAAllocator:
     self.free_sizes[start] = length
 
   def free(self, addr: int, size: int) -> None:
+    if size <= 0:
+      raise ValueError(f"VA block {addr:#x}+{size:#x}: the size of a block to free must be positive")
     i = bisect.bisect_left(self.free_starts, addr)
     after = self.free_starts[i] if i < len(self.free_starts) else None
     before = self.free_starts[i - 1] if i > 0 else None

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 
 from nvdrv import qmd
-from nvdrv.cubin import SM90_RESERVED_SHARED, Kernel, parse_cubin
+from nvdrv.cubin import SM90_RESERVED_SHARED, Kernel, apply_relocations, parse_cubin
 from nvdrv.memory import GPUMemory
 from nvdrv.pushbuf import PushBuffer
 
@@ -55,9 +55,9 @@ class Program:
     self.dev = dev
     module = parse_cubin(cubin)
     self.kernel: Kernel = module.kernel(name)
-    if self.kernel.relocations or any(s.relocations or s.bank is None for s in module.segments):
-      raise ValueError(f"kernel {name!r} uses relocations or global variables; nvdrv loads kernels whose data is "
-                       f"in constant banks only (no .global variables, no external calls)")
+    if any(s.relocations or s.bank is None for s in module.segments):
+      raise ValueError(f"kernel {name!r} uses global variables; nvdrv loads kernels whose data is in constant "
+                       f"banks only (no .global variables)")
     # constant banks other than 0 (ptxas puts wide literals there): uploaded once, bound by every launch's QMD
     self.banks: list[tuple[int, GPUMemory, int]] = []
     for seg in module.segments:
@@ -68,10 +68,29 @@ class Program:
         dev.osif.write(mem.cpu, seg.data or bytes(seg.size))
         self.banks.append((seg.bank, mem, seg.size))
     self.code = dev.mem.alloc_device(len(self.kernel.code) + 4096, cpu_access=True)  # prefetch reads past the end
-    dev.osif.view(self.code.cpu, len(self.kernel.code))[:] = self.kernel.code
+    dev.osif.write(self.code.cpu, self._relocated_code(module))
     self.local_per_thread = (self.kernel.min_stack_size + STACK_RESERVE + 15) & ~15 if self.kernel.min_stack_size else 0
     self.cbuf_size = (self.kernel.param_base + self.kernel.param_size + 63) & ~63
     self._qmd_cache: dict[tuple, qmd.Qmd] = {}
+    self._plans: dict[tuple, LaunchPlan] = {}
+
+  def _relocated_code(self, module) -> bytes:
+    """The kernel's code with its relocations applied (relocatable output, e.g. nvJitLink's, leaves some): symbols
+    in the kernel's own code resolve to their GPU address, shared-memory symbols to their offset in the CTA's
+    shared window. Anything else (an external function, a global variable) raises with the symbol's name."""
+    k = self.kernel
+    if not k.relocations:
+      return k.code
+    addresses = {}
+    for sym in module.symbols:
+      if sym.section == f".text.{k.name}":
+        addresses[sym.name] = self.code.va + sym.value
+      elif sym.section.startswith(".nv.shared"):
+        addresses[sym.name] = sym.value
+    try:
+      return apply_relocations(k.code, k.relocations, addresses)
+    except (KeyError, NotImplementedError) as e:
+      raise ValueError(f"kernel {k.name!r}: cannot load its relocations: {e}") from e
 
   # ---- checks ----
   def check(self, args: tuple, grid: tuple[int, int, int], block: tuple[int, int, int], dynamic_shared: int) -> None:
@@ -94,6 +113,10 @@ class Program:
     if dynamic_shared < 0 or shared - SM90_RESERVED_SHARED > MAX_SHARED_PER_BLOCK:
       raise ValueError(f"kernel {k.name}: {k.static_shared} static + {dynamic_shared} dynamic bytes of shared memory "
                        f"exceed the {MAX_SHARED_PER_BLOCK} bytes a block can have on sm_90")
+    self.check_args(args)
+
+  def check_args(self, args: tuple) -> None:
+    k = self.kernel
     if len(args) != len(k.params):
       raise ValueError(f"kernel {k.name} takes {len(k.params)} parameters "
                        f"({', '.join(str(p.size) + ' B' for p in k.params)}); got {len(args)}")
@@ -136,7 +159,7 @@ class Program:
 
   def qmd(self, cbuf: int, grid, block, dynamic_shared: int) -> qmd.Qmd:
     """This launch's QMD: a cached template for the geometry, with the constant-bank address filled in."""
-    key = (grid, block, dynamic_shared, self.dev.cwd_membar)
+    key = (grid, block, dynamic_shared, self.dev.cwd_membar, self.dev.qmd_invalidate)
     template = self._qmd_cache.get(key)
     if template is None:
       template = self._qmd_cache[key] = self._build_qmd(cbuf, grid, block, dynamic_shared)
@@ -153,7 +176,7 @@ class Program:
     q = qmd.build(self.dev.info.qmd_version, program=self.code.va, registers=self.kernel.registers, grid=grid,
                   block=block, shared_bytes=shared, cbuf0=cbuf, cbuf0_size=self.cbuf_size, local_bytes=0,
                   max_shared=MAX_SHARED_CARVEOUT, barriers=max(self.kernel.barriers, 1),
-                  cwd_membar=self.dev.cwd_membar)
+                  cwd_membar=self.dev.cwd_membar, invalidate=self.dev.qmd_invalidate)
     if self.local_per_thread:
       q.set("SHADER_LOCAL_MEMORY_HIGH_SIZE", self.local_per_thread)
     for bank, mem, size in self.banks:
@@ -163,8 +186,27 @@ class Program:
     return q
 
   def __call__(self, *args, grid=(1, 1, 1), block=(1, 1, 1), dynamic_shared: int = 0, wait: bool = False) -> int:
-    """Queue one launch on the compute channel; returns its timeline value (wait=True blocks until done)."""
+    """Queue one launch on the compute channel; returns its timeline value (wait=True blocks until done).
+
+    The first launch of a geometry is checked in full and leaves a LaunchPlan behind; later ones with that geometry
+    check only the arguments and fill the plan's prebuilt words (a few microseconds of Python)."""
     grid, block = tuple(grid), tuple(block)
+    ch = self.dev.compute
+    plan = self._plans.get((grid, block, dynamic_shared))
+    if plan is not None and plan.channel is ch and plan.barrier_kind == self.dev.barrier_kind \
+        and plan.cwd_membar == self.dev.cwd_membar and plan.invalidate == self.dev.qmd_invalidate \
+        and self.local_per_thread <= self.dev.local_per_thread:
+      self.check_args(args)
+      slot = self.dev.launch_slot(self.cbuf_size)
+      value = plan.launch(slot, self.pack_args(args))
+    else:
+      value = self._launch_slow(args, grid, block, dynamic_shared)
+      self._plans[(grid, block, dynamic_shared)] = LaunchPlan(self, grid, block, dynamic_shared)
+    if wait:
+      ch.wait(value)
+    return value
+
+  def _launch_slow(self, args: tuple, grid, block, dynamic_shared: int) -> int:
     self.check(args, grid, block, dynamic_shared)
     pb = PushBuffer()
     self.dev.ensure_local_memory(self.local_per_thread, pb)
@@ -174,12 +216,56 @@ class Program:
     self.dev.write(slot.qmd_cpu, self.qmd(slot.cbuf, grid, block, dynamic_shared).tobytes())
     self.dev.barrier(pb)
     pb.launch(slot.qmd)
-    value = self.dev.compute.submit(pb)
-    if wait:
-      self.dev.compute.wait(value)
-    return value
+    return self.dev.compute.submit(pb)
 
   def free(self) -> None:
     self.dev.mem.free(self.code)
     for _, mem, _ in self.banks:
       self.dev.mem.free(mem)
+
+
+class LaunchPlan:
+  """Prebuilt bytes for launches of one Program with one geometry on the current compute channel: the QMD (constant
+  bank address to fill), constant bank 0's driver area, and the submission's pushbuffer words (QMD address and the
+  timeline payload to fill). Built from the same emitters as the slow path, so both send identical words."""
+
+  def __init__(self, program: Program, grid, block, dynamic_shared: int):
+    dev = program.dev
+    self.program, self.channel = program, dev.compute
+    self.barrier_kind, self.cwd_membar, self.invalidate = dev.barrier_kind, dev.cwd_membar, dev.qmd_invalidate
+    q = program.qmd(0, grid, block, dynamic_shared)
+    self.qmd_version = q.version
+    self.blob = bytearray(q.tobytes().ljust(512, b"\0") + program.constant_bank(b"", grid, block, dynamic_shared))
+    self.param_at = 512 + program.kernel.param_base
+    cbuf_fields = (("CONSTANT_BUFFER_ADDR_LOWER(0)", "CONSTANT_BUFFER_ADDR_UPPER(0)") if q.version == "V03_00" else
+                   ("CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)", "CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)"))
+    self.cbuf_fields = cbuf_fields
+    self.template_qmd = q
+    pb = PushBuffer()
+    dev.barrier(pb)
+    pb.launch(0, name="l")
+    pb.semaphore_release(self.channel.semaphore, 0, name="done")
+    self.words = pb.words
+    self.at_qmd = pb.marks["l.qmd"][0]
+    self.at_lo, self.at_hi = pb.marks["done.payload_lo"][0], pb.marks["done.payload_hi"][0]
+
+  def launch(self, slot: LaunchSlot, params: bytes) -> int:
+    blob = self.blob
+    q = self.template_qmd
+    cbuf = slot.cbuf
+    lower, upper = self.cbuf_fields
+    if self.qmd_version == "V03_00":
+      q.set(lower, cbuf & 0xFFFFFFFF).set(upper, cbuf >> 32)
+    else:
+      q.set(lower, (cbuf >> 6) & 0xFFFFFFFF).set(upper, cbuf >> 38)
+    blob[:len(q.words) * 4] = q.words.tobytes()
+    blob[self.param_at:self.param_at + len(params)] = params
+    self.program.dev.osif.write(slot.qmd_cpu, bytes(blob))
+    ch = self.channel
+    ch.value += 1
+    words = self.words
+    words[self.at_qmd] = slot.qmd >> 8
+    words[self.at_lo] = ch.value & 0xFFFFFFFF
+    words[self.at_hi] = ch.value >> 32
+    ch.push(words.tobytes(), len(words))
+    return ch.value

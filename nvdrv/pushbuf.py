@@ -31,6 +31,10 @@ SEC_OP_NAMES = {0: "GRP0", 1: "INC", 2: "GRP2", 3: "NON_INC", 4: "IMMD", 5: "ONE
 
 
 def header(subc: int, method: int, count: int, sec_op: int = SEC_OP_INC) -> int:
+  if not 0 <= subc < 8:
+    raise ValueError(f"subchannel {subc} for method 0x{method:x}: the subchannel field (bits 15:13) holds 0..7")
+  if not 0 <= sec_op < 8:
+    raise ValueError(f"SEC_OP {sec_op} for method 0x{method:x}: the SEC_OP field (bits 31:29) holds 0..7")
   if method & 3 or method >= (1 << 14):
     raise ValueError(f"method 0x{method:x} is not a dword offset below 0x4000")
   if not 0 <= count < (1 << 13):
@@ -180,9 +184,11 @@ class PushBuffer:
 
 def gpfifo_entry(address: int, nwords: int) -> int:
   """The 64-bit GPFIFO entry pointing at a pushbuffer segment (FACTS.md 5.1): GET = VA bits 39:2 across both words,
-  LENGTH in words at entry bits 62:42."""
-  if address & 3 or nwords >= (1 << 21):
-    raise ValueError(f"pushbuffer segment at 0x{address:x} of {nwords} words is misaligned or too long")
+  LENGTH in words at entry bits 62:42. Addresses at or above 2**40 would spill into LEVEL/LENGTH, and LENGTH 0 would
+  make a control entry whose OPCODE is GET_HI, so both are refused."""
+  if address & 3 or not 0 <= address < (1 << 40) or not 0 < nwords < (1 << 21):
+    raise ValueError(f"pushbuffer segment at {address:#x} of {nwords} words: a GPFIFO entry needs a 4-byte aligned "
+                     f"address below 2**40 and 1..2**21-1 words")
   return address | (nwords << 42)
 
 

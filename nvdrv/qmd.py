@@ -37,7 +37,8 @@ V03_00 = {
   "PROGRAM_PREFETCH_TYPE": (1651, 1650), "SASS_VERSION": (1663, 1656), "HW_ONLY_INNER_GET": (1854, 1824),
 }
 V04_00 = {
-  "QMD_GROUP_ID": (21, 16), "QMD_TYPE": (25, 23), "HW_ONLY_INNER_GET": (190, 160),
+  "DEPENDENCE_COUNTER": (15, 0), "QMD_GROUP_ID": (21, 16), "QMD_TYPE": (25, 23), "HW_ONLY_INNER_GET": (190, 160),
+  "HW_ONLY_DEPENDENCE_COUNTER": (303, 288),
   "RELEASE_ENABLE(0)": (320, 320), "RELEASE_STRUCTURE_SIZE(0)": (322, 321), "RELEASE_MEMBAR_TYPE(0)": (323, 323),
   "RELEASE_PAYLOAD64B(0)": (332, 332), "DEPENDENT_QMD_ENABLE(0)": (368, 368), "DEPENDENT_QMD0_ACTION": (371, 369),
   "CONSTANT_BUFFER_VALID(0)": (416, 416), "DEPENDENT_QMD0_POINTER": (479, 448),
@@ -139,7 +140,7 @@ def sm_config_shared_mem(nbytes: int) -> int:
 
 def build(version: str, *, program: int, registers: int, grid: tuple[int, int, int], block: tuple[int, int, int],
           shared_bytes: int, cbuf0: int, cbuf0_size: int, local_bytes: int, max_shared: int,
-          barriers: int = 1, cwd_membar: int = 1) -> Qmd:
+          barriers: int = 1, cwd_membar: int = 1, invalidate: str = "all") -> Qmd:
   """A QMD that runs the code at `program` over `grid` blocks of `block` threads, with constant bank 0 at `cbuf0`.
 
   Args:
@@ -165,14 +166,17 @@ def build(version: str, *, program: int, registers: int, grid: tuple[int, int, i
     q.set("CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)", (cbuf0 >> 6) & 0xFFFFFFFF)
     q.set("CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)", cbuf0 >> 38)
   q.set("QMD_GROUP_ID", 0x3F)
-  q.set("API_VISIBLE_CALL_LIMIT", 1).set("SAMPLER_INDEX", 1)  # NO_CHECK; INDEPENDENTLY
-  q.set("INVALIDATE_TEXTURE_HEADER_CACHE", 1).set("INVALIDATE_SHADER_DATA_CACHE", 1)
-  q.set("INVALIDATE_SHADER_CONSTANT_CACHE", 1)
+  q.set("API_VISIBLE_CALL_LIMIT", 1).set("SAMPLER_INDEX", 0)  # NO_CHECK; INDEPENDENTLY (clcbc0qmd.h)
+  q.set("INVALIDATE_SHADER_DATA_CACHE", 1)  # L1: the grid must not read lines an earlier grid's stores made stale
+  if invalidate == "all":
+    q.set("INVALIDATE_TEXTURE_HEADER_CACHE", 1).set("INVALIDATE_SHADER_CONSTANT_CACHE", 1)
+  else:  # "targeted": refetch only constant bank 0 (its contents change between launches at the same address)
+    q.set("CONSTANT_BUFFER_INVALIDATE(0)", 1)
   q.set("CWD_MEMBAR_TYPE", cwd_membar)  # at grid end: L1_NONE 0, L1_SYSMEMBAR 1 (system-wide), L1_MEMBAR 3 (GPU)
   q.set("CTA_THREAD_DIMENSION0", block[0]).set("CTA_THREAD_DIMENSION1", block[1])
   q.set("CTA_THREAD_DIMENSION2", block[2])
   q.set("SHARED_MEMORY_SIZE", (shared_bytes + 255) & ~255)
-  q.set("MIN_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(8 * 1024))
+  q.set("MIN_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(carve))  # the smallest carve-out that fits (NAK)
   q.set("MAX_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(max_shared))
   q.set("TARGET_SM_CONFIG_SHARED_MEM_SIZE", sm_config_shared_mem(carve))
   q.set("BARRIER_COUNT", barriers)

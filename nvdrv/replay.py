@@ -32,12 +32,20 @@ class _Launch:
 class CommandBuffer:
   """A reusable sequence of launches on `dev`'s compute channel."""
 
-  def __init__(self, dev, chain: bool = False):
-    """chain: link the launches' QMDs so each grid starts the next one when it completes (DEPENDENT_QMD0, action
-    INVALIDATE_COPY_SCHEDULE) and the last one releases the timeline semaphore itself: the front end sends one
-    launch, and no wait-for-idle sits between dependent grids. Launches with barrier=False cannot be chained."""
+  def __init__(self, dev, mode: str = "barrier"):
+    """mode: how a launch waits for the one before it.
+      barrier: a wait-for-idle between launches in the pushbuffer (nvdrv.device.NVDevice.barrier);
+      chain:   only the first QMD is sent; each grid starts the next when it completes (DEPENDENT_QMD0 with action
+               INVALIDATE_COPY_SCHEDULE) and the last releases the timeline semaphore itself;
+      dep:     every QMD is sent up front; QMD i > 0 waits on a dependence counter of 1 that grid i-1 decrements
+               when it completes (DEPENDENT_QMD0 action DECREMENT_DEPENDENCE), so its QMD and constants are
+               already fetched when its turn comes; the last releases the semaphore.
+    Launches with barrier=False only make sense in barrier mode."""
+    if mode not in ("barrier", "chain", "dep"):
+      raise ValueError(f"CommandBuffer mode {mode!r}: use 'barrier', 'chain' or 'dep'")
     self.dev = dev
-    self.chain = chain
+    self.mode = mode
+    self.chain = mode != "barrier"
     self.pb = PushBuffer()
     self.launches: list[_Launch] = []
     self._blobs: list[tuple[int, bytes]] = []  # (offset in the data area, bytes) of QMDs and constant banks
@@ -66,8 +74,8 @@ class CommandBuffer:
     self._blobs.append((qmd_offset, (program, grid, block, dynamic_shared, cbuf_offset)))
     if self.chain and not barrier:
       raise ValueError("a chained CommandBuffer runs every launch after the one before it; barrier=False conflicts")
-    if not self.chain or not self.launches:
-      if barrier and self.launches:
+    if self.mode != "chain" or not self.launches:
+      if barrier and self.launches and self.mode == "barrier":
         self.dev.barrier(self.pb)
       self.pb.launch(0, name=f"launch{len(self.launches)}")  # QMD address patched by finalize()
     self.launches.append(_Launch(program, cbuf_offset))
@@ -93,7 +101,7 @@ class CommandBuffer:
         if self.chain:
           self._link(q, qmd_index, base, qmd_offsets)
         blob = q.tobytes()
-        if not self.chain or qmd_index == 0:
+        if self.mode != "chain" or qmd_index == 0:
           self.pb.patch(f"launch{qmd_index}.qmd", (base + offset) >> 8)
         qmd_index += 1
       self.dev.write(cpu + offset, blob)
@@ -101,8 +109,11 @@ class CommandBuffer:
     self.dev.write(self.pb_address, self.pb.tobytes())
 
   def _link(self, q, index: int, base: int, qmd_offsets: list[int]) -> None:
+    if self.mode == "dep" and index > 0:
+      q.set("DEPENDENCE_COUNTER", 1)
     if index + 1 < len(qmd_offsets):
-      q.set("DEPENDENT_QMD_ENABLE(0)", 1).set("DEPENDENT_QMD0_ACTION", 3)  # QMD_INVALIDATE_COPY_SCHEDULE
+      action = 4 if self.mode == "dep" else 3  # QMD_DECREMENT_DEPENDENCE / QMD_INVALIDATE_COPY_SCHEDULE
+      q.set("DEPENDENT_QMD_ENABLE(0)", 1).set("DEPENDENT_QMD0_ACTION", action)
       q.set("DEPENDENT_QMD0_POINTER", (base + qmd_offsets[index + 1]) >> 8)
       return
     sem = self.dev.compute.semaphore
@@ -116,7 +127,7 @@ class CommandBuffer:
     param = item.program.kernel.params[ordinal]
     packed = item.program.pack_args(tuple(value if p.ordinal == ordinal else 0 for p in item.program.kernel.params))
     if self.memory is None:
-      raise RuntimeError("set_arg needs a finalized CommandBuffer (submit once first)")
+      raise RuntimeError("set_arg needs a finalized CommandBuffer (call finalize() or submit once first)")
     if self.last_value:
       self.dev.compute.wait(self.last_value)
     address = item.cbuf + item.program.kernel.param_base + param.offset

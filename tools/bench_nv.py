@@ -53,21 +53,36 @@ def ours(repeat: int) -> dict[str, float]:
   res["launch_cpu"] = median_time(lambda: inc(x, 1024, grid=(4, 1, 1), block=(256, 1, 1)), repeat * 10, warmup=0)
   dev.compute.synchronize()
   expected = 3 + repeat * 20
-  variants = [("none", 1)] + [(b, m) for m in (1, 0, 3) for b in ("host", "chain", "compute")]
+  variants = [("none", 1), ("compute", 3), ("compute", 1), ("chain", 3), ("dep", 3), ("dep", 0), ("dep", 1),
+              ("dep-targeted", 3), ("dep-targeted", 0)]
   for kind, membar in variants:  # the barrier between dependent launches x the QMD's end-of-grid membar
-    dev.barrier_kind = "compute" if kind == "chain" else kind
+    dev.qmd_invalidate = "targeted" if kind.endswith("-targeted") else "all"
+    kind_base = kind.removesuffix("-targeted")
+    dev.barrier_kind = "compute" if kind_base in ("chain", "dep") else kind_base
     dev.cwd_membar = membar
-    cb = CommandBuffer(dev, chain=kind == "chain")
+    cb = CommandBuffer(dev, mode=kind_base if kind_base in ("chain", "dep") else "barrier")
     for _ in range(100):
       cb.launch(inc, x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
-    res[f"graph100_{kind}_{membar}"] = median_time(lambda: dev.compute.wait(cb.submit()), repeat * 5)
+    try:
+      res[f"graph100_{kind}_{membar}"] = median_time(lambda: dev.compute.wait(cb.submit(), timeout=3), repeat * 5)
+    except Exception as e:
+      print(f"variant {kind}/{membar} failed: {type(e).__name__}: {str(e)[:300]}")
+      res[f"graph100_{kind}_{membar}"], res[f"correct_{kind}_{membar}"] = float("nan"), False
+      dev.recover()
+      dev.copyin(x, np.full(1024, expected, np.uint32))
+      continue
     expected += 100 * (3 + repeat * 5)
     got = dev.copyout(x, 4096).view(np.uint32)
     res[f"correct_{kind}_{membar}"] = bool(np.all(got == expected))
     if not res[f"correct_{kind}_{membar}"]:
       dev.copyin(x, np.full(1024, expected, np.uint32))
-  dev.barrier_kind, dev.cwd_membar = "compute", 1
-  res["graph100"] = res["graph100_compute_1"]
+  dev.barrier_kind, dev.cwd_membar, dev.qmd_invalidate = "compute", 3, "all"
+  res["graph100"] = res["graph100_compute_3"]
+  dev.copyin(x, np.zeros(1024, np.uint32))
+  expected = 0
+  cb = CommandBuffer(dev)
+  for _ in range(100):
+    cb.launch(inc, x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
   submit_times = []
   for _ in range(repeat * 5):
     dev.compute.wait(cb.last_value)

@@ -45,8 +45,14 @@ class NVAllocator:
       self.dev.copyin(dst, src)
 
   def copyout(self, dst: np.ndarray, src) -> None:
-    if dst.nbytes:
+    if not dst.nbytes:
+      return
+    from nvdrv.errors import NVFault
+    try:
       dst[:] = self.dev.copyout(src, dst.nbytes)
+    except (NVFault, TimeoutError):
+      self.dev.recover()  # the fault is reported once; later work in this process runs on fresh channels
+      raise
 
   def address(self, mem) -> int:
     return mem.va
@@ -62,6 +68,30 @@ class NVProgram:
 
   def __call__(self, addresses: list[int]) -> None:
     self.program(*addresses, grid=self.grid, block=self.block)
+
+
+class NVGraph:
+  """A TinyJit capture as one prebuilt nvdrv CommandBuffer: replay patches the input buffers' addresses into the
+  launches' constant banks and resubmits the whole step with one GPFIFO entry."""
+
+  def __init__(self, runtime, items):
+    from nvdrv.replay import CommandBuffer
+    self.cb = CommandBuffer(runtime.dev)
+    self.addresses = []
+    for item in items:
+      addresses = [runtime.allocator.address(b.mem) for b in item.bufs]
+      self.cb.launch(item.program.program, *addresses, grid=item.program.grid, block=item.program.block)
+      self.addresses.append(addresses)
+    self.cb.finalize()
+
+  def set_buffer(self, item: int, index: int, buf) -> None:
+    address = buf.mem.va
+    if self.addresses[item][index] != address:
+      self.cb.set_arg(item, index, address)
+      self.addresses[item][index] = address
+
+  def run(self) -> None:
+    self.cb.submit()
 
 
 class NVRuntime:
@@ -92,6 +122,13 @@ class NVRuntime:
     if getenv("DEBUG") >= 4:
       source += "\n" + (disassemble(cubin) or "(nvdisasm not found: pip install nvidia-cuda-nvdisasm)")
     return NVProgram(Program(self.dev, cubin, name), info), source
+
+  def graph(self, items) -> NVGraph | None:
+    """A replayable command buffer for a TinyJit capture, when every item is a kernel of this device."""
+    if not items or not all(isinstance(item.program, NVProgram) and item.program.program.dev is self.dev
+                            for item in items):
+      return None
+    return NVGraph(self, items)
 
   def synchronize(self) -> None:
     self.dev.synchronize()
