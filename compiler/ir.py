@@ -324,7 +324,8 @@ def verify(root: Node, level: str = "graph") -> None:
     elif node.op is Ops.KERNEL:
       _check(all(s.op in STATEMENTS for s in node.src), node, "KERNEL holds statements")
     elif node.op in (Ops.ACCUM, Ops.BLOCKREDUCE):
-      _check(node.src[0].op is Ops.DEFACC and node.arg in REDUCE_OPS, node, f"{node.op.name} folds into a DEFACC")
+      what = "ACCUM updates a DEFACC" if node.op is Ops.ACCUM else "BLOCKREDUCE folds a DEFACC"
+      _check(node.src[0].op is Ops.DEFACC and node.arg in REDUCE_OPS, node, f"{what} with ADD, MUL or MAX")
     elif node.op is Ops.IF:
       _check(len(node.src) >= 1 and node.src[0].dtype == dtypes.bool and all(s.op in STATEMENTS for s in node.src[1:]),
              node, "IF holds a bool gate then statements")
