@@ -147,8 +147,9 @@ def _unavailable(kind: str, why: str):
 
 
 Device.register("CPU", _probe_cpu)
+
+
 def _probe_nv():
-  import os
   if not os.path.exists("/dev/nvidiactl"):
     raise DeviceUnavailable("NV: no /dev/nvidiactl (no NVIDIA GPU or kernel module on this machine)")
   try:

@@ -100,7 +100,9 @@ class NVRuntime:
   dtypes = ALL_DTYPES
 
   def __init__(self, index: int = 0):
+    from nvdrv.compile import find_compiler
     from nvdrv.device import NVDevice
+    find_compiler()  # no PTX assembler: NV is unavailable (the message says what to install), not a failure later
     self.dev = NVDevice(index)
     self.allocator = NVAllocator(self.dev)
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One pass over everything the nvdrv issue checks on a GPU machine, each step bounded, logs under $OUT (default
+# out/hw): the GPU's state, hwtests/nv, the benchmark against PyTorch, the device-independent test suite on DEV=NV,
+# and a DEBUG=4 kernel dump. Run from the repository root with numpy, cffi and pyelftools importable:
+#   bash hwtests/nv/run_all.sh [steps...]      steps: gpu hw bench tests debug (default: all, in that order)
+set -u
+OUT="${OUT:-out/hw}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(gpu hw bench tests debug)
+
+for step in "${steps[@]}"; do
+  echo "== $step $(date +%T)"
+  case "$step" in
+    gpu)
+      nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv \
+        2>&1 | tee "$OUT/gpu.txt"
+      python -c "import nvdrv.device as d; print(d.NVDevice().describe())" 2>&1 | tee -a "$OUT/gpu.txt" ;;
+    hw)
+      timeout 240 python -m pytest -q -p no:cacheprovider -rs --tb=short --durations=8 hwtests/nv 2>&1 \
+        | tee "$OUT/hwtests.log" | tail -25 ;;
+    bench)
+      timeout 150 python tools/bench_nv.py 2>&1 | tee "$OUT/bench.log" ;;
+    tests)
+      DEV=NV timeout "${TESTS_TIMEOUT:-270}" python -m pytest -n "${WORKERS:-12}" -q -p no:cacheprovider --tb=short \
+        -rf tests 2>&1 | tee "$OUT/tests_nv.log" | grep -E "^(FAILED|ERROR)|passed|failed" | tail -60 ;;
+    debug)
+      DEV=NV DEBUG=4 timeout 60 python -c "from frontend import Tensor; print((Tensor([1.0, 2.0, 3.0]).exp() * 2).numpy())" \
+        > "$OUT/debug4.log" 2>&1
+      grep -c -E "^\s+/\*[0-9a-f]{4}\*/" "$OUT/debug4.log" | sed 's/^/SASS lines in the DEBUG=4 dump: /'
+      tail -3 "$OUT/debug4.log" ;;
+    *) echo "unknown step $step (gpu hw bench tests debug)" ;;
+  esac
+done
