@@ -234,13 +234,17 @@ class LaunchPlan:
     self.program, self.channel = program, dev.compute
     self.barrier_kind, self.cwd_membar, self.invalidate = dev.barrier_kind, dev.cwd_membar, dev.qmd_invalidate
     q = program.qmd(0, grid, block, dynamic_shared)
-    self.qmd_version = q.version
     self.blob = bytearray(q.tobytes().ljust(512, b"\0") + program.constant_bank(b"", grid, block, dynamic_shared))
+    self.blob_words = memoryview(self.blob).cast("I")
     self.param_at = 512 + program.kernel.param_base
-    cbuf_fields = (("CONSTANT_BUFFER_ADDR_LOWER(0)", "CONSTANT_BUFFER_ADDR_UPPER(0)") if q.version == "V03_00" else
-                   ("CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)", "CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)"))
-    self.cbuf_fields = cbuf_fields
-    self.template_qmd = q
+    # the constant bank address is the only QMD field that changes per launch: its two words are patched in place
+    lower, upper = (("CONSTANT_BUFFER_ADDR_LOWER(0)", "CONSTANT_BUFFER_ADDR_UPPER(0)") if q.version == "V03_00" else
+                    ("CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)", "CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)"))
+    self.cbuf_shift = 0 if q.version == "V03_00" else 6
+    self.lo_word, lo_shift, lo_mask = q.word_field(lower)
+    self.hi_word, hi_shift, self.hi_mask = q.word_field(upper)
+    if (lo_shift, lo_mask, hi_shift) != (0, 0xFFFFFFFF, 0):
+      raise ValueError(f"QMD {q.version}: {lower}/{upper} are not a whole word and a word's low bits")
     pb = PushBuffer()
     dev.barrier(pb)
     pb.launch(0, name="l")
@@ -250,22 +254,18 @@ class LaunchPlan:
     self.at_lo, self.at_hi = pb.marks["done.payload_lo"][0], pb.marks["done.payload_hi"][0]
 
   def launch(self, slot: LaunchSlot, params: bytes) -> int:
+    words = self.blob_words
+    cbuf = slot.cbuf >> self.cbuf_shift
+    words[self.lo_word] = cbuf & 0xFFFFFFFF
+    words[self.hi_word] = (words[self.hi_word] & ~self.hi_mask) | (cbuf >> 32)  # VAs < 2**40: the upper part fits
     blob = self.blob
-    q = self.template_qmd
-    cbuf = slot.cbuf
-    lower, upper = self.cbuf_fields
-    if self.qmd_version == "V03_00":
-      q.set(lower, cbuf & 0xFFFFFFFF).set(upper, cbuf >> 32)
-    else:
-      q.set(lower, (cbuf >> 6) & 0xFFFFFFFF).set(upper, cbuf >> 38)
-    blob[:len(q.words) * 4] = q.words.tobytes()
     blob[self.param_at:self.param_at + len(params)] = params
-    self.program.dev.osif.write(slot.qmd_cpu, bytes(blob))
+    self.program.dev.osif.write(slot.qmd_cpu, blob)
     ch = self.channel
     ch.value += 1
-    words = self.words
-    words[self.at_qmd] = slot.qmd >> 8
-    words[self.at_lo] = ch.value & 0xFFFFFFFF
-    words[self.at_hi] = ch.value >> 32
-    ch.push(words.tobytes(), len(words))
+    pb = self.words
+    pb[self.at_qmd] = slot.qmd >> 8
+    pb[self.at_lo] = ch.value & 0xFFFFFFFF
+    pb[self.at_hi] = ch.value >> 32
+    ch.push(pb.tobytes(), len(pb))
     return ch.value

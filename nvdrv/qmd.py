@@ -114,6 +114,15 @@ class Qmd:
       value |= ((self.words[word] >> shift) & ((1 << nbits) - 1)) << consumed
     return value
 
+  def word_field(self, name: str) -> tuple[int, int, int]:
+    """(word index, shift, mask in the word) of a field that lies inside one 32-bit word: for hot paths that patch a
+    prebuilt QMD's bytes in place (nvdrv.program.LaunchPlan) instead of calling `set`."""
+    hi, lo = self._field(name)
+    word, shift = divmod(lo, 32)
+    if hi // 32 != word:
+      raise ValueError(f"QMD {self.version} field {name} (bits {hi}:{lo}) spans two words")
+    return word, shift, ((1 << (hi - lo + 1)) - 1) << shift
+
   def copy(self) -> Qmd:
     out = Qmd.__new__(Qmd)
     out.version, out.layout, out.nbytes, out.words = self.version, self.layout, self.nbytes, array("I", self.words)

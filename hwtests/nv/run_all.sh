@@ -23,8 +23,10 @@ for step in "${steps[@]}"; do
     bench)
       timeout 150 python tools/bench_nv.py 2>&1 | tee "$OUT/bench.log" ;;
     tests)
-      DEV=NV timeout "${TESTS_TIMEOUT:-270}" python -m pytest -n "${WORKERS:-12}" -q -p no:cacheprovider --tb=short \
-        -rf tests 2>&1 | tee "$OUT/tests_nv.log" | grep -E "^(FAILED|ERROR)|passed|failed" | tail -60 ;;
+      # -v: one line per finished test, so a log cut off by the timeout still says what passed and what failed
+      DEV=NV timeout "${TESTS_TIMEOUT:-270}" python -m pytest -n "${WORKERS:-12}" -v -p no:cacheprovider --tb=short \
+        -rf tests 2>&1 | tee "$OUT/tests_nv.log" | grep -E " (FAILED|ERROR) |^(FAILED|ERROR)|passed|failed" | tail -60
+      grep -c " PASSED " "$OUT/tests_nv.log" | sed 's/^/PASSED lines: /' ;;
     debug)
       DEV=NV DEBUG=4 timeout 60 python -c "from frontend import Tensor; print((Tensor([1.0, 2.0, 3.0]).exp() * 2).numpy())" \
         > "$OUT/debug4.log" 2>&1

@@ -1,0 +1,154 @@
+"""nvdrv.program's two launch paths without a GPU: the first launch of a geometry goes the checked slow way and leaves a
+LaunchPlan; later ones fill the plan's prebuilt bytes. Both must hand the GPU the same QMD, constant bank 0 and
+pushbuffer words. The device below is host memory behind nvdrv's own OS seam (LinuxOS writes into an anonymous
+mapping) with NVDevice's real launch_slot and barrier; only the channel is a recorder.
+
+The QMD is checked field by field with nvdrv.qmd's reader and the pushbuffer with nvdrv.pushbuf.decode, so a plan
+that patched the wrong word would show here.
+"""
+from __future__ import annotations
+
+import struct
+import types
+from array import array
+
+import pytest
+
+from hwtests.nv import kernels
+from nvdrv.compile import CompilerNotFound, compile_ptx
+from nvdrv.device import NVDevice
+from nvdrv.memory import GPUMemory
+from nvdrv.osif import LinuxOS
+from nvdrv.program import Program
+from nvdrv.pushbuf import PushBuffer, decode
+from nvdrv.qmd import Qmd
+
+ARENA = 1 << 16
+HEAP = 1 << 20
+HEAP_HINT = 0x31_0000_0000
+
+
+class RecordingChannel:
+  """What a GPFIFO channel is given: pushbuffer words per submission, and the timeline value each one releases."""
+
+  def __init__(self, semaphore: int):
+    self.semaphore, self.value, self.pushed = semaphore, 0, []
+
+  def submit(self, pb: PushBuffer) -> int:
+    self.value += 1
+    self.pushed.append(pb.tobytes() + PushBuffer().semaphore_release(self.semaphore, self.value).tobytes())
+    return self.value
+
+  def push(self, data: bytes, nwords: int) -> None:
+    assert len(data) == 4 * nwords
+    self.pushed.append(bytes(data))
+
+  def synchronize(self) -> None:
+    pass
+
+
+class HostDevice:
+  """The parts of NVDevice a Program uses, over host memory (GPU VA = CPU address)."""
+  launch_slot, barrier, write = NVDevice.launch_slot, NVDevice.barrier, NVDevice.write
+
+  def __init__(self, version: str):
+    self.osif = LinuxOS()
+    # GPU VAs must stay below 2**40 (a pushbuffer's reach): one anonymous mapping at a low address, carved up
+    self.base = self.osif.mmap(HEAP, addr=HEAP_HINT)
+    if self.base + HEAP > 1 << 40:
+      self.osif.munmap(self.base, HEAP)
+      pytest.skip(f"no host memory below 2**40 for a stand-in GPU VA space (got 0x{self.base:x})")
+    self.put = 0
+    self.info = types.SimpleNamespace(qmd_version=version)
+    self.barrier_kind, self.cwd_membar, self.qmd_invalidate = "compute", 1, "all"
+    self.shared_window, self.local_window, self.local_per_thread = 0x7F00_0000_0000, 0x7E00_0000_0000, 0
+    self.arena, self.arena_put = self._host(ARENA), 0
+    self.compute = RecordingChannel(semaphore=0x12_3456_7000)
+    self.mem = types.SimpleNamespace(alloc_device=lambda size, cpu_access=False: self._host(size))
+
+  def _host(self, size: int) -> GPUMemory:
+    address = self.base + self.put
+    self.put += (size + 4095) & ~4095
+    assert self.put <= HEAP
+    return GPUMemory(va=address, size=size, handle=0, host=True, cpu=address)
+
+  def close(self) -> None:
+    self.osif.munmap(self.base, HEAP)
+
+  def ensure_local_memory(self, per_thread: int, pb: PushBuffer) -> None:
+    assert per_thread == 0, "these kernels use no local memory"
+
+  def read(self, address: int, size: int) -> bytes:
+    return self.osif.read(address, size)
+
+
+@pytest.fixture(scope="module")
+def cubin() -> bytes:
+  try:
+    return compile_ptx(kernels.SAXPY)
+  except CompilerNotFound as e:
+    pytest.skip(str(e))
+
+
+def launched(dev: HostDevice, pushed: bytes) -> tuple[Qmd, bytes, list[str]]:
+  """The QMD a pushbuffer sends (from its SEND_PCAS_A word), its constant bank 0, and the decoded methods."""
+  words = list(struct.unpack(f"<{len(pushed) // 4}I", pushed))
+  lines = decode(words)
+  pcas = [line for line in lines if "SEND_PCAS_A" in line]
+  assert len(pcas) == 1, lines
+  qmd_address = int(pcas[0].split()[-1], 0) << 8
+  q = Qmd(dev.info.qmd_version)
+  q.words = array("I", dev.read(qmd_address, q.nbytes))
+  if q.version == "V04_00":
+    upper, lower = q.get("CONSTANT_BUFFER_ADDR_UPPER_SHIFTED6(0)"), q.get("CONSTANT_BUFFER_ADDR_LOWER_SHIFTED6(0)")
+    cbuf = ((upper << 32) | lower) << 6
+  else:
+    cbuf = (q.get("CONSTANT_BUFFER_ADDR_UPPER(0)") << 32) | q.get("CONSTANT_BUFFER_ADDR_LOWER(0)")
+  return q, dev.read(cbuf, q.get("CONSTANT_BUFFER_SIZE_SHIFTED4(0)") << 4), lines
+
+
+@pytest.fixture(params=["V04_00", "V03_00"])
+def dev(request):
+  device = HostDevice(request.param)
+  yield device
+  device.close()
+
+
+def test_fast_path_sends_what_the_slow_path_sends(cubin, dev):
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  geometry = {"grid": (3, 2, 1), "block": (128, 1, 1)}
+  calls = [(x, y, 2.5, 1000), (y, x, -1.25, 77), (x, x, 0.5, 3)]
+  values = [saxpy(*args, **geometry) for args in calls]
+  assert values == [1, 2, 3]
+  assert len(saxpy._plans) == 1, "the first launch should leave a plan that the later ones use"
+  slow_q, slow_cbuf, slow_lines = launched(dev, dev.compute.pushed[0])
+  for i, (args, pushed) in enumerate(zip(calls, dev.compute.pushed)):
+    q, cbuf, lines = launched(dev, pushed)
+    # the same QMD but for where its constant bank lives
+    differ = {k for k in q.layout if q.get(k) != slow_q.get(k)}
+    assert differ <= {n for n in q.layout if n.startswith("CONSTANT_BUFFER_ADDR_") and n.endswith("(0)")}, differ
+    # constant bank 0: the same driver area, this launch's parameters
+    base = saxpy.kernel.param_base
+    assert cbuf[:base] == slow_cbuf[:base]
+    assert cbuf[base:base + saxpy.kernel.param_size] == saxpy.pack_args(args)
+    assert struct.unpack_from("<3I3I", cbuf) == (128, 1, 1, 3, 2, 1)
+    # the same methods, each releasing its own timeline value
+    strip = [line.split(":", 1)[-1] for line in lines]
+    assert [s for s in strip if "PCAS_A" not in s and "PAYLOAD" not in s] == \
+           [s for s in (line.split(":", 1)[-1] for line in slow_lines) if "PCAS_A" not in s and "PAYLOAD" not in s]
+    payload = [line for line in lines if "SEM_PAYLOAD_LO" in line]
+    assert payload and int(payload[0].split()[-1], 0) == values[i], lines
+
+
+def test_fast_path_still_checks_arguments(cubin, dev):
+  saxpy = Program(dev, cubin, "saxpy")
+  x = dev._host(4096)
+  saxpy(x, x, 1.0, 8, grid=(1, 1, 1), block=(32, 1, 1))
+  pushed = len(dev.compute.pushed)
+  with pytest.raises(ValueError, match="takes 4 parameters"):
+    saxpy(x, x, 1.0, grid=(1, 1, 1), block=(32, 1, 1))
+  x.freed = True
+  with pytest.raises(ValueError, match="use after free"):
+    saxpy(x, x, 1.0, 8, grid=(1, 1, 1), block=(32, 1, 1))
+  assert len(dev.compute.pushed) == pushed, "a rejected launch was queued"
