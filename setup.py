@@ -14,11 +14,15 @@ setup(
     # keeps pip from resolving the registry's CUDA build (several GB of CUDA packages).
     # nvidia-cuda-nvcc-cu12 brings ptxas (PTX -> cubin for nvdrv; it runs on any x86-64 CPU, no GPU or libcuda),
     # so the test suite checks the PTX renderer and the cubin loader for real, against cuobjdump and nvdisasm.
+    # gguf (gguf-py, llama.cpp's reader and writer) lets tests/test_gguf.py write GGUF files and check against its
+    # numpy dequantizers.
     "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0+cpu", "nvidia-cuda-nvcc-cu12==12.9.86",
-             "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm"],
+             "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm", "gguf>=0.19"],
     # DEV=NV: the PTX assembler and, for DEBUG=4, the SASS disassembler (pip wheels; never libcuda)
     "nv": ["nvidia-cuda-nvcc-cu12==12.9.86", "nvidia-cuda-nvdisasm"],
     "train": ["tqdm", "matplotlib", "safetensors", "scikit-learn"],
+    # loading pretrained models: .gguf files (frontend.nn.gguf)
+    "models": ["gguf>=0.19"],
     "bench": ["tinygrad"],
   },
   entry_points={"console_scripts": ["sov=tools.sov:main"]},
