@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One pass over everything the nvdrv issue checks on a GPU machine, each step bounded, logs under $OUT (default
 # out/hw): the GPU's state, hwtests/nv, the benchmark against PyTorch, the device-independent test suite on DEV=NV,
-# and a DEBUG=4 kernel dump. Run from the repository root with numpy, cffi and pyelftools importable:
-#   bash hwtests/nv/run_all.sh [steps...]      steps: gpu hw bench tests debug (default: all, in that order)
+# a DEBUG=4 kernel dump and a short training run (scikit-learn digits: the GPU machine is offline).
+# Run from the repository root with numpy, cffi and pyelftools importable:
+#   bash hwtests/nv/run_all.sh [steps...]      steps: gpu hw bench tests debug mnist (default: all, in that order)
 set -u
 OUT="${OUT:-out/hw}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(gpu hw bench tests debug)
+[ ${#steps[@]} -eq 0 ] && steps=(gpu hw bench tests debug mnist)
 
 for step in "${steps[@]}"; do
   echo "== $step $(date +%T)"
@@ -32,6 +33,9 @@ for step in "${steps[@]}"; do
         > "$OUT/debug4.log" 2>&1
       grep -c -E "^\s+/\*[0-9a-f]{4}\*/" "$OUT/debug4.log" | sed 's/^/SASS lines in the DEBUG=4 dump: /'
       tail -3 "$OUT/debug4.log" ;;
-    *) echo "unknown step $step (gpu hw bench tests debug)" ;;
+    mnist)
+      DEV=NV timeout 120 python -m tools.sov train-mnist --dataset digits --steps 150 --out /tmp/sov-mnist 2>&1 \
+        | tr '\r' '\n' | tee "$OUT/mnist.log" | tail -4 ;;
+    *) echo "unknown step $step (gpu hw bench tests debug mnist)" ;;
   esac
 done
