@@ -27,6 +27,33 @@ LANES = 16  # float32 lanes in a 512-bit register; renderers may split it
 UNROLL_CHOICES = (8, 6, 4, 3, 2)
 
 
+def evaluate_at(node: Node, idx: list[Node], value, reduce, who: str) -> Node:
+  """One step of evaluating kernel expression `node` at the symbolic index `idx` (one index Node per axis of its
+  shape), shared by the CPU and GPU lowerings: a LOAD becomes a GLOAD of its view's offset (a gate known false reads
+  the identity 0 instead), a VIEW re-indexes its source (0 where its gate is false), ALU ops and casts map over their
+  sources. `value(node, idx)` recurses (memoized by the caller), `reduce(node, idx)` lowers a REDUCE."""
+  if node.op is Ops.CONST:
+    return Node(Ops.CONST, node.dtype, (), node.arg)
+  if node.op is Ops.LOAD:
+    offset, gate = node.arg.index(idx)
+    if gate is not None and sym.is_const(gate, False):
+      return Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
+    srcs = (node.src[0], offset) if gate is None else (node.src[0], offset, gate)
+    return Node(Ops.GLOAD, node.dtype, srcs)
+  if node.op is Ops.VIEW:
+    offset, gate = node.arg.index(idx)
+    inner = value(node.src[0], unravel(offset, node.src[0].shape))
+    if gate is None:
+      return inner
+    zero = Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
+    return Node(Ops.WHERE, node.dtype, (gate, inner, zero))
+  if node.op is Ops.REDUCE:
+    return reduce(node, idx)
+  if node.op in ALU or node.op in (Ops.CAST, Ops.BITCAST):
+    return Node(node.op, node.dtype, tuple(value(s, idx) for s in node.src), node.arg)
+  raise ValueError(f"{who}: unexpected {node!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class KernelInfo:
   name: str
@@ -225,26 +252,7 @@ class _Lowerer:
     return self.memo[key]
 
   def _value(self, node: Node, idx: list[Node]) -> Node:
-    if node.op is Ops.CONST:
-      return Node(Ops.CONST, node.dtype, (), node.arg)
-    if node.op is Ops.LOAD:
-      offset, gate = node.arg.index(idx)
-      srcs = (node.src[0], offset) if gate is None else (node.src[0], offset, gate)
-      if gate is not None and sym.is_const(gate, False):
-        return Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
-      return Node(Ops.GLOAD, node.dtype, srcs)
-    if node.op is Ops.VIEW:
-      offset, gate = node.arg.index(idx)
-      inner = self.value(node.src[0], unravel(offset, node.src[0].shape))
-      if gate is None:
-        return inner
-      zero = Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
-      return Node(Ops.WHERE, node.dtype, (gate, inner, zero))
-    if node.op is Ops.REDUCE:
-      return self.reduce(node, idx)
-    if node.op in ALU or node.op in (Ops.CAST, Ops.BITCAST):
-      return Node(node.op, node.dtype, tuple(self.value(s, idx) for s in node.src), node.arg)
-    raise ValueError(f"lowering: unexpected {node!r}")
+    return evaluate_at(node, idx, self.value, self.reduce, "lowering")
 
   def reduce(self, node: Node, idx: list[Node]) -> Node:
     level = self.hoist_level(idx)

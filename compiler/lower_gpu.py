@@ -28,8 +28,8 @@ import math
 
 from compiler import symbolic as sym
 from compiler.dtypes import DType, dtypes
-from compiler.ir import ALU, Node, Ops, reduce_identity, verify
-from compiler.lower import _canonical_frame, _count_bytes, _count_ops
+from compiler.ir import Node, Ops, reduce_identity, verify
+from compiler.lower import _canonical_frame, _count_bytes, _count_ops, evaluate_at
 from compiler.view import unravel
 
 WARP = 32
@@ -106,26 +106,8 @@ class _Lowerer:
     return self.memo[key][1]
 
   def _value(self, node: Node, idx: list[Node]) -> Node:
-    if node.op is Ops.CONST:
-      return Node(Ops.CONST, node.dtype, (), node.arg)
-    if node.op is Ops.LOAD:
-      offset, gate = node.arg.index(idx)
-      if gate is not None and sym.is_const(gate, False):
-        return Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
-      srcs = (node.src[0], offset) if gate is None else (node.src[0], offset, gate)
-      return Node(Ops.GLOAD, node.dtype, srcs)
-    if node.op is Ops.VIEW:
-      offset, gate = node.arg.index(idx)
-      inner = self.value(node.src[0], unravel(offset, node.src[0].shape))
-      if gate is None:
-        return inner
-      zero = Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
-      return Node(Ops.WHERE, node.dtype, (gate, inner, zero))
-    if node.op is Ops.REDUCE:
-      return self.reduce(node, idx) if self.plan == "thread" else self.block_reduce(node, idx)
-    if node.op in ALU or node.op in (Ops.CAST, Ops.BITCAST):
-      return Node(node.op, node.dtype, tuple(self.value(s, idx) for s in node.src), node.arg)
-    raise ValueError(f"GPU lowering: unexpected {node!r}")
+    reduce = self.reduce if self.plan == "thread" else self.block_reduce
+    return evaluate_at(node, idx, self.value, reduce, "GPU lowering")
 
   def _accumulator(self, node: Node) -> Node:
     init = Node(Ops.CONST, node.dtype, (), reduce_identity(node.arg[0], node.dtype))
