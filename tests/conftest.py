@@ -189,3 +189,10 @@ def data(request):
     x = rng.uniform(-2, 2, size=shape).astype(np.float32)
     return x, Tensor(x)
   return make
+
+
+@pytest.fixture
+def on_cpu(monkeypatch):
+  """For tests of the CPU runtime itself (its C source, its compiler cache): the default device is CPU whatever DEV
+  says, so the suite can run on DEV=NV with these still testing what they are about."""
+  monkeypatch.setenv("DEV", "CPU")

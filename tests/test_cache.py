@@ -44,7 +44,7 @@ def test_same_graph_twice_compiles_once(cache, data):
     np.testing.assert_allclose(out.numpy(), (a * b + 1).sum(1), rtol=1e-5, atol=1e-6)
 
 
-def test_key_is_device_and_kernel_text(cache, data):
+def test_key_is_device_and_kernel_text(on_cpu, cache, data):
   (_, ta), (_, tb) = data(4, 8), data(4, 8)
   out = graph(ta, tb)
   items = Scheduler(lambda n: n in realize.realized).schedule([out.lazydata])
@@ -75,7 +75,7 @@ def test_different_ops_compile_separately(cache, data):
   assert len(cache) == 3
 
 
-def test_disk_cache_skips_the_compiler(cache, data, monkeypatch, tmp_path):
+def test_disk_cache_skips_the_compiler(on_cpu, cache, data, monkeypatch, tmp_path):
   """A second process (an empty in-memory cache) loads the compiled object from SOV_CACHE instead of running cc."""
   monkeypatch.setenv("SOV_CACHE", str(tmp_path))
   calls = []

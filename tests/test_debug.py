@@ -113,7 +113,7 @@ def test_debug3_prints_ir_only_when_compiling(monkeypatch, capsys, cache):
   assert len([line for line in lines if line.startswith("***")]) == 2
 
 
-def test_debug4_prints_c_source(monkeypatch, capsys, cache):
+def test_debug4_prints_c_source(on_cpu, monkeypatch, capsys, cache):
   out = two_kernel_graph()
   lines, _ = run(monkeypatch, capsys, 4, out)
   printed = "\n".join(lines)

@@ -40,3 +40,18 @@ def test_tinyjit_replays_a_command_buffer(nv):
     np.testing.assert_allclose(got, (np.maximum(x * 2 + y, 0) @ y.T).sum(1), rtol=1e-4, atol=1e-4)
     if i >= 2:
       assert step.graph is not None, "replay on NV should go through a prebuilt command buffer"
+
+
+def test_debug4_prints_ptx_and_sass(nv, monkeypatch, capsys):
+  from frontend import Tensor
+  from frontend import realize
+  from nvdrv.compile import find_cuda_tool
+  monkeypatch.setattr(realize, "kernel_cache", {})
+  monkeypatch.setenv("DEBUG", "4")
+  x = np.random.default_rng(5).standard_normal(1000).astype(np.float32)
+  got = (Tensor(x, device=nv).exp() * 3).numpy()
+  printed = capsys.readouterr().out
+  np.testing.assert_allclose(got, np.exp(x) * 3, rtol=1e-5)
+  assert ".entry" in printed and ".target sm_90" in printed, printed[:2000]
+  if find_cuda_tool("nvdisasm"):
+    assert "EXIT" in printed, "nvdisasm is installed: DEBUG=4 should show the SASS too"
