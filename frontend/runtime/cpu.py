@@ -1,8 +1,9 @@
 """The CPU runtime: kernels rendered to C, compiled by the system C compiler, loaded with cffi, run on all cores.
 
-Each kernel's outermost loop is split into contiguous chunks, one per worker thread; cffi releases the GIL for
-the duration of a call, so the chunks run in parallel. Compiled objects are cached on disk by the hash of their
-source and flags (`SOV_CACHE`, default ~/.cache/sovereign), so a second process compiles nothing.
+Each kernel's outermost loop is split into contiguous chunks, one per thread of a small C thread pool
+(frontend/runtime/cpu_pool.py); one cffi call, with the GIL released, runs them all. Compiled objects are cached on
+disk by the hash of their source and flags (`SOV_CACHE`, default ~/.cache/sovereign), so a second process compiles
+nothing.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import cffi
 import numpy as np
@@ -22,6 +22,7 @@ from compiler.dtypes import ALL_DTYPES
 from compiler.lower import KernelInfo
 from compiler.render_c import render
 from frontend.device import DeviceUnavailable
+from frontend.runtime.cpu_pool import POOL_CDEF, POOL_SOURCE, packed_entry
 
 FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fwrapv", "-fno-strict-aliasing", "-w"]
 MIN_WORK_PER_THREAD = 1 << 15  # element-ops below which a kernel runs on one thread
@@ -90,22 +91,22 @@ class CPUProgram:
     self.ffi = cffi.FFI()
     nargs = len(info.params)
     self.ffi.cdef(f"void {fn_name}({', '.join(['void*'] * nargs + ['long long', 'long long'])});")
+    self.ffi.cdef(f"void {fn_name}_packed(void **args, long long start, long long end);")
     self.lib = self.ffi.dlopen(lib_path)
     self.fn = getattr(self.lib, fn_name)
+    self.packed = dev.pool_ffi.cast("void *", self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib,
+                                                                                                f"{fn_name}_packed")))
     work = max(info.ops, info.bytes)
     self.threads = max(1, min(dev.threads, info.global_extent, work // MIN_WORK_PER_THREAD))
 
   def __call__(self, addresses: list[int]) -> None:
-    ptrs = [self.ffi.cast("void*", a) for a in addresses]
     n = self.info.global_extent
     if self.threads == 1:
-      self.fn(*ptrs, 0, n)
+      self.fn(*[self.ffi.cast("void*", a) for a in addresses], 0, n)
       return
-    bounds = [n * t // self.threads for t in range(self.threads + 1)]
-    futures = [self.dev.pool.submit(self.fn, *ptrs, bounds[t], bounds[t + 1]) for t in range(1, self.threads)]
-    self.fn(*ptrs, bounds[0], bounds[1])
-    for f in futures:
-      f.result()
+    args = self.dev.pool_ffi.new("void *[]", [self.dev.pool_ffi.cast("void *", a) for a in addresses] or [0])
+    with self.dev.lock:
+      self.dev.pool.sov_pool_run(self.packed, args, n, self.threads)
 
 
 class CPUDevice:
@@ -115,9 +116,12 @@ class CPUDevice:
   def __init__(self):
     self.cc = find_cc()
     self.allocator = CPUAllocator()
-    self.threads = int(os.environ.get("CPU_THREADS", os.cpu_count() or 1))
-    self.pool = ThreadPoolExecutor(max(1, self.threads - 1), thread_name_prefix="sov-cpu")
-    self._lock = threading.Lock()
+    self.threads = max(1, int(os.environ.get("CPU_THREADS", os.cpu_count() or 1)))
+    self.pool_ffi = cffi.FFI()
+    self.pool_ffi.cdef(POOL_CDEF)
+    self.pool = self.pool_ffi.dlopen(self.compile("sov_pool", POOL_SOURCE, libs=("-lpthread",)))
+    self.threads = 1 + self.pool.sov_pool_start(self.threads - 1) if self.threads > 1 else 1
+    self.lock = threading.Lock()  # one pool job at a time
 
   def describe(self) -> str:
     return f"CPU: {self.threads} threads, compiler {self.cc}"
@@ -125,13 +129,13 @@ class CPUDevice:
   def render(self, kernel) -> tuple[str, str]:
     return render(kernel)
 
-  def compile(self, fn_name: str, source: str) -> str:
+  def compile(self, fn_name: str, source: str, libs: tuple[str, ...] = ("-lm",)) -> str:
     """Compiles C source to a shared object (cached on disk); returns its path.
 
     Raises:
       RuntimeError: the compiler failed; the message holds its output and the source.
     """
-    key = hashlib.sha256((self.cc + " ".join(FLAGS) + source).encode()).hexdigest()[:24]
+    key = hashlib.sha256((self.cc + " ".join(FLAGS + list(libs)) + source).encode()).hexdigest()[:24]
     path = os.path.join(cache_dir(), f"{fn_name}_{key}.so")
     if os.path.exists(path):
       return path
@@ -140,7 +144,7 @@ class CPUDevice:
       with open(src, "w") as f:
         f.write(source)
       out = os.path.join(tmp, "k.so")
-      proc = subprocess.run([self.cc, *FLAGS, "-o", out, src, "-lm"], capture_output=True, text=True)
+      proc = subprocess.run([self.cc, *FLAGS, "-o", out, src, *libs], capture_output=True, text=True)
       if proc.returncode != 0:
         raise RuntimeError(f"C compiler failed for kernel {fn_name}:\n{proc.stderr}\n--- source ---\n{source}")
       tmp_dst = f"{path}.{os.getpid()}.tmp"
@@ -150,7 +154,8 @@ class CPUDevice:
 
   def program(self, kernel) -> tuple[CPUProgram, str]:
     fn_name, source = self.render(kernel)
-    return CPUProgram(self, kernel.arg, self.compile(fn_name, source), fn_name), source
+    path = self.compile(fn_name, source + packed_entry(fn_name, len(kernel.arg.params)))
+    return CPUProgram(self, kernel.arg, path, fn_name), source
 
   def synchronize(self) -> None:
     """CPU kernels run to completion inside the call."""
