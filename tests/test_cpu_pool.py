@@ -25,6 +25,9 @@ SCRIPT = textwrap.dedent("""
       np.testing.assert_array_equal((Tensor(a) * 3 + k).numpy(), a * 3 + k)
       np.testing.assert_allclose(Tensor(b).sum(axis=1).numpy(), b.sum(axis=1), rtol=1e-5, atol=1e-5)
     time.sleep(0.3)  # past the spin window: the next launch wakes sleeping workers
+  c = rng.integers(-5, 5, 70_001).astype(np.int32)
+  for k in range(200):  # back to back: workers awake, claims racing with the caller's
+    np.testing.assert_array_equal((Tensor(c) + k).numpy(), c + k)
   print("threads", Device["CPU"].threads)
 """)
 
