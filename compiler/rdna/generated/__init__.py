@@ -1,0 +1,1 @@
+"""Generated tables; see tools/gen_rdna_tables.py."""
