@@ -15,16 +15,19 @@ setup(
     # nvidia-cuda-nvcc-cu12 brings ptxas (PTX -> cubin for nvdrv; it runs on any x86-64 CPU, no GPU or libcuda),
     # so the test suite checks the PTX renderer and the cubin loader for real, against cuobjdump and nvdisasm.
     # gguf (gguf-py, llama.cpp's reader and writer) lets tests/test_gguf.py write GGUF files and check against its
-    # numpy dequantizers; tokenizers and jinja2 are the models extra, for tests/test_llama.py.
+    # numpy dequantizers; tokenizers, jinja2 and safetensors are the models extra, for tests/test_llama.py and
+    # tests/test_bert.py.
     "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0+cpu", "nvidia-cuda-nvcc-cu12==12.9.86",
-             "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm", "gguf>=0.19", "tokenizers", "jinja2"],
+             "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm", "gguf>=0.19", "tokenizers", "jinja2", "safetensors"],
     # DEV=NV: the PTX assembler and, for DEBUG=4, the SASS disassembler (pip wheels; never libcuda)
     "nv": ["nvidia-cuda-nvcc-cu12==12.9.86", "nvidia-cuda-nvdisasm"],
     "train": ["tqdm", "matplotlib", "safetensors", "scikit-learn"],
     # loading pretrained models: .gguf files (frontend.nn.gguf), their byte-level BPE tokenizer and chat template
-    # (frontend.models, `sov run`)
-    "models": ["gguf>=0.19", "tokenizers", "jinja2"],
-    # tools/ref_smollm2.py: the torch/transformers reference values in tests/data/smollm2_ref.json
+    # (frontend.models, `sov run`); BERT sentence encoders from .safetensors and their WordPiece tokenizer.json
+    # (frontend.models.bert, `sov embed`)
+    "models": ["gguf>=0.19", "tokenizers", "jinja2", "safetensors"],
+    # tools/ref_smollm2.py and tools/ref_minilm.py: the torch/transformers reference values in
+    # tests/data/smollm2_ref.json and tests/data/minilm_ref.json
     "ref": ["gguf>=0.19", "tokenizers", "torch==2.13.0+cpu", "transformers", "accelerate"],
     "bench": ["tinygrad"],
   },

