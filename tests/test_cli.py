@@ -198,7 +198,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
   commands = re.findall(r"```sh\n(.*?)\n```", _readme_section("Set up"), flags=re.S)
   assert len(commands) == 2 and all("\n" not in c for c in commands), commands
   install_and_train, install_and_test = commands
-  assert install_and_train == "pip install -e '.[train]' && sov train-mnist"
+  assert install_and_train == "pip install -e '.[models]' && sov run \"The capital of France is\""
   assert "pytest" in install_and_test
   ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
   assert install_and_test in ci_lines, ".ci/run must run README.md's test command verbatim"
