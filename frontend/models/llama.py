@@ -299,7 +299,10 @@ class Llama:
       q, k = rope(q, cos, sin), rope(k, cos, sin)
       write_kv(i, k.permute(1, 0, 2), v.permute(1, 0, 2))
       keys, values = (self._cached(i, j, length) for j in (0, 1))
-      attended = attention(q, keys, values, mask)
+      # contiguous: the heads come back permuted (T, kv head, group, dim), and the output projection's kernel reads
+      # that view 576 times per row; through the two-view load the lowering finds no vector axis (prefill's Wo ran
+      # scalar, ~14 ms a block for 16 tokens), while one small copy makes it a plain row-major read (~1 ms)
+      attended = attention(q, keys, values, mask).contiguous()
       x = x + attended.matmul(block.attn_output.T)
       gate_up = rms_norm(x, block.ffn_norm, config.norm_eps).matmul(block.ffn_gate_up.T)
       gate = gate_up.shrink(((0, n), (0, config.hidden_dim)))
