@@ -181,6 +181,23 @@ def test_full_sequence_forward_matches_reference(rng, tied):
   assert_logits_close(model.forward(tokens), reference_logits(weights, TINY, tokens)[-1])
 
 
+def test_prompts_replay_a_captured_step_per_padded_length(rng):
+  """Prompts at position 0 go through one TinyJit per padded length: the third prompt of a length replays it, and
+  every prompt (lengths 9..16 share the padded length 16) gets its own last token's logits."""
+  from frontend import realize
+  weights = tiny_weights(rng)
+  model = tiny_model(weights)
+  prompts = [rng.integers(0, TINY.vocab_size, n).tolist() for n in (11, 16, 9, 13, 12)]
+  for i, tokens in enumerate(prompts):
+    compiles = realize.STATS["compiles"]
+    launches = model._prefills[16].launches if model._prefills else 0
+    assert_logits_close(model.forward(tokens), reference_logits(weights, TINY, tokens)[-1])
+    if i >= 2:
+      assert realize.STATS["compiles"] == compiles, f"prompt {i} should replay the captured step"
+      assert model._prefills[16].launches > launches, f"prompt {i} did not go through the replay"
+  assert list(model._prefills) == [16]
+
+
 def test_float16_weights_stay_close(rng):
   weights = tiny_weights(rng)
   tokens = rng.integers(0, TINY.vocab_size, 9).tolist()

@@ -273,6 +273,7 @@ class Llama:
     self.output = _realize(weights.get("output.weight", embedding), dtype)  # tied: the embedding's own buffer
     self._init_cache(weights.get("rope_freqs.weight"))
     self._decoders: dict[int, TinyJit] = {}
+    self._prefills: dict[int, TinyJit] = {}  # padded prompt length -> the jitted prompt step at position 0
 
   def _init_cache(self, freq_factors: Tensor | None) -> None:
     config, length = self.config, self.max_context
@@ -331,9 +332,11 @@ class Llama:
   # ---- prompt -------------------------------------------------------------------------------------------------
   def forward(self, tokens: list[int], start: int = 0, all_logits: bool = False) -> np.ndarray:
     """Runs tokens at positions start, start + 1, ... (their keys and values go into the cache) and returns the
-    logits: of the last token (vocab,), or of every token (T, vocab) with all_logits. Runs eagerly, no JIT; the
-    prompt is padded to a multiple of PREFILL_ALIGN tokens (the padding's cache rows are overwritten by later
-    tokens before anything attends to them), so prompts of similar length share compiled kernels.
+    logits: of the last token (vocab,), or of every token (T, vocab) with all_logits. The prompt is padded to a
+    multiple of PREFILL_ALIGN tokens (the padding's cache rows are overwritten by later tokens before anything
+    attends to them), so prompts of similar length share compiled kernels. At start 0 (a fresh prompt) the step is a
+    TinyJit per padded length, replayed from the third prompt of that length on (a one-hot input picks the last
+    token's row, so the logits need no per-length shrink); other calls run eagerly.
 
     Raises:
       ValueError: no tokens or a token outside the vocabulary.
@@ -347,16 +350,34 @@ class Llama:
                        f"(max_context): {start + n} > {self.max_context}")
     padded = min(-(-n // PREFILL_ALIGN) * PREFILL_ALIGN, self.max_context - start)
     x = self._embed(list(tokens) + [0] * (padded - n))
-    rows = ((start, start + padded), (0, self.config.head_dim // 2))
-    cos, sin = self.rope_cos.shrink(rows), self.rope_sin.shrink(rows)
-    length = start + padded
-    mask = np.arange(length).reshape(1, -1) <= np.arange(start, length).reshape(-1, 1)
-    hidden = self._layers(x, cos, sin, functools.partial(self._write_rows, start), length,
-                          Tensor(mask, device=self.device))
+    if start == 0 and not all_logits:  # a fresh prompt: the jitted step for its padded length
+      select = np.zeros((padded, 1), np.float32)
+      select[n - 1] = 1
+      if padded not in self._prefills:
+        self._prefills[padded] = TinyJit(self._prompt_step)
+      return self._prefills[padded](x, Tensor(select, device=self.device)).numpy()[0]
+    hidden = self._prompt_hidden(x, start)
     keep = hidden.shrink(((0, n), (0, self.config.dim))) if all_logits else \
       hidden.shrink(((n - 1, n), (0, self.config.dim)))
     logits = self._logits(keep).numpy()
     return logits if all_logits else logits[0]
+
+  def _prompt_hidden(self, x: Tensor, start: int) -> Tensor:
+    """The final-normed hidden states (T, dim) of the embedded tokens x (T, dim) at positions start.., with their
+    keys and values written to the cache."""
+    padded = x.shape[0]
+    rows = ((start, start + padded), (0, self.config.head_dim // 2))
+    cos, sin = self.rope_cos.shrink(rows), self.rope_sin.shrink(rows)
+    length = start + padded
+    mask = np.arange(length).reshape(1, -1) <= np.arange(start, length).reshape(-1, 1)
+    return self._layers(x, cos, sin, functools.partial(self._write_rows, start), length,
+                        Tensor(mask, device=self.device))
+
+  def _prompt_step(self, x: Tensor, select: Tensor) -> Tensor:
+    """A prompt at position 0: x (T, dim) embedded tokens (padded), select (T, 1) one-hot on the last real token.
+    Returns its logits (1, vocab). Traced by TinyJit once per padded length."""
+    hidden = self._prompt_hidden(x, 0)
+    return self._logits((hidden * select).sum(0, keepdim=True))
 
   prefill = forward
 
