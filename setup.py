@@ -16,9 +16,11 @@ setup(
     # so the test suite checks the PTX renderer and the cubin loader for real, against cuobjdump and nvdisasm.
     # gguf (gguf-py, llama.cpp's reader and writer) lets tests/test_gguf.py write GGUF files and check against its
     # numpy dequantizers; tokenizers, jinja2 and safetensors are the models extra, for tests/test_llama.py and
-    # tests/test_bert.py.
+    # tests/test_bert.py. msgpack is the reference that tests/test_rdna_codeobj.py checks compiler/rdna/msgpack.py
+    # against; pyyaml writes and reads the YAML metadata of llvm-mc and llvm-readobj there.
     "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0+cpu", "nvidia-cuda-nvcc-cu12==12.9.86",
-             "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm", "gguf>=0.19", "tokenizers", "jinja2", "safetensors"],
+             "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm", "gguf>=0.19", "tokenizers", "jinja2", "safetensors",
+             "msgpack", "pyyaml"],
     # DEV=NV: the PTX assembler and, for DEBUG=4, the SASS disassembler (pip wheels; never libcuda)
     "nv": ["nvidia-cuda-nvcc-cu12==12.9.86", "nvidia-cuda-nvdisasm"],
     "train": ["tqdm", "matplotlib", "safetensors", "scikit-learn"],

@@ -22,6 +22,17 @@ Layout, from facts to front ends:
   asm.py         assembler front end and the Assembler builder (emit / label / source / code)
   disasm.py      disassembler front end
   sample.py      random legal operands for every row (the differential tests against llvm-mc)
+  codeobj.py     HSA code object v5 ELFs: build_kernel / write_code_object, load_code_object -> CodeObject
+  codeobj_descriptor.py  the 64-byte kernel descriptor: named fields per generation, .amdhsa_* directives, granules
+  codeobj_metadata.py    the NT_AMDGPU_METADATA note's kernels and arguments, v5 hidden arguments
+  codeobj_elf.py         e_flags <-> processor, target IDs, the ELF shared-object writer
+  msgpack.py     MessagePack encoder/decoder (the subset the metadata note uses)
+
+Code objects:
+
+    kernel = build_kernel("store", assemble("s_endpgm", "gfx1100"), "gfx1100", args=[pointer_arg("out", 0)])
+    co = load_code_object(write_code_object([kernel], "gfx1100"))
+    co.kernel("store").descriptor.read_fields(co.generation)["kernel_code_properties"]
 
 Mode: wave32 and LLVM 19's default 16-bit mode (fake16; real-true16 rows are not in the tables). Not covered by
 this slice: DPP/SDWA, image, export, LDS-direct/param and interpolation encodings.
@@ -30,7 +41,12 @@ from .asm import Abs, AsmError, Assembler, Neg, abs_, assemble, assemble_instruc
 from .disasm import DecodeError, Decoded, disassemble, disassemble_text
 from .operands import Reg, s, ttmp, v
 from .tables import InstrDef, Target, get_target
+from .codeobj import CodeObject, CodeObjectError, Kernel, build_kernel, load_code_object, write_code_object
+from .codeobj_descriptor import DescriptorError, KernelDescriptor, descriptor_from_directives
+from .codeobj_metadata import KernelArg, KernelMeta, MetadataError, implicit_args, pointer_arg, value_arg
 
-__all__ = ["Abs", "AsmError", "Assembler", "DecodeError", "Decoded", "InstrDef", "Neg", "Reg", "Target", "abs_",
-           "assemble", "assemble_instruction", "disassemble", "disassemble_text", "get_target", "neg", "s", "ttmp",
-           "v"]
+__all__ = ["Abs", "AsmError", "Assembler", "CodeObject", "CodeObjectError", "DecodeError", "Decoded",
+           "DescriptorError", "InstrDef", "Kernel", "KernelArg", "KernelDescriptor", "KernelMeta", "MetadataError",
+           "Neg", "Reg", "Target", "abs_", "assemble", "assemble_instruction", "build_kernel",
+           "descriptor_from_directives", "disassemble", "disassemble_text", "get_target", "implicit_args",
+           "load_code_object", "neg", "pointer_arg", "s", "ttmp", "v", "value_arg", "write_code_object"]
