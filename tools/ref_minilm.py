@@ -20,8 +20,6 @@ Stored, about 40 KB of JSON:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +28,8 @@ if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
 # after the sys.path line, so it runs from a checkout
-from frontend.models.fetch import MINILM, minilm_dir  # noqa: E402
+from frontend.models.fetch import MINILM, minilm_dir, sha256_of  # noqa: E402
+from tools.reference_json import write_reference  # noqa: E402
 
 DEFAULT_OUT = ROOT / "tests" / "data" / "minilm_ref.json"
 COSINE_PAIR = ("hello world", "hi there world")
@@ -50,12 +49,6 @@ LONG_TEXT = " ".join(f"word{i} and" for i in range(300))  # far over 512 tokens
 MAX_TOKENS = 512
 
 
-def _sha256(path: Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 22), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def _round(values, digits: int = 8) -> list[float]:
@@ -90,7 +83,7 @@ def compute(directory: Path) -> dict:
   cosine = float(torch.dot(a, b) / (a.norm() * b.norm()))
   return {
     "provenance": {"project": MINILM.project, "version": MINILM.version, "model": "sentence-transformers/"
-                   "all-MiniLM-L6-v2", "model.safetensors sha256": _sha256(directory / "model.safetensors"),
+                   "all-MiniLM-L6-v2", "model.safetensors sha256": sha256_of(directory / "model.safetensors"),
                    "torch": torch.__version__, "transformers": transformers.__version__,
                    "tokenizers": tokenizers.__version__, "script": "tools/ref_minilm.py"},
     "tokenizer": [{"text": text, "ids": ids[text]} for text in TEXTS],
@@ -100,16 +93,6 @@ def compute(directory: Path) -> dict:
   }
 
 
-def _format(reference: dict) -> str:
-  """JSON with one line per top-level entry (one per text), so a change shows as a readable diff."""
-  lines = []
-  for key, value in reference.items():
-    if isinstance(value, list):
-      items = ",\n".join(f"  {json.dumps(item, ensure_ascii=False)}" for item in value)
-      lines.append(f" {json.dumps(key)}: [\n{items}\n ]")
-    else:
-      lines.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
-  return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   directory = (args.model or minilm_dir()).resolve()
   reference = compute(directory)
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(_format(reference), encoding="utf-8")
+  write_reference(reference, args.out)
   print(f"wrote {args.out}: {len(reference['tokenizer'])} tokenized texts, {len(reference['embeddings'])} embeddings, "
         f"cos({COSINE_PAIR[0]!r}, {COSINE_PAIR[1]!r}) = {reference['cosine']['value']:.6f}")
   return 0

@@ -19,8 +19,6 @@ from the file (AutoTokenizer.from_pretrained(dir, gguf_file=name)). Stored, a fe
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from frontend.models.fetch import smollm2_gguf  # noqa: E402  (after the sys.path line, so it runs from a checkout)
+from frontend.models.fetch import sha256_of, smollm2_gguf  # noqa: E402  (after the sys.path line, so it runs from a checkout)
+from tools.reference_json import write_reference  # noqa: E402
 
 DEFAULT_OUT = ROOT / "tests" / "data" / "smollm2_ref.json"
 LOGITS_PROMPT = "The capital of France is"
@@ -48,12 +47,6 @@ TOKENIZER_PROMPTS = [
 ]
 
 
-def _sha256(path: Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 22), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def _logits_summary(logits, torch) -> dict:
@@ -97,7 +90,7 @@ def compute(path: Path) -> dict:
     last = model(torch.tensor([ids])).logits[0, -1]
   tokens, margins = _greedy(model, ids, torch)
   return {
-    "provenance": {"file": path.name, "sha256": _sha256(path), "torch": torch.__version__,
+    "provenance": {"file": path.name, "sha256": sha256_of(path), "torch": torch.__version__,
                    "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
                    "script": "tools/ref_smollm2.py"},
     "tokenizer": [{"text": prompt, "ids": prompt_ids[prompt]} for prompt in TOKENIZER_PROMPTS],
@@ -107,16 +100,6 @@ def compute(path: Path) -> dict:
   }
 
 
-def _format(reference: dict) -> str:
-  """JSON with one line per top-level entry (one per tokenized prompt), so a change shows as a readable diff."""
-  lines = []
-  for key, value in reference.items():
-    if isinstance(value, list):
-      items = ",\n".join(f"  {json.dumps(item, ensure_ascii=False)}" for item in value)
-      lines.append(f" {json.dumps(key)}: [\n{items}\n ]")
-    else:
-      lines.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
-  return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   path = (args.model or smollm2_gguf()).resolve()
   reference = compute(path)
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(_format(reference), encoding="utf-8")
+  write_reference(reference, args.out)
   print(f"wrote {args.out}: {len(reference['tokenizer'])} tokenized prompts, top-{LOGITS_TOP} logits, "
         f"{GREEDY_TOKENS} greedy tokens: {reference['greedy']['text']!r}")
   return 0

