@@ -160,8 +160,17 @@ def _probe_nv():
 
 
 Device.register("NV", _probe_nv)
+
+
 Device.register("AMD", _unavailable("AMD", "the AM driver is not built yet (issue: AM bring-up)"))
-Device.register("QCOM", _unavailable("QCOM", "the qcomdrv driver is not built yet (issue: qcomdrv)"))
+
+
+def _probe_qcom():
+  from frontend.runtime.qcom import probe  # /dev/kgsl-3d0, or the simulated kgsl device when QCOM_SIM names a chip
+  return probe()
+
+
+Device.register("QCOM", _probe_qcom)
 
 
 def supports_dtype(device: str, dtype: DType) -> bool:
