@@ -193,7 +193,7 @@ class _Statement:
       return _wrap(f"{fn}({arg})", d)
     if op in (Ops.IDIV, Ops.MOD):
       sym_ = "/" if op is Ops.IDIV else "%"
-      if n.dtype == dtypes.index:
+      if n.src[1].op is Ops.CONST and n.src[1].arg > 0:  # index math (a view's unravel) divides by shape constants
         return f"({srcs[0]} {sym_} {srcs[1]})"
       # guards: x/0 -> 0 (numpy's result), INT_MIN / -1 wraps instead of trapping
       guard = f"({srcs[1]} == 0 ? 0 : " + (f"{srcs[1]} == -1 ? " if not d.is_unsigned else "")

@@ -130,6 +130,8 @@ class TensorElementwise:
     a, b = self._broadcasted(y, reverse)
     if a.dtype in (dtypes.float16, dtypes.bfloat16):
       return (a.float() - _floordiv(a.float(), b.float()) * b.float()).cast(a.dtype)
+    if a.dtype.is_int:
+      return (b == 0).where(0, a - _floordiv(a, b) * b)  # x % 0 is 0 in numpy
     return a - _floordiv(a, b) * b
 
   def pow(self, y, reverse=False) -> Tensor:
@@ -450,8 +452,9 @@ def _floordiv(a: Tensor, b: Tensor) -> Tensor:
   q = a._alu(Ops.IDIV, b)
   if a.dtype.is_unsigned:
     return q
-  # C division truncates; floor division steps down when the signs differ and there is a remainder
-  adjust = ((q * b) != a) & ((a < 0) != (b < 0))
+  # C division truncates; floor division steps down when the signs differ and there is a remainder (x // 0 is 0, as
+  # numpy gives and the kernels' guarded IDIV returns: no step then)
+  adjust = ((q * b) != a) & ((a < 0) != (b < 0)) & (b != 0)
   return adjust.where(q - 1, q)
 
 

@@ -238,6 +238,21 @@ def test_binary_int_values(name, shapes, dtype, seed):
     np.testing.assert_array_equal(out.numpy(), want)
 
 
+@pytest.mark.parametrize("dtype", [dtypes.int64, dtypes.int32, dtypes.uint64, dtypes.int8], ids=lambda d: d.name)
+def test_int_division_by_zero_gives_numpy_zero(dtype, rng):
+  """x // 0 and x % 0 are 0 in numpy (with a warning); a kernel must give that, never trap (SIGFPE) the process.
+  int64 is the type of index math too: the renderer may only leave a division unguarded for a positive constant."""
+  a = random_array(rng, (5, 8), dtype, -50, 50)
+  b = random_array(rng, (5, 8), dtype, -3, 3)
+  b.reshape(-1)[::3] = 0
+  with np.errstate(divide="ignore"):
+    floor_want, mod_want = np.floor_divide(a, b), np.mod(a, b)
+  t_a, t_b = make_tensor(a, dtype), make_tensor(b, dtype)
+  np.testing.assert_array_equal((t_a // t_b).numpy(), floor_want)
+  np.testing.assert_array_equal((t_a % t_b).numpy(), mod_want)
+  np.testing.assert_array_equal(t_a.idiv(t_b).numpy()[b == 0], 0)
+
+
 @pytest.mark.parametrize("dtype", [dtypes.float32, dtypes.float16, dtypes.float64], ids=lambda d: d.name)
 def test_float_floordiv_mod(dtype, rng):
   a = random_array(rng, (6, 7), dtype, -20, 20)
