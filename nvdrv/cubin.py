@@ -41,7 +41,7 @@ import io
 import re
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -109,13 +109,18 @@ R_CUDA_NAMES = {R_CUDA_64: "R_CUDA_64", R_CUDA_G64: "R_CUDA_G64", R_CUDA_ABS32_3
                 R_CUDA_ABS32_HI_32: "R_CUDA_ABS32_HI_32", R_CUDA_ABS32_LO_32: "R_CUDA_ABS32_LO_32",
                 R_CUDA_ABS16_32: "R_CUDA_ABS16_32", R_CUDA_UNUSED_CLEAR64: "R_CUDA_UNUSED_CLEAR64",
                 R_CUDA_ABS55_16_34: "R_CUDA_ABS55_16_34"}
-# type -> (byte offset of the field from r_offset, struct format, value from S+A)
-RELOC_WRITERS = {
-  R_CUDA_64: (0, "<Q", lambda v: v),
-  R_CUDA_G64: (0, "<Q", lambda v: v),  # assumes generic == global VA for .global data (verify on hardware)
-  R_CUDA_ABS32_32: (4, "<I", lambda v: v),
-  R_CUDA_ABS32_LO_32: (4, "<I", lambda v: v & 0xFFFFFFFF),
-  R_CUDA_ABS32_HI_32: (4, "<I", lambda v: v >> 32),
+# type -> (bytes patched at r_offset, ((bit position, width, value shift), ...)): each field of the little-endian
+# word at r_offset gets bits [shift, shift + width) of S+A. LO/HI_32 take their half of any address; for the other
+# types S+A must fit the fields whole (below 2**(top bit), a multiple of 2**(lowest shift))
+RELOC_FIELDS = {
+  R_CUDA_64: (8, ((0, 64, 0),)),
+  R_CUDA_G64: (8, ((0, 64, 0),)),  # assumes generic == global VA for .global data (verify on hardware)
+  R_CUDA_ABS32_32: (8, ((32, 32, 0),)),
+  R_CUDA_ABS32_LO_32: (8, ((32, 32, 0),)),
+  R_CUDA_ABS32_HI_32: (8, ((32, 32, 32),)),
+  # CALL.ABS target: address bits 9:2 at instruction bits 23:16, bits 56:10 at bits 80:34 (shown by setting each
+  # instruction bit of a `ptxas -c` CALL.ABS.NOINC and decoding with nvdisasm 13.5.37: bit 16 -> 0x4, bit 34 -> 0x400)
+  R_CUDA_ABS55_16_34: (16, ((16, 8, 2), (34, 47, 10))),
 }
 
 
@@ -221,6 +226,7 @@ class Cubin:
   module_attributes: tuple[NvInfoAttr, ...]  # .nv.info
   compat: tuple[NvInfoAttr, ...]  # .nv.compat (13.x)
   relocations: tuple[Relocation, ...]  # every relocation of a loadable section (debug sections left out)
+  code_sections: Mapping[str, bytes] = field(default_factory=dict)  # every .text.* section: kernels and functions
 
   def kernel(self, name: str) -> Kernel:
     """The kernel called `name`.
@@ -237,6 +243,24 @@ class Cubin:
   def global_size(self) -> int:
     """Bytes of `.global` data (.nv.global + .nv.global.init); ptxas -v "N bytes gmem"."""
     return sum(s.size for s in self.segments if s.bank is None)
+
+  def code_closure(self, name: str) -> tuple[str, ...]:
+    """The .text sections kernel `name` needs loaded: its own first, then every function section its code reaches
+    through relocations (a CALL.ABS to a separate `.text.__cuda_sm3x_div_rn_noftz_f32_slowpath`, as some ptxas
+    releases emit), transitively, in the order first reached.
+
+    Raises:
+      KernelNotFound: no such kernel.
+    """
+    self.kernel(name)
+    where = {s.name: s.section for s in self.symbols}
+    order = [f".text.{name}"]
+    for section in order:  # grows while iterating: a breadth-first walk of the call graph
+      for r in self.relocations:
+        target = where.get(r.symbol, "")
+        if r.section == section and target in self.code_sections and target not in order:
+          order.append(target)
+    return tuple(order)
 
   def symbol_addresses(self, bases: Mapping[str, int]) -> dict[str, int]:
     """Device address of every symbol whose section has a base in `bases` (section name -> device address)."""
@@ -453,7 +477,8 @@ def parse_cubin(data: bytes) -> Cubin:
     kernels = tuple(_kernel(elf, name, sym, module, relocs) for sym, name in entries)
     return Cubin(sm=_sm(elf), relocatable=elf["e_type"] == "ET_REL", abi_version=elf["e_ident"]["EI_ABIVERSION"],
                  kernels=kernels, segments=_segments(elf, relocs), symbols=tuple(symbols), module_attributes=module,
-                 compat=compat, relocations=tuple(relocs))
+                 compat=compat, relocations=tuple(relocs),
+                 code_sections={sec.name: sec.data() for sec in elf.iter_sections() if sec.name.startswith(".text.")})
   except (ELFError, struct.error) as e:
     raise CubinError(f"malformed cubin section: {e}") from e
 
@@ -468,7 +493,7 @@ def apply_relocations(data: bytes, relocations: Iterable[Relocation], addresses:
 
   Raises:
     KeyError: a relocation names a symbol missing from `addresses` (the message names it).
-    NotImplementedError: a relocation type with no writer (R_CUDA_ABS16_32, R_CUDA_ABS55_16_34, ...).
+    NotImplementedError: a relocation type with no writer (R_CUDA_ABS16_32, ...).
     CubinError: a field would fall outside `data`, or a value does not fit its field.
   """
   out = bytearray(data)
@@ -476,15 +501,23 @@ def apply_relocations(data: bytes, relocations: Iterable[Relocation], addresses:
     if r.symbol not in addresses:
       raise KeyError(f"{r.type_name} at {r.section}+{r.offset:#x} needs the address of {r.symbol!r}, which is not "
                      f"in the {len(addresses)} addresses given")
-    if r.type not in RELOC_WRITERS:
+    if r.type not in RELOC_FIELDS:
       raise NotImplementedError(f"{r.type_name} ({r.type}) at {r.section}+{r.offset:#x} is not supported; "
-                                f"supported: {[R_CUDA_NAMES[t] for t in RELOC_WRITERS]}")
-    skip, fmt, pick = RELOC_WRITERS[r.type]
-    value = pick(addresses[r.symbol] + r.addend)
-    where = r.offset + skip
-    if where + struct.calcsize(fmt) > len(out):
+                                f"supported: {[R_CUDA_NAMES[t] for t in RELOC_FIELDS]}")
+    size, fields = RELOC_FIELDS[r.type]
+    value = addresses[r.symbol] + r.addend
+    if r.offset + size > len(out):
       raise CubinError(f"{r.type_name} at {r.section}+{r.offset:#x} writes past the end ({len(out)} bytes)")
-    if value >= 1 << (8 * struct.calcsize(fmt)):
-      raise CubinError(f"{r.type_name} for {r.symbol!r}: value {value:#x} does not fit {struct.calcsize(fmt)} bytes")
-    struct.pack_into(fmt, out, where, value)
+    if r.type not in (R_CUDA_ABS32_LO_32, R_CUDA_ABS32_HI_32):  # the others hold the whole value
+      top = max(shift + width for _, width, shift in fields)
+      low = min(shift for _, _, shift in fields)
+      if not 0 <= value < 1 << top:
+        raise CubinError(f"{r.type_name} for {r.symbol!r}: value {value:#x} does not fit {top} bits")
+      if value & ((1 << low) - 1):
+        raise CubinError(f"{r.type_name} for {r.symbol!r}: value {value:#x} is not a multiple of {1 << low}")
+    word = int.from_bytes(out[r.offset:r.offset + size], "little")
+    for pos, width, shift in fields:
+      mask = (1 << width) - 1
+      word = (word & ~(mask << pos)) | (((value >> shift) & mask) << pos)
+    out[r.offset:r.offset + size] = word.to_bytes(size, "little")
   return bytes(out)

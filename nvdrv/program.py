@@ -30,6 +30,7 @@ MAX_SHARED_PER_BLOCK = 227 << 10   # 228 KiB carve-out minus the 1 KiB the sm_90
 MAX_SHARED_CARVEOUT = 228 << 10
 REGISTERS_PER_SM = 65536
 STACK_TOP = 0x00FFFDC0             # initial stack pointer libcuda writes to c[0x0][0x28] (FACTS.md 11)
+CODE_ALIGN = 128                   # .text sections' sh_addralign in ptxas output
 STACK_RESERVE = 0x240              # the distance from that pointer to the 16 MiB top of the local window
 
 
@@ -67,30 +68,43 @@ class Program:
         mem = dev.mem.alloc_device(max(seg.size, 1), cpu_access=True)
         dev.osif.write(mem.cpu, seg.data or bytes(seg.size))
         self.banks.append((seg.bank, mem, seg.size))
-    self.code = dev.mem.alloc_device(len(self.kernel.code) + 4096, cpu_access=True)  # prefetch reads past the end
+    self.sections = self._layout(module)
+    size = max(off + len(module.code_sections.get(sec, self.kernel.code)) for sec, off in self.sections.items())
+    self.code = dev.mem.alloc_device(size + 4096, cpu_access=True)  # instruction prefetch reads past the end
     dev.osif.write(self.code.cpu, self._relocated_code(module))
     self.local_per_thread = (self.kernel.min_stack_size + STACK_RESERVE + 15) & ~15 if self.kernel.min_stack_size else 0
     self.cbuf_size = (self.kernel.param_base + self.kernel.param_size + 63) & ~63
     self._qmd_cache: dict[tuple, qmd.Qmd] = {}
     self._plans: dict[tuple, LaunchPlan] = {}
 
+  def _layout(self, module) -> dict[str, int]:
+    """Offset of each code section in the upload: the kernel at 0, then each function it calls (CODE_ALIGN apart)."""
+    out, end = {}, 0
+    for sec in module.code_closure(self.kernel.name):
+      out[sec] = end
+      end = (end + len(module.code_sections.get(sec, self.kernel.code)) + CODE_ALIGN - 1) // CODE_ALIGN * CODE_ALIGN
+    return out
+
   def _relocated_code(self, module) -> bytes:
-    """The kernel's code with its relocations applied (relocatable output, e.g. nvJitLink's, leaves some): symbols
-    in the kernel's own code resolve to their GPU address, shared-memory symbols to their offset in the CTA's
-    shared window. Anything else (an external function, a global variable) raises with the symbol's name."""
-    k = self.kernel
-    if not k.relocations:
-      return k.code
+    """The uploaded code with relocations applied (relocatable output, e.g. nvJitLink's, and calls into separate
+    function sections leave some): code symbols resolve to their GPU address, shared-memory symbols to their offset
+    in the CTA's shared window. Anything else (an external function, a global variable) raises with its name."""
     addresses = {}
     for sym in module.symbols:
-      if sym.section == f".text.{k.name}":
-        addresses[sym.name] = self.code.va + sym.value
+      if sym.section in self.sections:
+        addresses[sym.name] = self.code.va + self.sections[sym.section] + sym.value
       elif sym.section.startswith(".nv.shared"):
         addresses[sym.name] = sym.value
-    try:
-      return apply_relocations(k.code, k.relocations, addresses)
-    except (KeyError, NotImplementedError) as e:
-      raise ValueError(f"kernel {k.name!r}: cannot load its relocations: {e}") from e
+    image = bytearray()
+    for sec, off in self.sections.items():
+      code = module.code_sections.get(sec, self.kernel.code)
+      relocs = [r for r in module.relocations if r.section == sec]
+      try:
+        code = apply_relocations(code, relocs, addresses) if relocs else code
+      except (KeyError, NotImplementedError) as e:
+        raise ValueError(f"kernel {self.kernel.name!r}: cannot load its relocations: {e}") from e
+      image += bytes(off - len(image)) + code
+    return bytes(image)
 
   # ---- checks ----
   def check(self, args: tuple, grid: tuple[int, int, int], block: tuple[int, int, int], dynamic_shared: int) -> None:

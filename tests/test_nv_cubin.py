@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from nvdrv import compile as nvc
-from nvdrv.cubin import (EIFMT_NAMES, R_CUDA_64, R_CUDA_ABS16_32, R_CUDA_ABS32_HI_32, R_CUDA_ABS32_LO_32, R_CUDA_G64,
+from nvdrv.cubin import (EIFMT_NAMES, R_CUDA_64, R_CUDA_ABS16_32, R_CUDA_ABS32_HI_32, R_CUDA_ABS32_LO_32,
+                         R_CUDA_ABS55_16_34, R_CUDA_G64,
                          CubinError, KernelNotFound, Relocation, apply_relocations, parse_cubin, parse_nv_info)
 
 FOUND, SEARCHED = nvc.find_compilers()
@@ -324,6 +325,39 @@ def test_text_relocations_patch_the_instruction_immediates(ptxas, tmp_path):
   raw.write_bytes(code)
   sass = subprocess.run([NVDISASM, "-b", "SM90", str(raw)], capture_output=True, text=True, check=True).stdout
   assert "0x11223344" in sass and "0x55667788" in sass, sass
+
+
+DIVIDE = HEADER + """
+.visible .entry fdiv(.param .u64 p)
+{
+  .reg .f32 %f<4>; .reg .b64 %rd<3>;
+  ld.param.u64 %rd1, [p]; cvta.to.global.u64 %rd2, %rd1;
+  ld.global.f32 %f1, [%rd2]; ld.global.f32 %f2, [%rd2+4]; div.rn.f32 %f3, %f1, %f2; st.global.f32 [%rd2+8], %f3;
+  ret;
+}
+"""
+SLOWPATH = ".text.__cuda_sm3x_div_rn_noftz_f32_slowpath"
+
+
+@needs_nvdisasm
+def test_call_relocation_patches_the_call_target(ptxas, tmp_path):
+  """`div.rn.f32` calls a slow-path function; ptxas -c (and some toolkits' whole-program output, seen on the H100
+  machine's) put it in its own section and leave R_CUDA_ABS55_16_34 on the CALL.ABS. The patched target decodes."""
+  cubin = parse_cubin(run_ptxas(ptxas, DIVIDE, tmp_path, "-c")[0])
+  k = cubin.kernel("fdiv")
+  assert cubin.code_closure("fdiv") == (".text.fdiv", SLOWPATH)
+  calls = [r for r in k.relocations if r.type == R_CUDA_ABS55_16_34]
+  assert len(calls) == 1 and calls[0].symbol == SLOWPATH[len(".text."):]
+  target = 0x1_2345_6789_ABC4  # bits at both ends of the split field
+  addresses = {s.name: 0x7000_0000 + s.value for s in cubin.symbols if s.section == ".text.fdiv"}
+  code = apply_relocations(k.code, k.relocations, {**addresses, calls[0].symbol: target})
+  raw = tmp_path / "code.bin"
+  raw.write_bytes(code)
+  sass = subprocess.run([NVDISASM, "-b", "SM90", str(raw)], capture_output=True, text=True, check=True).stdout
+  assert re.search(rf"CALL\.ABS\.NOINC {target:#x}\b", sass), sass
+  for bad, why in ((target + 2, "multiple of 4"), (1 << 57, "does not fit 57 bits")):
+    with pytest.raises(CubinError, match=why):
+      apply_relocations(k.code, calls, {calls[0].symbol: bad})
 
 
 def test_apply_relocations_errors(ptxas, tmp_path):

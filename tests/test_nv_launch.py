@@ -152,3 +152,32 @@ def test_fast_path_still_checks_arguments(cubin, dev):
   with pytest.raises(ValueError, match="use after free"):
     saxpy(x, x, 1.0, 8, grid=(1, 1, 1), block=(32, 1, 1))
   assert len(dev.compute.pushed) == pushed, "a rejected launch was queued"
+
+
+def test_called_function_sections_are_loaded_and_linked(dev, tmp_path):
+  """A kernel whose code calls a function in a separate .text section (`ptxas -c` output, as some toolkits' ptxas
+  emits for div.rn.f32's slow path): both are uploaded, the callee at a 128-byte boundary after the kernel, and the
+  CALL.ABS in the uploaded code targets the callee's GPU address (decoded by nvdisasm)."""
+  import subprocess
+
+  from nvdrv.compile import find_compilers, find_cuda_tool
+  from nvdrv.cubin import parse_cubin
+  from tests.test_nv_cubin import DIVIDE, SLOWPATH
+  ptxas = next((c.path for c in find_compilers()[0] if c.kind == "ptxas"), None)
+  nvdisasm = find_cuda_tool("nvdisasm")
+  if ptxas is None or nvdisasm is None:
+    pytest.skip("needs ptxas and nvdisasm (pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvdisasm)")
+  (tmp_path / "k.ptx").write_text(DIVIDE)
+  subprocess.run([ptxas, "-c", "-arch=sm_90", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")], check=True)
+  blob = (tmp_path / "k.cubin").read_bytes()
+  module = parse_cubin(blob)
+  prog = Program(dev, blob, "fdiv")
+  kernel_size = len(module.code_sections[".text.fdiv"])
+  callee_at = (kernel_size + 127) // 128 * 128
+  assert prog.sections == {".text.fdiv": 0, SLOWPATH: callee_at}
+  uploaded = dev.read(prog.code.va, callee_at + len(module.code_sections[SLOWPATH]))
+  assert uploaded[callee_at:] == module.code_sections[SLOWPATH]
+  (tmp_path / "code.bin").write_bytes(uploaded[:kernel_size])
+  sass = subprocess.run([nvdisasm, "-b", "SM90", str(tmp_path / "code.bin")], capture_output=True, text=True,
+                        check=True).stdout
+  assert f"CALL.ABS.NOINC {prog.code.va + callee_at:#x}" in sass, sass
