@@ -68,6 +68,10 @@ def get_program(device: str, ast: Node):
 
 
 def _device_of(node: Node) -> str:
+  """The device a kernel computing `node` runs on: the node's own, else its first source's (a COPY's source is on
+  another device, so the node's own comes first)."""
+  if node.device is not None:
+    return node.device
   for n in node.toposort():
     if n.device is not None:
       return n.device

@@ -159,7 +159,7 @@ def test_compile_failure_shows_compiler_output():
   assert source in message
 
 
-def test_compile_failure_surfaces_through_realize(monkeypatch):
+def test_compile_failure_surfaces_through_realize(monkeypatch, on_cpu):
   """A renderer bug reaches the user as the compiler's message, not as a missing symbol later."""
   monkeypatch.setattr(realize, "kernel_cache", {})
 

@@ -166,6 +166,18 @@ def test_tinyjit_replays_on_qcom(qcom, rng):
   assert step.launches > 0
 
 
+def test_copies_between_devices(qcom, rng):
+  """.to() moves values both ways, and a kernel on a copied tensor runs on the copy's device (not its source's)."""
+  a = random_array(rng, (6, 5), dtypes.float32)
+  on_qcom = Tensor(a, device="QCOM") * 2
+  on_cpu = on_qcom.to("CPU")
+  np.testing.assert_allclose(on_cpu.numpy(), a * 2, rtol=1e-6)
+  back = ((on_cpu + 1).permute(1, 0) + 0).to("QCOM")
+  np.testing.assert_allclose(back.numpy(), (a * 2 + 1).T, rtol=1e-6)
+  assert (on_cpu + 1).device == "CPU" and back.device == "QCOM"
+  np.testing.assert_allclose((back.to("CPU").sum(0)).numpy(), (a * 2 + 1).T.sum(0), rtol=1e-5)
+
+
 def test_float64_is_refused(qcom):
   with pytest.raises(TypeError, match="device QCOM does not support dtype float64"):
     Tensor(np.zeros(3), device="QCOM", dtype=dtypes.float64)

@@ -29,6 +29,9 @@ from frontend.runtime.qcom import QCOMRuntime
 from frontend.tensor import Tensor
 from qcomdrv.sim import SimKGSL
 
+# "matches CPU": the reference runs on the CPU runtime whatever DEV says (the suite also runs on DEV=NV)
+pytestmark = pytest.mark.usefixtures("on_cpu")
+
 DTYPES = ("float32", "float16", "bfloat16", "int32", "int8", "uint8")
 KINDS = ("arith", "sum", "max", "compare", "divmod", "bits", "math", "wrap")
 CASTS = ("cast_float32_int8", "cast_float32_bfloat16", "cast_float16_float32", "cast_int32_float16",

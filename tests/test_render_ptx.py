@@ -29,6 +29,9 @@ from compiler.schedule import Scheduler, _buffer_view
 from frontend.realize import buffer_of, realized
 from frontend.tensor import Tensor
 
+# "matches CPU": the reference runs on the CPU runtime whatever DEV says (the suite also runs on DEV=NV)
+pytestmark = pytest.mark.usefixtures("on_cpu")
+
 PTXAS = find_ptxas()
 needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="no ptxas: pip install nvidia-cuda-nvcc-cu12 (or put CUDA's "
                                                        "bin on PATH) to assemble the rendered PTX")
