@@ -1,46 +1,67 @@
 """Kernels nvdrv itself uses, in PTX (assembled on first use through nvdrv.compile).
 
-COPY16: device-to-device copy on the SMs. The copy engine moves about 0.2 TB/s between two HBM buffers on the H100
-(measured: tools/bench_nv.py), the SMs about 3 TB/s; each thread moves four independent 16-byte vectors per loop
-trip (a grid-stride loop), so plenty of loads are in flight.
+copy16: device-to-device copy on the SMs. The copy engine moves about 0.2 TB/s between two HBM buffers on the H100
+(measured: tools/bench_nv.py), the SMs about 3 TB/s. A grid-stride loop in which each thread first loads `unroll`
+independent 16-byte vectors, then stores them, so plenty of loads are in flight; `load`/`store` are PTX cache
+qualifiers ("" for the defaults, ".nc" for the read-only path, ".cs" for streaming stores). COPY_CONFIG is what
+copy_device uses; `tools/bench_nv.py --sweep-copy` measures the alternatives on the GPU.
 """
 from __future__ import annotations
 
-COPY16 = """.version 8.0
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CopyConfig:
+  unroll: int = 4  # 16-byte vectors per thread per loop trip
+  load: str = ""  # PTX ld qualifier after `.global`
+  store: str = ""  # PTX st qualifier after `.global`
+  block: int = 1024  # threads per block
+  blocks_per_sm: int = 8  # grid = blocks_per_sm x SMs (fewer for small copies)
+
+
+COPY_CONFIG = CopyConfig()
+H100_SMS = 132  # SMs of an H100 SXM; the grid size only needs to be about right on other parts
+
+
+def copy16_ptx(unroll: int = 4, load: str = "", store: str = "") -> str:
+  """PTX of `copy16(dst, src, n16)`: copies n16 16-byte vectors from src to dst (both 16-byte aligned)."""
+  if unroll < 1 or load not in ("", ".nc", ".cg", ".cs", ".lu") or store not in ("", ".cg", ".cs", ".wt"):
+    raise ValueError(f"copy16: unroll {unroll} must be >= 1; load {load!r} / store {store!r} must be PTX cache "
+                     f"qualifiers")
+  regs = [f"{{%r{4 * i}, %r{4 * i + 1}, %r{4 * i + 2}, %r{4 * i + 3}}}" for i in range(unroll)]
+  loads = "\n".join(f"  ld.global{load}.v4.u32 {r}, [%a];" + ("  add.u64 %a, %a, %step;" if i < unroll - 1 else "")
+                    for i, r in enumerate(regs))
+  stores = "\n".join(f"  st.global{store}.v4.u32 [%b], {r};" + ("  add.u64 %b, %b, %step;" if i < unroll - 1 else "")
+                     for i, r in enumerate(regs))
+  return f""".version 8.0
 .target sm_90
 .address_size 64
 .visible .entry copy16(.param .u64 dst, .param .u64 src, .param .u64 n16)
-{
-  .reg .b64 %rd<16>; .reg .b32 %r<24>; .reg .pred %p<4>;
-  ld.param.u64 %rd1, [dst]; ld.param.u64 %rd2, [src]; ld.param.u64 %rd3, [n16];
-  cvta.to.global.u64 %rd1, %rd1; cvta.to.global.u64 %rd2, %rd2;
-  mov.u32 %r1, %ctaid.x; mov.u32 %r2, %ntid.x; mov.u32 %r3, %tid.x; mov.u32 %r4, %nctaid.x;
-  mad.wide.u32 %rd4, %r1, %r2, 0; cvt.u64.u32 %rd5, %r3; add.u64 %rd4, %rd4, %rd5;  // i = global thread index
-  mul.wide.u32 %rd6, %r4, %r2;                                                       // stride = threads in grid
-  shl.b64 %rd7, %rd6, 1; add.u64 %rd8, %rd7, %rd6;                                   // 3 * stride
-LOOP4:
-  add.u64 %rd9, %rd4, %rd8; setp.ge.u64 %p1, %rd9, %rd3; @%p1 bra TAIL;             // i + 3*stride < n16: 4 at once
-  shl.b64 %rd10, %rd4, 4; shl.b64 %rd11, %rd6, 4;
-  add.u64 %rd12, %rd2, %rd10;
-  ld.global.v4.u32 {%r5, %r6, %r7, %r8}, [%rd12]; add.u64 %rd12, %rd12, %rd11;
-  ld.global.v4.u32 {%r9, %r10, %r11, %r12}, [%rd12]; add.u64 %rd12, %rd12, %rd11;
-  ld.global.v4.u32 {%r13, %r14, %r15, %r16}, [%rd12]; add.u64 %rd12, %rd12, %rd11;
-  ld.global.v4.u32 {%r17, %r18, %r19, %r20}, [%rd12];
-  add.u64 %rd13, %rd1, %rd10;
-  st.global.v4.u32 [%rd13], {%r5, %r6, %r7, %r8}; add.u64 %rd13, %rd13, %rd11;
-  st.global.v4.u32 [%rd13], {%r9, %r10, %r11, %r12}; add.u64 %rd13, %rd13, %rd11;
-  st.global.v4.u32 [%rd13], {%r13, %r14, %r15, %r16}; add.u64 %rd13, %rd13, %rd11;
-  st.global.v4.u32 [%rd13], {%r17, %r18, %r19, %r20};
-  shl.b64 %rd14, %rd6, 2; add.u64 %rd4, %rd4, %rd14;
-  bra LOOP4;
+{{
+  .reg .b64 %dst, %src, %n, %i, %stride, %step, %last, %a, %b, %off; .reg .b32 %r<{4 * unroll}>, %t<4>; .reg .pred %p;
+  ld.param.u64 %dst, [dst]; ld.param.u64 %src, [src]; ld.param.u64 %n, [n16];
+  cvta.to.global.u64 %dst, %dst; cvta.to.global.u64 %src, %src;
+  mov.u32 %t0, %ctaid.x; mov.u32 %t1, %ntid.x; mov.u32 %t2, %tid.x; mov.u32 %t3, %nctaid.x;
+  mad.wide.u32 %i, %t0, %t1, 0; cvt.u64.u32 %off, %t2; add.u64 %i, %i, %off;   // i = global thread index
+  mul.wide.u32 %stride, %t3, %t1;                                               // threads in the grid
+  shl.b64 %step, %stride, 4;                                                    // their bytes
+  mul.lo.u64 %last, %stride, {unroll - 1};
+MAIN:                                                                  // while i + (unroll-1)*stride < n
+  add.u64 %off, %i, %last; setp.ge.u64 %p, %off, %n; @%p bra TAIL;
+  shl.b64 %off, %i, 4; add.u64 %a, %src, %off; add.u64 %b, %dst, %off;
+{loads}
+{stores}
+  mad.lo.u64 %i, %stride, {unroll}, %i;
+  bra MAIN;
 TAIL:
-  setp.ge.u64 %p2, %rd4, %rd3; @%p2 bra DONE;
-  shl.b64 %rd10, %rd4, 4; add.u64 %rd12, %rd2, %rd10; add.u64 %rd13, %rd1, %rd10;
-  ld.global.v4.u32 {%r5, %r6, %r7, %r8}, [%rd12];
-  st.global.v4.u32 [%rd13], {%r5, %r6, %r7, %r8};
-  add.u64 %rd4, %rd4, %rd6;
+  setp.ge.u64 %p, %i, %n; @%p bra DONE;
+  shl.b64 %off, %i, 4; add.u64 %a, %src, %off; add.u64 %b, %dst, %off;
+  ld.global{load}.v4.u32 {regs[0]}, [%a];
+  st.global{store}.v4.u32 [%b], {regs[0]};
+  add.u64 %i, %i, %stride;
   bra TAIL;
 DONE:
   ret;
-}
+}}
 """

@@ -1,7 +1,8 @@
 """Prebuilt command buffers: build a sequence of kernel launches (and copies) once, resubmit it with one GPFIFO entry.
 
-Everything the GPU reads for the sequence (the pushbuffer, each launch's QMD and constant bank 0) lives in one pinned
-host allocation owned by the CommandBuffer, so a resubmission writes nothing but the values that change:
+Everything the GPU reads for the sequence is owned by the CommandBuffer: the pushbuffer in pinned host memory, each
+launch's QMD and constant bank 0 in device memory (written through BAR1). A resubmission writes nothing but the
+values that change:
 
   - the timeline payload of the closing semaphore release (always: it is how the host learns the run finished);
   - kernel parameters named at build time (`CommandBuffer.set_arg`), e.g. the input buffer addresses of a JIT replay,
@@ -75,8 +76,8 @@ class CommandBuffer:
     if self.chain and not barrier:
       raise ValueError("a chained CommandBuffer runs every launch after the one before it; barrier=False conflicts")
     if self.mode != "chain" or not self.launches:
-      if barrier and self.launches and self.mode == "barrier":
-        self.dev.barrier(self.pb)
+      if barrier and (self.mode == "barrier" or not self.launches):
+        self.dev.barrier(self.pb)  # the first launch waits for the channel's earlier work too
       self.pb.launch(0, name=f"launch{len(self.launches)}")  # QMD address patched by finalize()
     self.launches.append(_Launch(program, cbuf_offset))
     return len(self.launches) - 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nvdrv.builtins import COPY_CONFIG, H100_SMS, copy16_ptx
 from nvdrv.memory import GPUMemory
 from nvdrv.pushbuf import PushBuffer
 
@@ -49,24 +50,35 @@ class TransferMixin:
 
   def copy_device(self, dst: GPUMemory, src: GPUMemory, nbytes: int, wait: bool = True) -> None:
     """Device-to-device copy of `nbytes` from the start of `src` to `dst`: the 16-byte-aligned bulk runs on the
-    SMs (nvdrv.builtins.COPY16, ~15x the copy engine's rate between HBM buffers), a tail of < 16 bytes on the copy
+    SMs (nvdrv.builtins.copy16, ~15x the copy engine's rate between HBM buffers), a tail of < 16 bytes on the copy
     engine."""
     self._check_range(src, 0, nbytes, "copy_device source")
     self._check_range(dst, 0, nbytes, "copy_device destination")
     bulk = nbytes & ~15
     if bulk:
-      if getattr(self, "_copy16", None) is None:
-        from nvdrv.builtins import COPY16
-        from nvdrv.compile import compile_ptx
-        from nvdrv.program import Program
-        self._copy16 = Program(self, compile_ptx(COPY16), "copy16")
-      blocks = min((bulk // 16 + 1023) // 1024, 132 * 8)
-      self._copy16(dst, src, bulk // 16, grid=(max(blocks, 1), 1, 1), block=(1024, 1, 1))
+      self.copy_kernel()(dst, src, bulk // 16, **self.copy_geometry(bulk // 16))
     if nbytes > bulk:
       self.compute.synchronize()
       self.memcpy(dst.va + bulk, src.va + bulk, nbytes - bulk)
     if wait:
       self.compute.synchronize()
+
+  def copy_kernel(self, config=None):
+    """The SM copy kernel (nvdrv.builtins.copy16) for `config` (default COPY_CONFIG), assembled once per config."""
+    from nvdrv.compile import compile_ptx
+    from nvdrv.program import Program
+    config = config or COPY_CONFIG
+    kernels = self.__dict__.setdefault("_copy_kernels", {})
+    if config not in kernels:
+      kernels[config] = Program(self, compile_ptx(copy16_ptx(config.unroll, config.load, config.store)), "copy16")
+    return kernels[config]
+
+  @staticmethod
+  def copy_geometry(n16: int, config=None) -> dict:
+    """Grid and block of copy16 over n16 vectors: one vector per thread up to blocks_per_sm blocks per SM."""
+    config = config or COPY_CONFIG
+    blocks = min((n16 + config.block - 1) // config.block, config.blocks_per_sm * H100_SMS)
+    return {"grid": (max(blocks, 1), 1, 1), "block": (config.block, 1, 1)}
 
   def _check_range(self, mem: GPUMemory, offset: int, nbytes: int, what: str) -> None:
     mem.check_live(what)

@@ -1,12 +1,14 @@
 """NVIDIA benchmark: nvdrv against PyTorch (CUDA) on the same GPU, in the same run; prints a table and the ratios.
 
-  python tools/bench_nv.py [--repeat N]
+  python tools/bench_nv.py [--repeat N] [--sweep-copy] [--profile-launch]
 
 Cases (issue targets in brackets): pinned host->device and device->host copies of 256 MiB [>= 0.9x PyTorch];
 device->device copy of 1 GiB [>= 0.9x]; one tiny kernel from launch to the host seeing it complete [<= PyTorch's
 launch + synchronize]; 100 dependent tiny kernels as one prebuilt command buffer [<= 0.8x a PyTorch CUDA graph replay
 of 100 x+=1 kernels]; host CPU time to resubmit that buffer [< 20 us, independent of the kernel count].
 Times are medians over --repeat runs after a warm-up. "ratio" is PyTorch time / nvdrv time (> 1: nvdrv is faster).
+--sweep-copy times the SM copy kernel's variants (nvdrv.builtins.CopyConfig) on 1 GiB, each checked for correct
+bytes; --profile-launch prints where the host CPU time of a tiny launch goes (cProfile, 20,000 launches).
 """
 from __future__ import annotations
 
@@ -76,11 +78,11 @@ def ours(repeat: int) -> dict[str, float]:
     res[f"correct_{kind}_{membar}"] = bool(np.all(got == expected))
     if not res[f"correct_{kind}_{membar}"]:
       dev.copyin(x, np.full(1024, expected, np.uint32))
-  dev.barrier_kind, dev.cwd_membar, dev.qmd_invalidate = "compute", 3, "all"
-  res["graph100"] = res["graph100_compute_3"]
+  dev.barrier_kind, dev.cwd_membar, dev.qmd_invalidate = "compute", 1, "all"  # NVDevice's defaults
+  res["graph100"] = res["graph100_dep_1"]  # what TinyJit on NV builds (frontend.runtime.nv.NVGraph)
   dev.copyin(x, np.zeros(1024, np.uint32))
   expected = 0
-  cb = CommandBuffer(dev)
+  cb = CommandBuffer(dev, mode="dep")
   for _ in range(100):
     cb.launch(inc, x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
   submit_times = []
@@ -95,6 +97,59 @@ def ours(repeat: int) -> dict[str, float]:
   got = dev.copyout(x, 4096).view(np.uint32)
   res["correct"] = bool(np.all(got == expected))
   return res
+
+
+def sweep_copy(repeat: int) -> None:
+  """Every CopyConfig variant on a 1 GiB device->device copy: GB/s (read + write) and whether the bytes are right."""
+  import itertools
+
+  from nvdrv.builtins import COPY_CONFIG, CopyConfig
+  from nvdrv.device import NVDevice
+  dev = NVDevice()
+  src, dst, zero = dev.mem.alloc_device(GiB), dev.mem.alloc_device(GiB), dev.mem.alloc_device(GiB)
+  pattern = np.random.default_rng(1).integers(0, 2**32, GiB // 4, dtype=np.uint32)
+  dev.copyin(src, pattern)
+  dev.copyin(zero, np.zeros(GiB // 4, np.uint32))
+  probes = [0, GiB // 2 - 4096, GiB - MiB]
+  print(f"{'unroll':>6s} {'load':>5s} {'store':>5s} {'block':>5s} {'per SM':>6s} {'GB/s':>8s} correct")
+  for unroll, load, store, block, per_sm in itertools.product((2, 4, 8), ("", ".nc"), ("", ".cs"), (256, 512, 1024),
+                                                               (2, 4, 8, 16)):
+    if block * per_sm > 2048:  # more threads than an SM holds: the same as fewer blocks per SM
+      continue
+    cfg = CopyConfig(unroll, load, store, block, per_sm)
+    kernel, geometry = dev.copy_kernel(cfg), dev.copy_geometry(GiB // 16, cfg)
+    dev.memcpy(dst.va, zero.va, GiB)
+    seconds = median_time(lambda: kernel(dst, src, GiB // 16, **geometry, wait=True), repeat)
+    ok = all(np.array_equal(dev.copyout(dst, MiB, offset=p).view(np.uint32), pattern[p // 4:(p + MiB) // 4])
+             for p in probes)
+    mark = "  <- COPY_CONFIG" if cfg == COPY_CONFIG else ""
+    print(f"{unroll:6d} {load:>5s} {store:>5s} {block:5d} {per_sm:6d} {2 * GiB / seconds * 1e-9:8.1f} {ok}{mark}")
+
+
+def profile_launch() -> None:
+  """cProfile of 20,000 launches of a tiny kernel (no wait), top functions by own time."""
+  import cProfile
+  import pstats
+
+  from hwtests.nv import kernels
+  from nvdrv.compile import compile_ptx
+  from nvdrv.device import NVDevice
+  from nvdrv.program import Program
+  dev = NVDevice()
+  inc = Program(dev, compile_ptx(kernels.INCREMENT), "increment")
+  x = dev.mem.alloc_device(4096)
+  for _ in range(100):
+    inc(x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
+  dev.compute.synchronize()
+  prof = cProfile.Profile()
+  t0 = time.perf_counter()
+  prof.enable()
+  for _ in range(20000):
+    inc(x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
+  prof.disable()
+  print(f"20,000 launches: {(time.perf_counter() - t0) / 20000 * 1e6:.2f} us each under the profiler")
+  dev.compute.synchronize()
+  pstats.Stats(prof).sort_stats("tottime").print_stats(14)
 
 
 def torch_side(repeat: int) -> dict[str, float]:
@@ -139,7 +194,15 @@ def torch_side(repeat: int) -> dict[str, float]:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeat", type=int, default=20)
+  parser.add_argument("--sweep-copy", action="store_true", help="time every SM copy kernel variant and stop")
+  parser.add_argument("--profile-launch", action="store_true", help="profile the host side of a launch and stop")
   args = parser.parse_args()
+  if args.sweep_copy or args.profile_launch:
+    if args.sweep_copy:
+      sweep_copy(args.repeat)
+    if args.profile_launch:
+      profile_launch()
+    return
   mine = ours(args.repeat)
   theirs = torch_side(args.repeat)
   rows = [("h2d", "host->device 256 MiB (pinned)", "GB/s", 1e-9, True),
