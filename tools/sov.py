@@ -7,6 +7,7 @@
   sov embed "TEXT" ... [opts] sentence embeddings with all-MiniLM-L6-v2 (fetched once) and, for two or more texts,
                               their cosine similarities; `sov embed --help`
   sov train-mnist [options]   train a small CNN on MNIST (tools/train_mnist.py); `sov train-mnist --help`
+  sov am bringup|discovery|fw the AM driver on a simulated (--sim navi31|navi48) or real (--pci BDF) card
 
 Exit status: 0 on success, 1 when the work could not be done (a missing package, an unavailable device, no data),
 2 on bad arguments (argparse's convention), 130 on Ctrl-C.
@@ -27,6 +28,8 @@ from frontend.models.llama import ContextError
 from frontend.models.tokenizer import TokenizerError
 from frontend.nn.datasets import DatasetUnavailable
 from frontend.nn.gguf import GGUFError
+from am.errors import AMError
+from am.firmware.locate import FirmwareError
 from tools import train_mnist
 
 
@@ -259,6 +262,75 @@ def embed(args: argparse.Namespace) -> int:
   return 0
 
 
+# ---- sov am: the AM driver (am/) on a simulated or real card ----
+def am_device(args: argparse.Namespace):
+  from am.device import AMDevice
+  if args.sim:
+    from am.simcard.card import SimCard
+    pci = SimCard(args.sim, args.firmware_dir)
+  else:
+    from am.mmio.pci import SysfsPciFunction, amd_functions
+    bdf = args.pci or next(iter(amd_functions()), None)
+    if bdf is None:
+      raise RunError("no AMD display function in /sys/bus/pci/devices; pass --sim navi31|navi48 for a simulated card")
+    pci = SysfsPciFunction(bdf, unbind=args.unbind)
+  return AMDevice(pci, args.firmware_dir)
+
+
+def am_bringup(args: argparse.Namespace) -> int:
+  """`sov am bringup`: boot the card stage by stage, printing each stage's time and what it verified."""
+  dev = am_device(args)
+
+  def show(report) -> None:
+    print(f"[{report.name:8s}] {report.seconds * 1000:8.1f} ms")
+    for line in report.verified:
+      print(f"    {line}")
+  dev.boot(show)
+  print(f"{dev.caps.asic} is up: {sum(r.seconds for r in dev.reports) * 1000:.1f} ms in all")
+  return 0
+
+
+def am_discovery(args: argparse.Namespace) -> int:
+  """`sov am discovery`: the decoded IP-discovery table and the capabilities derived from it."""
+  dev = am_device(args)
+  dev.discover()
+  print(dev.disc.describe())
+  print(dev.caps)
+  return 0
+
+
+def am_fw(args: argparse.Namespace) -> int:
+  """`sov am fw`: find, parse and check the firmware of a card, and list the PSP load order."""
+  from am.firmware.sets import ASICS, FirmwareSet
+  for asic in ([args.asic] if args.asic else list(ASICS)):
+    fs = FirmwareSet(asic, args.firmware_dir)
+    for role, image in fs.files.items():
+      print(f"{role:5s} {image.path}: header v{image.version[0]}.{image.version[1]}, {len(image.data)} bytes, "
+            f"{image.crc32}")
+    print(fs.describe())
+  return 0
+
+
+def add_am_parser(commands) -> None:
+  am = commands.add_parser("am", help="the AM driver: bring-up, IP discovery, firmware (Navi31/Navi48)",
+                           description="The sovereign AMD driver without amdgpu.ko, on a real card (--pci) or a "
+                                       "simulated one (--sim).")
+  sub = am.add_subparsers(dest="am_command", metavar="AM_COMMAND", required=True)
+  for name, func, text in (("bringup", am_bringup, "boot the card, printing each stage with timing and checks"),
+                           ("discovery", am_discovery, "decode the card's IP-discovery table")):
+    p = sub.add_parser(name, help=text, description=text)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--sim", choices=("navi31", "navi48"), help="a simulated card")
+    where.add_argument("--pci", metavar="BDF", help="a real card (default: the first AMD display function)")
+    p.add_argument("--unbind", action="store_true", help="unbind amdgpu from the card first (real cards only)")
+    p.add_argument("--firmware-dir", help="firmware directory (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu)")
+    p.set_defaults(func=func)
+  fw = sub.add_parser("fw", help="list and check the firmware files and the PSP load order")
+  fw.add_argument("--asic", choices=("navi31", "navi48"), help="one card (default both)")
+  fw.add_argument("--firmware-dir", help="firmware directory (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu)")
+  fw.set_defaults(func=am_fw)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="sov", description="Sovereign: user-space GPU drivers and a tensor runtime.")
   commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -279,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   train_mnist.add_arguments(train_parser)
   train_parser.set_defaults(func=train_mnist.main_from_args)
+  add_am_parser(commands)
   return parser
 
 
@@ -293,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     return args.func(args)
   except (train_mnist.TrainError, RunError, DeviceUnavailable, DatasetUnavailable, ModelUnavailable, GGUFError,
-          TokenizerError, ContextError, BertError) as e:
+          TokenizerError, ContextError, BertError, AMError, FirmwareError) as e:
     print(f"sov {args.command}: error: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:

@@ -1,0 +1,169 @@
+"""AMDevice: one Navi31/Navi48 card taken over from user space, booted IP block by IP block.
+
+Boot order (amdgpu_device.c amdgpu_device_ip_init for SOC21/SOC24: GMC's hw_init runs inside the sw_init pass,
+then COMMON and IH in phase 1, the PSP firmware load, then the rest in IP order):
+
+  discover   MP0 C2PMSG_33 bit 31 (IFWI done), RCC_CONFIG_MEMSIZE, the discovery table at VRAM end - 64 KiB
+  soc        NBIO: doorbell routing (S2A entries), doorbell aperture, self-ring aperture
+  gmc        GC hub and MMHUB: FB/system aperture, VMID0 GART page table, TLB flush
+  ih         IH ring in VRAM with write-pointer write-back
+  psp        bootloader components -> sOS -> KM ring -> TOC -> TMR -> IP firmware -> RLC autoload
+  smu        PMFW alive (MP1_FIRMWARE_FLAGS), version, driver table, feature enable
+  gfx        RLC autoload complete, MEC RS64 unhalted, one compute queue through MQD + HQD registers (no MES, no KIQ)
+  sdma       SDMA engine unhalted, one ring with doorbell
+
+GPU states handled: a cold card (sOS not alive: the bootloader path); a card left running by amdgpu or by an
+earlier AM run (sOS alive, C2PMSG_81 != 0: the bootloader stages are skipped as psp_v13_0/14_0 do, and the KM ring
+is created again). Nothing here knows whether the PciFunction is real or simulated.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import import_module
+
+from am import discovery
+from am.caps import Capabilities, from_discovery
+from am.errors import UnsupportedDevice
+from am.ip.base import wait_for
+from am.mmio.pci import DOORBELL_BAR, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_VENDOR_ID, REGISTER_BAR, VRAM_BAR, \
+  PciFunction
+from am.mmio.regs import RegisterBlock
+
+SUPPORTED_IDS = {0x744C: "navi31 (Radeon RX 7900 XT/XTX)", 0x7550: "navi48 (Radeon RX 9070/9070 XT)"}
+mmMP0_SMN_C2PMSG_33 = 0x16061   # amdgpu_discovery.c: read before the register bases are known
+mmRCC_CONFIG_MEMSIZE = 0xDE3    # amdgpu_discovery.c
+PCIE_INDEX_SEG, PCIE_INDEX_OFFSET = 1, 0   # regBIF_BX_PF0_RSMU_INDEX / _DATA (nbio_v4_3.c, nbif_v6_3_1.c
+PCIE_DATA_OFFSET = 1                        # get_pcie_index_offset / get_pcie_data_offset), segment 1, dwords 0/1
+
+
+class Mmio:
+  """The register BAR with amdgpu's indirect path for what lies past its end (amdgpu_device_indirect_rreg/_wreg:
+  the byte address goes to the NBIO PCIE index register, the value through the data register) and for SMN
+  addresses (RREG32_PCIE)."""
+
+  def __init__(self, bar, nbio_bases: tuple[int, ...] = ()):
+    self.bar = bar
+    self.size = bar.size
+    self.nbio_bases = nbio_bases
+
+  def _index_data(self) -> tuple[int, int]:
+    if not self.nbio_bases:
+      raise UnsupportedDevice("indirect register access before IP discovery gave the NBIO bases")
+    base = self.nbio_bases[PCIE_INDEX_SEG]
+    return (base + PCIE_INDEX_OFFSET) * 4, (base + PCIE_DATA_OFFSET) * 4
+
+  def read32(self, offset: int) -> int:
+    if offset < self.size:
+      return self.bar.read32(offset)
+    return self.smn_read(offset)
+
+  def write32(self, offset: int, value: int) -> None:
+    if offset < self.size:
+      self.bar.write32(offset, value)
+    else:
+      self.smn_write(offset, value)
+
+  def smn_read(self, address: int) -> int:
+    index, data = self._index_data()
+    self.bar.write32(index, address)
+    self.bar.read32(index)  # read back: posts the index write before the data access (amdgpu does the same)
+    return self.bar.read32(data)
+
+  def smn_write(self, address: int, value: int) -> None:
+    index, data = self._index_data()
+    self.bar.write32(index, address)
+    self.bar.read32(index)
+    self.bar.write32(data, value)
+
+
+@dataclass
+class StageReport:
+  name: str
+  seconds: float
+  verified: list[str] = field(default_factory=list)
+
+
+class AMDevice:
+  """Args:
+    pci: the PCI function (am.mmio.pci.SysfsPciFunction, or a simulated card's).
+    firmware_dir: where the firmware files are (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu).
+
+  Raises:
+    UnsupportedDevice: not an AMD function, or a device id AM does not drive (names it and the supported list).
+  """
+
+  def __init__(self, pci: PciFunction, firmware_dir: str | None = None):
+    self.pci = pci
+    self.firmware_dir = firmware_dir
+    vendor, device = pci.config_read(PCI_VENDOR_ID, 2), pci.config_read(PCI_DEVICE_ID, 2)
+    if vendor != 0x1002 or device not in SUPPORTED_IDS:
+      supported = ", ".join(f"1002:{d:04x} {n}" for d, n in SUPPORTED_IDS.items())
+      raise UnsupportedDevice(f"PCI function {pci.bdf} is {vendor:04x}:{device:04x}; AM drives {supported}")
+    self.revision = pci.config_read(PCI_REVISION_ID, 1)
+    self.vram = pci.map_bar(VRAM_BAR)
+    self.doorbells = pci.map_bar(DOORBELL_BAR)
+    self.mmio = Mmio(pci.map_bar(REGISTER_BAR))
+    self.reports: list[StageReport] = []
+    self.blocks: list = []
+
+  # ---- discovery ----
+  def read_discovery(self) -> discovery.Discovery:
+    """amdgpu_discovery_read_binary_from_mem: wait for IFWI, size VRAM, read the table at its end."""
+    wait_for(lambda: self.mmio.read32(mmMP0_SMN_C2PMSG_33 * 4), 0x80000000, 0x80000000,
+             "MP0 C2PMSG_33 bit 31 (IFWI init done)")
+    self.vram_size = self.mmio.read32(mmRCC_CONFIG_MEMSIZE * 4) << 20
+    if not self.vram_size or self.vram_size > self.vram.size:
+      raise UnsupportedDevice(f"RCC_CONFIG_MEMSIZE says {self.vram_size >> 20} MiB of VRAM but BAR 0 maps "
+                              f"{self.vram.size >> 20} MiB; resize BAR 0 (resizable BAR in the firmware setup)")
+    pos = self.vram_size - discovery.DISCOVERY_TMR_OFFSET
+    return discovery.parse(self.vram.read(pos, discovery.DISCOVERY_TMR_SIZE))
+
+  def regs(self, ip: str, instance: int = 0) -> RegisterBlock:
+    """The register block of discovery IP `ip` (GC, MMHUB, OSSSYS, MP0, MP1, NBIF, HDP, SMUIO, ATHUB)."""
+    module = import_module(f"am.generated.{self.caps.register_modules[ip]}")
+    return RegisterBlock(module, self.mmio, self.disc.ip(ip, instance).bases)
+
+  def discover(self) -> list[str]:
+    self.disc = self.read_discovery()
+    self.caps: Capabilities = from_discovery(self.disc)
+    self.mmio.nbio_bases = self.disc.ip("NBIF").bases
+    self.gc, self.mmhub, self.oss = self.regs("GC"), self.regs("MMHUB"), self.regs("OSSSYS")
+    self.mp0, self.mp1, self.nbio = self.regs("MP0"), self.regs("MP1"), self.regs("NBIF")
+    c = self.caps
+    return [f"discovery table at VRAM 0x{self.vram_size - discovery.DISCOVERY_TMR_OFFSET:x} "
+            f"(VRAM {self.vram_size >> 20} MiB): {len(self.disc.ips)} IP instances, checksums ok",
+            f"{c.asic} {c.gfx_target}: GC {'.'.join(map(str, self.disc.version_of('GC')))}, {c.num_se} SE, "
+            f"{c.num_cu} CU, wave{c.wave_size}, PTE format {c.pte_format}"]
+
+  # ---- boot ----
+  def boot(self, on_stage=None) -> list[StageReport]:
+    """Bring the card up; `on_stage(report)` is called after each stage.
+
+    Raises:
+      AMError subclasses: the stage that failed says what it waited for or what the card refused.
+    """
+    from am.ip import gfx, gmc, ih, psp, sdma, smu, soc
+    self._stage("discover", self.discover, on_stage)
+    self.soc, self.gmc, self.ih = soc.Soc(self), gmc.Gmc(self), ih.Ih(self)
+    self.psp, self.smu, self.gfx, self.sdma = psp.Psp(self), smu.Smu(self), gfx.Gfx(self), sdma.Sdma(self)
+    self.blocks = [self.soc, self.gmc, self.ih, self.psp, self.smu, self.gfx, self.sdma]
+    for block in self.blocks:
+      block.init_sw()
+    for block in self.blocks:
+      self._stage(block.name, block.init_hw, on_stage)
+    return self.reports
+
+  def _stage(self, name: str, fn, on_stage) -> None:
+    start = time.perf_counter()
+    verified = fn()
+    report = StageReport(name, time.perf_counter() - start, verified or [])
+    self.reports.append(report)
+    if on_stage:
+      on_stage(report)
+
+  def fini(self) -> None:
+    """Tear down in reverse order so that the card boots again (queues unmapped, engines halted)."""
+    for block in reversed(self.blocks):
+      block.fini_hw()
+    self.blocks = []

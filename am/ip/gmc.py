@@ -1,0 +1,170 @@
+"""GMC: the GC hub and the MMHUB (VMID0 GART page table, FB and system apertures, TLB flush) and VRAM allocation.
+
+Sequence per hub (gfxhub_v3_0.c / mmhub_v3_0.c gart_enable for Navi31; gfxhub_v12_0.c / mmhub_v4_1_0.c for
+Navi48): init_gart_aperture_regs (CONTEXT0 page table base/start/end), init_system_aperture_regs (AGP off, system
+aperture = VRAM), init_tlb_regs (MC_VM_MX_L1_TLB_CNTL), init_cache_regs (VM_L2_CNTL), enable_system_domain
+(CONTEXT0_CNTL: ENABLE_CONTEXT=1, PAGE_TABLE_DEPTH=0: one flat level of PTEs for the GART, as amdgpu uses it), then
+a flush through invalidation engine 17 (gmc_v11_0_flush_vm_hub: REQ with PER_VMID_INVALIDATE_REQ, poll ACK).
+
+The page-table base is the table's MC address | AMDGPU_PTE_VALID (amdgpu_gmc_pd_addr). PTE bits
+(drivers/gpu/drm/amd/amdgpu/amdgpu_vm.h): VALID 0, SYSTEM 1, SNOOPED 2, EXECUTABLE 4, READABLE 5, WRITEABLE 6;
+MTYPE at bit 48 (AMDGPU_PTE_MTYPE_NV10, GFX11) or bit 54 (AMDGPU_PTE_MTYPE_GFX12); GFX12 PTEs also carry
+AMDGPU_PTE_IS_PTE (bit 63). GART PTE flags: gmc_v11_0.c / gmc_v12_0.c gart_pte_flags (MTYPE_UC = 3, soc21_enum.h /
+soc24_enum.h, + EXECUTABLE [+ IS_PTE]), and amdgpu_gart_map adds VALID | READABLE | WRITEABLE.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from am.errors import AMError
+from am.ip.base import IpBlock, wait_reg
+
+PAGE = 4096
+AMDGPU_PTE_VALID, AMDGPU_PTE_SYSTEM, AMDGPU_PTE_SNOOPED = 1 << 0, 1 << 1, 1 << 2
+AMDGPU_PTE_EXECUTABLE, AMDGPU_PTE_READABLE, AMDGPU_PTE_WRITEABLE = 1 << 4, 1 << 5, 1 << 6
+AMDGPU_PTE_IS_PTE = 1 << 63
+MTYPE_UC = 3
+PTE_FORMATS = {"gfx11": {"mtype_shift": 48, "mtype_bits": 3, "extra": 0},
+               "gfx12": {"mtype_shift": 54, "mtype_bits": 2, "extra": AMDGPU_PTE_IS_PTE}}
+ADDRESS_MASK = 0x0000FFFFFFFFF000   # bits 47:12 of a PTE hold the page address
+
+
+def encode_pte(fmt: str, address: int, mtype: int = MTYPE_UC, system: bool = False) -> int:
+  """A GART PTE for the 4 KiB page at `address` (VRAM physical, or bus address when `system`)."""
+  f = PTE_FORMATS[fmt]
+  flags = AMDGPU_PTE_VALID | AMDGPU_PTE_READABLE | AMDGPU_PTE_WRITEABLE | AMDGPU_PTE_EXECUTABLE | f["extra"]
+  if system:
+    flags |= AMDGPU_PTE_SYSTEM | AMDGPU_PTE_SNOOPED
+  return (address & ADDRESS_MASK) | flags | (mtype << f["mtype_shift"])
+
+
+def decode_pte(fmt: str, pte: int) -> dict[str, int]:
+  f = PTE_FORMATS[fmt]
+  return {"valid": pte & 1, "system": (pte >> 1) & 1, "readable": (pte >> 5) & 1, "writeable": (pte >> 6) & 1,
+          "executable": (pte >> 4) & 1, "address": pte & ADDRESS_MASK,
+          "mtype": (pte >> f["mtype_shift"]) & ((1 << f["mtype_bits"]) - 1)}
+
+
+@dataclass
+class Allocation:
+  offset: int      # VRAM physical offset
+  size: int
+  mc: int          # MC address (fb_base + offset)
+  gart: int = 0    # GART virtual address when mapped (0 otherwise)
+
+
+class VramAllocator:
+  """First-fit over VRAM, leaving the top DISCOVERY_TMR_OFFSET-sized reserve untouched."""
+
+  def __init__(self, size: int, reserved_top: int):
+    self.free = [(0, size - reserved_top)]
+
+  def alloc(self, size: int, align: int = PAGE) -> int:
+    size = (size + PAGE - 1) // PAGE * PAGE
+    for i, (start, end) in enumerate(self.free):
+      aligned = (start + align - 1) // align * align
+      if aligned + size <= end:
+        pieces = [(start, aligned)] if aligned > start else []
+        pieces += [(aligned + size, end)] if aligned + size < end else []
+        self.free[i:i + 1] = pieces
+        return aligned
+    raise AMError(f"out of VRAM: no free range of {size:#x} bytes aligned to {align:#x} (free: "
+                  f"{sum(e - s for s, e in self.free):#x} bytes in {len(self.free)} pieces)")
+
+  def release(self, offset: int, size: int) -> None:
+    size = (size + PAGE - 1) // PAGE * PAGE
+    self.free = sorted(self.free + [(offset, offset + size)])
+    merged = [self.free[0]]
+    for start, end in self.free[1:]:
+      if start == merged[-1][1]:
+        merged[-1] = (merged[-1][0], end)
+      else:
+        merged.append((start, end))
+    self.free = merged
+
+
+class Gmc(IpBlock):
+  name = "gmc"
+  GART_START = 0x0           # AMDGPU_GART_PLACEMENT_LOW with the FB high in the MC space (amdgpu_gmc_gart_location)
+  GART_SIZE = 64 << 20
+
+  def init_sw(self) -> None:
+    dev = self.dev
+    from am.discovery import DISCOVERY_TMR_OFFSET
+    self.vram = VramAllocator(dev.vram_size, DISCOVERY_TMR_OFFSET)
+    fb = dev.gc.regGCMC_VM_FB_LOCATION_BASE.read_fields()["FB_BASE"]
+    self.fb_base = fb << 24     # gfxhub get_fb_location: FB_BASE is in 16 MiB units
+    self.fb_end = self.fb_base + dev.vram_size - 1
+    self.pte_format = dev.caps.pte_format
+    self.gart_pages = self.GART_SIZE // PAGE
+    self.table = self.alloc(self.gart_pages * 8, map_gart=False)
+    self.next_gart_page = 0
+    self.dummy = self.alloc(PAGE, map_gart=False)
+
+  def alloc(self, size: int, align: int = PAGE, map_gart: bool = True) -> Allocation:
+    """VRAM for the driver's own use, zeroed; mapped into the VMID0 GART when `map_gart`."""
+    offset = self.vram.alloc(size, align)
+    size = (size + PAGE - 1) // PAGE * PAGE
+    self.dev.vram.write(offset, bytes(size))
+    a = Allocation(offset, size, self.fb_base + offset)
+    if map_gart:
+      a.gart = self.map(offset, size)
+    return a
+
+  def map(self, offset: int, size: int) -> int:
+    """Map VRAM [offset, +size) into the GART; returns its GPU virtual address."""
+    pages = size // PAGE
+    if self.next_gart_page + pages > self.gart_pages:
+      raise AMError(f"GART full: {pages} pages asked, {self.gart_pages - self.next_gart_page} left")
+    first = self.next_gart_page
+    for i in range(pages):
+      pte = encode_pte(self.pte_format, offset + i * PAGE)
+      self.dev.vram.write64(self.table.offset + (first + i) * 8, pte)
+    self.next_gart_page += pages
+    self.flush()
+    return self.GART_START + first * PAGE
+
+  def init_hw(self) -> list[str]:
+    out = []
+    for block, prefix in ((self.dev.gc, "GC"), (self.dev.mmhub, "MM")):
+      self.enable_hub(block, prefix)
+      ctx = block[f"reg{prefix}VM_CONTEXT0_CNTL"].read_fields()
+      out.append(f"{prefix}HUB: FB 0x{self.fb_base:x}-0x{self.fb_end:x}, GART 0x{self.GART_START:x}"
+                 f"+{self.GART_SIZE >> 20} MiB, CONTEXT0 ENABLE_CONTEXT={ctx['ENABLE_CONTEXT']} "
+                 f"DEPTH={ctx['PAGE_TABLE_DEPTH']}")
+    self.flush()
+    out.append(f"TLB flush acknowledged on both hubs; PTE format {self.pte_format}: "
+               f"0x{encode_pte(self.pte_format, 0x1000):016x} for page 0x1000")
+    return out
+
+  def enable_hub(self, block, p: str) -> None:
+    base = self.table.mc | AMDGPU_PTE_VALID
+    end = self.GART_START + self.GART_SIZE - 1
+    block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32"].write(base & 0xFFFFFFFF)
+    block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32"].write(base >> 32)
+    block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32"].write((self.GART_START >> 12) & 0xFFFFFFFF)
+    block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32"].write(self.GART_START >> 44)
+    block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32"].write((end >> 12) & 0xFFFFFFFF)
+    block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32"].write(end >> 44)
+    block[f"reg{p}MC_VM_AGP_BASE"].write(0)
+    block[f"reg{p}MC_VM_AGP_BOT"].write(0xFFFFFF)   # BOT > TOP: the AGP aperture is off
+    block[f"reg{p}MC_VM_AGP_TOP"].write(0)
+    block[f"reg{p}MC_VM_SYSTEM_APERTURE_LOW_ADDR"].write(self.fb_base >> 18)
+    block[f"reg{p}MC_VM_SYSTEM_APERTURE_HIGH_ADDR"].write(self.fb_end >> 18)
+    block[f"reg{p}MC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB"].write((self.dummy.offset >> 12) & 0xFFFFFFFF)
+    block[f"reg{p}MC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB"].write(self.dummy.offset >> 44)
+    block[f"reg{p}MC_VM_MX_L1_TLB_CNTL"].update(ENABLE_L1_TLB=1, SYSTEM_ACCESS_MODE=3, ENABLE_ADVANCED_DRIVER_MODEL=1)
+    block[f"reg{p}VM_L2_CNTL"].update(ENABLE_L2_CACHE=1)
+    block[f"reg{p}VM_CONTEXT0_CNTL"].update(ENABLE_CONTEXT=1, PAGE_TABLE_DEPTH=0)
+
+  def flush(self, vmid: int = 0) -> None:
+    """gmc_v11_0_flush_vm_hub / gmc_v12_0: invalidation engine 17 on each hub, poll its ACK bit for `vmid`."""
+    for block, p in ((self.dev.gc, "GC"), (self.dev.mmhub, "MM")):
+      block[f"reg{p}VM_INVALIDATE_ENG17_REQ"].write(PER_VMID_INVALIDATE_REQ=1 << vmid, FLUSH_TYPE=0,
+                                                     INVALIDATE_L2_PTES=1, INVALIDATE_L2_PDE0=1, INVALIDATE_L2_PDE1=1,
+                                                     INVALIDATE_L2_PDE2=1, INVALIDATE_L1_PTES=1)
+      wait_reg(block[f"reg{p}VM_INVALIDATE_ENG17_ACK"], 1 << vmid, 1 << vmid, f"TLB flush of VMID {vmid}")
+
+  def fini_hw(self) -> None:
+    for block, p in ((self.dev.gc, "GC"), (self.dev.mmhub, "MM")):
+      block[f"reg{p}VM_CONTEXT0_CNTL"].update(ENABLE_CONTEXT=0)

@@ -1,0 +1,158 @@
+"""The OS seam of AM: one PCI function, as sysfs presents it (config space, BARs as mmaps) or as a simulated card
+presents the same things (am/simcard). The driver reaches hardware only through `PciFunction` and the apertures
+it returns; nothing in the driver knows which implementation it got.
+
+  BAR 0  VRAM (64-bit BAR; the whole of VRAM when the BAR is resized, amdgpu_device_resize_fb_bar)
+  BAR 2  doorbells (64-bit BAR)
+  BAR 5  registers (MMIO, 32-bit BAR; registers past its end go through the NBIO index/data pair, see Registers)
+
+Linux sysfs (Documentation/PCI/sysfs-pci.rst): /sys/bus/pci/devices/<BDF>/{config, resource<N>, enable, driver,
+driver/unbind, vendor, device, revision}; resource<N> files mmap the BAR.
+"""
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+from typing import Protocol
+
+import numpy as np
+
+from am.errors import DeviceBusy, UnsupportedDevice
+
+SYSFS = "/sys/bus/pci/devices"
+VRAM_BAR, DOORBELL_BAR, REGISTER_BAR = 0, 2, 5
+PCI_VENDOR_ID, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_CLASS_DEVICE = 0x00, 0x02, 0x08, 0x0A  # PCI config header
+
+
+class Aperture(Protocol):
+  """A mapped BAR: 32/64-bit accesses and byte copies at byte offsets."""
+  size: int
+
+  def read32(self, offset: int) -> int: ...
+
+  def write32(self, offset: int, value: int) -> None: ...
+
+
+class PciFunction(Protocol):
+  bdf: str
+
+  def config_read(self, offset: int, size: int) -> int: ...
+
+  def bar_size(self, bar: int) -> int: ...
+
+  def map_bar(self, bar: int) -> Aperture: ...
+
+  def close(self) -> None: ...
+
+
+class MemoryAperture:
+  """A BAR (or any memory) as a numpy byte array: VRAM, doorbells on hardware, simulated VRAM."""
+
+  def __init__(self, array: np.ndarray):
+    self.bytes = array.view(np.uint8)
+    self.size = self.bytes.size
+
+  def _check(self, offset: int, size: int) -> None:
+    if offset < 0 or offset + size > self.size:
+      raise ValueError(f"access [0x{offset:x}, +0x{size:x}) outside the aperture of 0x{self.size:x} bytes")
+
+  def read32(self, offset: int) -> int:
+    self._check(offset, 4)
+    return int(self.bytes[offset:offset + 4].view(np.uint32)[0])
+
+  def write32(self, offset: int, value: int) -> None:
+    self._check(offset, 4)
+    self.bytes[offset:offset + 4].view(np.uint32)[0] = value
+
+  def read64(self, offset: int) -> int:
+    self._check(offset, 8)
+    return int(self.bytes[offset:offset + 8].view(np.uint64)[0])
+
+  def write64(self, offset: int, value: int) -> None:
+    self._check(offset, 8)
+    self.bytes[offset:offset + 8].view(np.uint64)[0] = value
+
+  def read(self, offset: int, size: int) -> bytes:
+    self._check(offset, size)
+    return self.bytes[offset:offset + size].tobytes()
+
+  def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+    self._check(offset, len(data))
+    self.bytes[offset:offset + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+
+
+class SysfsPciFunction:
+  """A real PCI function through sysfs. Holds an exclusive lock (flock on /tmp/am-<bdf>.lock) for its lifetime.
+
+  Args:
+    bdf: domain:bus:device.function, e.g. 0000:03:00.0.
+    unbind: unbind a bound kernel driver (amdgpu) first; without it a bound driver is an error.
+
+  Raises:
+    UnsupportedDevice: no such function in sysfs.
+    DeviceBusy: another process holds the lock, or a driver is bound and unbind is False.
+  """
+
+  def __init__(self, bdf: str, unbind: bool = False):
+    self.bdf = bdf
+    self.path = os.path.join(SYSFS, bdf)
+    if not os.path.isdir(self.path):
+      raise UnsupportedDevice(f"no PCI function {bdf} in {SYSFS}; `lspci -D -d 1002:` lists AMD functions")
+    self._lock = open(f"/tmp/am-{bdf.replace(':', '_')}.lock", "w")
+    try:
+      fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+      self._lock.close()
+      raise DeviceBusy(f"{bdf} is held by another process (lock /tmp/am-{bdf.replace(':', '_')}.lock)") from e
+    driver = os.path.join(self.path, "driver")
+    if os.path.exists(driver):
+      name = os.path.basename(os.readlink(driver))
+      if not unbind:
+        self.close()
+        raise DeviceBusy(f"{bdf} is bound to {name}; pass --unbind (or unbind=True) to take it from the kernel driver")
+      with open(os.path.join(driver, "unbind"), "w") as f:
+        f.write(bdf)
+    with open(os.path.join(self.path, "enable"), "w") as f:
+      f.write("1")
+    self._maps: dict[int, mmap.mmap] = {}
+
+  def config_read(self, offset: int, size: int) -> int:
+    with open(os.path.join(self.path, "config"), "rb") as f:
+      f.seek(offset)
+      return int.from_bytes(f.read(size), "little")
+
+  def bar_size(self, bar: int) -> int:
+    return os.path.getsize(os.path.join(self.path, f"resource{bar}"))
+
+  def map_bar(self, bar: int) -> MemoryAperture:
+    if bar not in self._maps:
+      fd = os.open(os.path.join(self.path, f"resource{bar}"), os.O_RDWR | os.O_SYNC)
+      try:
+        self._maps[bar] = mmap.mmap(fd, self.bar_size(bar), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+      finally:
+        os.close(fd)
+    return MemoryAperture(np.frombuffer(self._maps[bar], dtype=np.uint8))
+
+  def close(self) -> None:
+    for m in getattr(self, "_maps", {}).values():
+      m.close()
+    self._lock.close()
+
+
+def amd_functions() -> list[str]:
+  """BDFs of the AMD display-class functions in sysfs (empty where there is none or no sysfs)."""
+  out = []
+  if not os.path.isdir(SYSFS):
+    return out
+  for bdf in sorted(os.listdir(SYSFS)):
+    try:
+      with open(os.path.join(SYSFS, bdf, "vendor")) as f:
+        vendor = int(f.read(), 16)
+      with open(os.path.join(SYSFS, bdf, "class")) as f:
+        cls = int(f.read(), 16)
+    except OSError:
+      continue
+    if vendor == 0x1002 and cls >> 16 == 0x03:
+      out.append(bdf)
+  return out

@@ -1,0 +1,132 @@
+"""A simulated Navi31 or Navi48, presented at the OS seam exactly as am.mmio.pci.SysfsPciFunction presents a real one:
+PCI config space, BAR 0 (VRAM, numpy), BAR 2 (doorbells) and BAR 5 (registers with modelled side effects).
+
+What the card does before the driver arrives (what the VBIOS/IFWI leaves): the discovery table at VRAM end -
+DISCOVERY_TMR_OFFSET (amdgpu_discovery.c), RCC_CONFIG_MEMSIZE in MiB, MP0 C2PMSG_33 bit 31 (IFWI done), the PSP
+bootloader ready (C2PMSG_35 = 0x80000000), GCMC/MMMC_VM_FB_LOCATION_BASE/TOP (VRAM in the MC space at
+0x8000000000, read by gfxhub/mmhub get_fb_location). Everything else is zero until the driver writes it.
+
+Models (one module each): psp.py (bootloader, sOS, KM ring, firmware signatures and order), engines.py (SMU
+mailbox, GART walk, IH writer, MEC/HQD with a small PM4 executor, SDMA engine). `card.log` records every step the
+card accepted or refused, with the reason, as a hardware trace would.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+import numpy as np
+
+from am.caps import from_discovery
+from am.discovery import DISCOVERY_TMR_OFFSET, parse
+from am.mmio.pci import DOORBELL_BAR, MemoryAperture, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_VENDOR_ID, REGISTER_BAR, \
+  VRAM_BAR
+from am.mmio.regs import RegisterBlock
+from am.simcard.cards import AMD_VENDOR, CARDS
+from am.simcard.discovery_table import build
+from am.simcard.regfile import SimRegisters
+
+REGISTER_BAR_SIZE = 1 << 20
+DOORBELL_BAR_SIZE = 2 << 20
+FB_BASE = 0x8000000000   # MC address of VRAM as the simulated VBIOS leaves it
+
+
+class SimDoorbells(MemoryAperture):
+  """BAR 2: stores what is written and tells the card, when the doorbell aperture is on."""
+
+  def __init__(self, card):
+    super().__init__(np.zeros(DOORBELL_BAR_SIZE, np.uint8))
+    self.card = card
+
+  def write32(self, offset: int, value: int) -> None:
+    super().write32(offset, value)
+    self.card.doorbell(offset, value)
+
+  def write64(self, offset: int, value: int) -> None:
+    super().write64(offset, value)
+    self.card.doorbell(offset, value)
+
+
+class SimCard:
+  """Args:
+    name: 'navi31' or 'navi48'.
+    firmware_dir: the firmware the card's PSP accepts (its "signatures"); default as am.firmware.locate.
+
+  Raises:
+    ValueError: an unknown card name (names the known ones).
+  """
+
+  def __init__(self, name: str, firmware_dir: str | None = None):
+    if name not in CARDS:
+      raise ValueError(f"no simulated card {name!r}; have {', '.join(CARDS)}")
+    self.spec = CARDS[name]
+    self.bdf = f"sim-{name}"
+    self.firmware_dir = firmware_dir
+    self.log: list[str] = []
+    self.vram = MemoryAperture(np.zeros(self.spec.vram_size, np.uint8))
+    self.doorbells = SimDoorbells(self)
+    self.regs = SimRegisters(REGISTER_BAR_SIZE)
+    table = build(self.spec.ips, self.spec.gc_info_version, self.spec.gc_info, self.spec.harvested)
+    self.vram.write(self.spec.vram_size - DISCOVERY_TMR_OFFSET, table)
+    self.disc = parse(table)
+    self.caps = from_discovery(self.disc)
+    self.blocks = {ip: RegisterBlock(import_module(f"am.generated.{mod}"), self.regs.raw, self.disc.ip(ip).bases)
+                   for ip, mod in self.caps.register_modules.items()}
+    self.gc, self.nbio = self.blocks["GC"], self.blocks["NBIF"]
+    self._power_on()
+    from am.simcard import engines, psp
+    self.gmc = engines.SimGmc(self)
+    self.ih = engines.SimIh(self)
+    self.smu = engines.SimSmu(self)
+    self.psp = psp.SimPsp(self)
+    self.cp = engines.SimCp(self)
+    self.sdma = engines.SimSdma(self)
+    self._indirect()
+
+  def note(self, line: str) -> None:
+    self.log.append(line)
+
+  def _power_on(self) -> None:
+    mp0, nbio = self.blocks["MP0"], self.nbio
+    mp0[f"{self.caps.psp_msg_prefix}33"].write(0x80000000)
+    mp0[f"{self.caps.psp_msg_prefix}35"].write(0x80000000)
+    nbio.regRCC_DEV0_EPF0_RCC_CONFIG_MEMSIZE.write(self.spec.vram_size >> 20)
+    top = (FB_BASE + self.spec.vram_size - 1) >> 24
+    for block, p in ((self.gc, "GC"), (self.blocks["MMHUB"], "MM")):
+      block[f"reg{p}MC_VM_FB_LOCATION_BASE"].write(FB_BASE >> 24)
+      block[f"reg{p}MC_VM_FB_LOCATION_TOP"].write(top)
+
+  def _indirect(self) -> None:
+    """RSMU index/data (nbio_v4_3/nbif_v6_3_1 get_pcie_index_offset/get_pcie_data_offset): data accesses reach the
+    register or SMN address last written to the index."""
+    index = self.nbio.regBIF_BX_PF0_RSMU_INDEX
+    data = self.nbio.regBIF_BX_PF0_RSMU_DATA
+    self.regs.hook(self.nbio, data.name, write=lambda v: self.regs.write32(index.read(), v),
+                   read=lambda: self.regs.read32(index.read()))
+
+  def mc_to_vram(self, mc: int, size: int = 4) -> int | None:
+    """VRAM offset of an MC address inside the FB aperture, else None."""
+    offset = mc - FB_BASE
+    return offset if 0 <= offset and offset + size <= self.spec.vram_size else None
+
+  def doorbell(self, offset: int, value: int) -> None:
+    if not self.nbio.regRCC_DEV0_EPF0_RCC_DOORBELL_APER_EN.read_fields()["BIF_DOORBELL_APER_EN"]:
+      self.note(f"doorbell write at 0x{offset:x} dropped: BIF_DOORBELL_APER_EN=0")
+      return
+    if not self.cp.doorbell(offset, value) and not self.sdma.doorbell(offset, value):
+      self.note(f"doorbell write at 0x{offset:x} (slot {offset // 8}) matched no queue")
+
+  # ---- the PciFunction seam ----
+  def config_read(self, offset: int, size: int) -> int:
+    config = {PCI_VENDOR_ID: AMD_VENDOR, PCI_DEVICE_ID: self.spec.device_id, PCI_REVISION_ID: self.spec.revision}
+    return config.get(offset, 0) & ((1 << (8 * size)) - 1)
+
+  def bar_size(self, bar: int) -> int:
+    return {VRAM_BAR: self.vram.size, DOORBELL_BAR: DOORBELL_BAR_SIZE, REGISTER_BAR: REGISTER_BAR_SIZE}[bar]
+
+  def map_bar(self, bar: int):
+    if bar not in (VRAM_BAR, DOORBELL_BAR, REGISTER_BAR):
+      raise ValueError(f"BAR {bar} is not mapped on the simulated card (BARs 0, 2, 5)")
+    return {VRAM_BAR: self.vram, DOORBELL_BAR: self.doorbells, REGISTER_BAR: self.regs}[bar]
+
+  def close(self) -> None:
+    pass
