@@ -30,9 +30,12 @@ class AMFault(AMError):
   """The card reported a fault through the IH ring (page fault, illegal instruction, bad packet).
 
   Attributes:
-    entries: the decoded IH entries (am.ih.IVEntry) that describe it.
+    entries: the decoded IH entries (am.ip.ih.IVEntry) that describe it.
+    address: the faulting GPU virtual address (page) of the first VM fault among them, else None.
   """
 
   def __init__(self, message: str, entries=()):
     super().__init__(message)
     self.entries = list(entries)
+    addresses = [e.fault_address for e in self.entries if getattr(e, "fault_address", None) is not None]
+    self.address = addresses[0] if addresses else None

@@ -7,7 +7,8 @@
   sov embed "TEXT" ... [opts] sentence embeddings with all-MiniLM-L6-v2 (fetched once) and, for two or more texts,
                               their cosine similarities; `sov embed --help`
   sov train-mnist [options]   train a small CNN on MNIST (tools/train_mnist.py); `sov train-mnist --help`
-  sov am bringup|discovery|fw the AM driver on a simulated (--sim navi31|navi48) or real (--pci BDF) card
+  sov am bringup|discovery|fw|ring|ib|regs  the AM driver on a simulated (--sim navi31|navi48) or real (--pci BDF)
+                             card
 
 Exit status: 0 on success, 1 when the work could not be done (a missing package, an unavailable device, no data),
 2 on bad arguments (argparse's convention), 130 on Ctrl-C.
@@ -287,6 +288,88 @@ def am_bringup(args: argparse.Namespace) -> int:
       print(f"    {line}")
   dev.boot(show)
   print(f"{dev.caps.asic} is up: {sum(r.seconds for r in dev.reports) * 1000:.1f} ms in all")
+  if not args.no_kernel:
+    from am.queues.samples import run_vector_add
+    start = time.perf_counter()
+    lines = run_vector_add(dev, args.n)
+    print(f"[{'kernel':8s}] {(time.perf_counter() - start) * 1000:8.1f} ms")
+    for line in lines:
+      print(f"    {line}")
+  return 0
+
+
+def am_ring(args: argparse.Namespace) -> int:
+  """`sov am ring`: boot, then decode a queue's ring from its start to the write pointer (the ring tests and, with
+  --kernel, a vector_add dispatch)."""
+  from am.pm4.decode import format_pm4, format_sdma
+  dev = am_device(args)
+  dev.boot()
+  if args.kernel:
+    from am.queues.samples import run_vector_add
+    run_vector_add(dev, 256)
+  if args.queue == "sdma":
+    q = dev.sdma.queue
+    words = [dev.vram.read32(q.ring.offset + i) for i in range(0, min(q.wptr, q.ring_bytes), 4)]
+    lines = format_sdma(words, dev.caps.sdma_generation)
+    print(f"SDMA0 queue 0: ring GART 0x{q.ring.gart:x}, rptr 0x{q.rptr():x}, wptr 0x{q.wptr:x} (bytes)")
+  else:
+    q = dev.gfx.queue
+    words = [dev.vram.read32(q.ring.offset + 4 * i) for i in range(min(q.wptr, q.ring_dw))]
+    lines = format_pm4(words, dev.caps.gfx_generation, dev.gc)
+    print(f"compute queue me1 pipe{q.pipe} queue{q.queue}: ring GART 0x{q.ring.gart:x}, rptr {q.rptr()}, "
+          f"wptr {q.wptr} (dwords)")
+  print("\n".join(lines[-args.last:] if args.last else lines))
+  return 0
+
+
+def am_ib(args: argparse.Namespace) -> int:
+  """`sov am ib`: decode an indirect buffer at a GART address; without --va, record vector_add as a command buffer,
+  run it, and decode that."""
+  from am.pm4.decode import format_pm4
+  dev = am_device(args)
+  dev.boot()
+  va, ndw = args.va, args.dwords
+  if va is None:
+    import numpy as np
+
+    from am.queues.dispatch import Buffer, CommandBuffer, kernel_user_values
+    from am.queues.kernel import GpuKernel
+    from am.queues.samples import vector_add_code_object
+    n, queue = 256, dev.gfx.queue
+    kern = GpuKernel(dev, vector_add_code_object(dev.caps.gfx_target), "vector_add")
+    bufs = [Buffer(dev, 4 * n).write(np.ones(n, np.float32)) for _ in range(3)]
+    cb = CommandBuffer(dev)
+    kern.emit(cb.stream, (n // 64,), (64,), kernel_user_values(queue, kern, [b.va for b in bufs], (n // 64,), (64,)))
+    queue.wait(cb.submit(queue))
+    va, ndw = cb.buf.va, len(cb.stream)
+    print(f"vector_add recorded as an IB and run ({'ok' if (bufs[2].read(np.float32, n) == 2).all() else 'WRONG'})")
+  if ndw is None:
+    raise RunError("--va needs --dwords (the IB size)")
+  words = [dev.vram.read32(dev.gmc.vram_offset(va + 4 * i)) for i in range(ndw)]
+  print(f"IB at GART 0x{va:x}, {ndw} dwords:")
+  print("\n".join(format_pm4(words, dev.caps.gfx_generation, dev.gc)))
+  return 0
+
+
+def am_regs(args: argparse.Namespace) -> int:
+  """`sov am regs`: read registers by name, decoded; NAME=VALUE writes a whole value, NAME.FIELD=VALUE one field
+  (masked read-modify-write). The card is discovered (not booted) unless --boot."""
+  dev = am_device(args)
+  if args.boot:
+    dev.boot()
+  else:
+    dev.discover()
+  block = dev.regs(args.ip)
+  for item in args.names:
+    target, _, value = item.partition("=")
+    name, _, field = target.partition(".")
+    name = name if name.startswith("reg") else "reg" + name
+    reg = block[name]
+    if value and field:
+      reg.update(**{field: int(value, 0)})
+    elif value:
+      reg.write(int(value, 0))
+    print(f"{args.ip} {reg.spec.describe(reg.read())} @0x{reg.byte_offset:x}")
   return 0
 
 
@@ -312,19 +395,34 @@ def am_fw(args: argparse.Namespace) -> int:
 
 
 def add_am_parser(commands) -> None:
-  am = commands.add_parser("am", help="the AM driver: bring-up, IP discovery, firmware (Navi31/Navi48)",
+  am = commands.add_parser("am", help="the AM driver: bring-up, kernels, rings, registers, firmware (Navi31/Navi48)",
                            description="The sovereign AMD driver without amdgpu.ko, on a real card (--pci) or a "
                                        "simulated one (--sim).")
   sub = am.add_subparsers(dest="am_command", metavar="AM_COMMAND", required=True)
-  for name, func, text in (("bringup", am_bringup, "boot the card, printing each stage with timing and checks"),
-                           ("discovery", am_discovery, "decode the card's IP-discovery table")):
-    p = sub.add_parser(name, help=text, description=text)
+  parsers = {}
+  for name, func, text in (("bringup", am_bringup, "boot the card, printing each stage with timing and checks, then "
+                                                    "run a vector_add kernel and check it against numpy"),
+                           ("discovery", am_discovery, "decode the card's IP-discovery table"),
+                           ("ring", am_ring, "boot, then decode a queue's ring (compute or SDMA)"),
+                           ("ib", am_ib, "decode an indirect buffer (default: a recorded vector_add dispatch)"),
+                           ("regs", am_regs, "read / write registers by name with decoded fields")):
+    p = parsers[name] = sub.add_parser(name, help=text, description=text)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--sim", choices=("navi31", "navi48"), help="a simulated card")
     where.add_argument("--pci", metavar="BDF", help="a real card (default: the first AMD display function)")
     p.add_argument("--unbind", action="store_true", help="unbind amdgpu from the card first (real cards only)")
     p.add_argument("--firmware-dir", help="firmware directory (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu)")
     p.set_defaults(func=func)
+  parsers["bringup"].add_argument("--no-kernel", action="store_true", help="stop after the bring-up stages")
+  parsers["bringup"].add_argument("-n", type=int, default=1024, help="vector_add elements (multiple of 64)")
+  parsers["ring"].add_argument("--queue", choices=("compute", "sdma"), default="compute")
+  parsers["ring"].add_argument("--kernel", action="store_true", help="run a vector_add dispatch first")
+  parsers["ring"].add_argument("--last", type=int, default=0, help="only the last N lines")
+  parsers["ib"].add_argument("--va", type=lambda v: int(v, 0), help="GART address of the IB")
+  parsers["ib"].add_argument("--dwords", type=int, help="IB size in dwords")
+  parsers["regs"].add_argument("--ip", default="GC", help="discovery IP: GC, MMHUB, OSSSYS, NBIF, MP0, MP1, HDP, ...")
+  parsers["regs"].add_argument("--boot", action="store_true", help="boot the card first")
+  parsers["regs"].add_argument("names", nargs="+", help="NAME, NAME=VALUE or NAME.FIELD=VALUE (reg prefix optional)")
   fw = sub.add_parser("fw", help="list and check the firmware files and the PSP load order")
   fw.add_argument("--asic", choices=("navi31", "navi48"), help="one card (default both)")
   fw.add_argument("--firmware-dir", help="firmware directory (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu)")

@@ -98,7 +98,7 @@ class Gmc(IpBlock):
     self.pte_format = dev.caps.pte_format
     self.gart_pages = self.GART_SIZE // PAGE
     self.table = self.alloc(self.gart_pages * 8, map_gart=False)
-    self.next_gart_page = 0
+    self.next_gart_page = 1   # GART page 0 stays unmapped: a null pointer faults
     self.dummy = self.alloc(PAGE, map_gart=False)
 
   def alloc(self, size: int, align: int = PAGE, map_gart: bool = True) -> Allocation:
@@ -123,6 +123,19 @@ class Gmc(IpBlock):
     self.next_gart_page += pages
     self.flush()
     return self.GART_START + first * PAGE
+
+  def vram_offset(self, va: int) -> int:
+    """The VRAM offset behind GART address `va`, from the driver's own page table (for decoding tools).
+
+    Raises:
+      AMError: `va` is outside the GART or its page is not mapped."""
+    page = (va - self.GART_START) // PAGE
+    if not 0 <= page < self.gart_pages:
+      raise AMError(f"0x{va:x} is outside the GART [0x{self.GART_START:x}, +0x{self.GART_SIZE:x})")
+    pte = self.dev.vram.read64(self.table.offset + page * 8)
+    if not pte & AMDGPU_PTE_VALID:
+      raise AMError(f"GART page of 0x{va:x} is not mapped (PTE 0x{pte:016x})")
+    return (pte & ADDRESS_MASK) | (va & (PAGE - 1))
 
   def init_hw(self) -> list[str]:
     out = []

@@ -19,6 +19,9 @@ from am.ip.base import IpBlock
 IV_BYTES = 32
 CLIENT_NAMES = {v: k for k, v in facts.CLIENTS["soc21_ih_clientid"].items()}
 GFX_SOURCES = {v: k for k, v in facts.SOURCES.items() if k.startswith("GFX_11_0_0")}
+FAULT_SOURCES = {"GFX_11_0_0__SRCID__CP_BAD_OPCODE_ERROR", "GFX_11_0_0__SRCID__CP_PRIV_REG_FAULT",
+                 "GFX_11_0_0__SRCID__CP_PRIV_INSTR_FAULT", "GFX_11_0_0__SRCID__CP_PM4_PKT_RSVD_BIT_ERROR",
+                 "GFX_11_0_0__SRCID__SQ_INTERRUPT_ID", "GFX_11_0_0__SRCID__UTCL2_FAULT"}
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,36 @@ class IVEntry:
     return struct.pack("<8I", dw0, self.timestamp & 0xFFFFFFFF, (self.timestamp >> 32) & 0xFFFF,
                        self.pasid | (self.node_id << 16), *self.src_data)
 
+  @property
+  def client(self) -> str:
+    return CLIENT_NAMES.get(self.client_id, f"client {self.client_id}")
+
+  @property
+  def source(self) -> str:
+    if self.client in ("SOC21_IH_CLIENTID_GRBM_CP", "SOC21_IH_CLIENTID_GFX"):
+      return GFX_SOURCES.get(self.src_id, f"src {self.src_id}")
+    return f"src {self.src_id}"
+
+  @property
+  def is_fault(self) -> bool:
+    """A VM fault or a CP/SQ error (not an end-of-pipe or SDMA trap notification)."""
+    return self.client == "SOC21_IH_CLIENTID_VMC" or self.source in FAULT_SOURCES
+
+  @property
+  def fault_address(self) -> int | None:
+    """The faulting GPU virtual address of a VMC fault (gmc_v11_0_process_interrupt: src_data[0] << 12 | (src_data[1]
+    & 0xf) << 44), else None."""
+    if self.client != "SOC21_IH_CLIENTID_VMC":
+      return None
+    return self.src_data[0] << 12 | (self.src_data[1] & 0xF) << 44
+
   def describe(self) -> str:
-    client = CLIENT_NAMES.get(self.client_id, f"client {self.client_id}")
-    source = GFX_SOURCES.get(self.src_id, f"src {self.src_id}") if client == "SOC21_IH_CLIENTID_GRBM_CP" else \
-        f"src {self.src_id}"
     data = " ".join(f"0x{d:08x}" for d in self.src_data)
-    return f"{client} {source} ring {self.ring_id} vmid {self.vmid} data {data}"
+    text = f"{self.client} {self.source} ring {self.ring_id} vmid {self.vmid} data {data}"
+    if self.fault_address is not None:
+      kind = "write" if self.src_data[1] & 0x20 else "read"
+      text += f" (VM fault, {kind} of page 0x{self.fault_address:x})"
+    return text
 
 
 class Ih(IpBlock):
@@ -60,6 +87,7 @@ class Ih(IpBlock):
     self.ring = self.dev.gmc.alloc(self.RING_BYTES, map_gart=False)
     self.wptr_slot = self.dev.gmc.alloc(4096, map_gart=False)
     self.rptr = 0
+    self.events: list[IVEntry] = []
 
   def init_hw(self) -> list[str]:
     oss = self.dev.oss
@@ -86,6 +114,12 @@ class Ih(IpBlock):
       self.rptr = (self.rptr + IV_BYTES) % self.RING_BYTES
     self.dev.oss.regIH_RB_RPTR.write(self.rptr)
     return out
+
+  def faults(self) -> list[IVEntry]:
+    """Poll; return the fault entries and keep the others (EOP, SDMA trap) in `events`."""
+    entries = self.poll()
+    self.events.extend(e for e in entries if not e.is_fault)
+    return [e for e in entries if e.is_fault]
 
   def fini_hw(self) -> None:
     self.dev.oss.regIH_RB_CNTL.update(RB_ENABLE=0, ENABLE_INTR=0)

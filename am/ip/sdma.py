@@ -10,6 +10,7 @@ from __future__ import annotations
 from am.errors import AMError
 from am.ip.base import IpBlock
 from am.ip.soc import DOORBELL_SDMA_ENGINE0
+from am.queues.sdma import SdmaQueue
 
 
 class Sdma(IpBlock):
@@ -19,6 +20,7 @@ class Sdma(IpBlock):
   def init_sw(self) -> None:
     self.ring = self.dev.gmc.alloc(self.RING_BYTES)
     self.wb = self.dev.gmc.alloc(4096)
+    self.queue = SdmaQueue(self.dev, self.ring, self.wb, DOORBELL_SDMA_ENGINE0)
 
   def init_hw(self) -> list[str]:
     gc = self.dev.gc
@@ -29,7 +31,9 @@ class Sdma(IpBlock):
     gc.regSDMA0_QUEUE0_RB_CNTL.write(RB_SIZE=(self.RING_BYTES // 4).bit_length() - 1, RPTR_WRITEBACK_ENABLE=1)
     gc.regSDMA0_QUEUE0_RB_BASE.write((self.ring.gart >> 8) & 0xFFFFFFFF)
     gc.regSDMA0_QUEUE0_RB_BASE_HI.write(self.ring.gart >> 40)
+    self.queue.reset_pointers()
     gc.regSDMA0_QUEUE0_RB_RPTR.write(0)
+    gc.regSDMA0_QUEUE0_RB_RPTR_HI.write(0)
     gc.regSDMA0_QUEUE0_RB_WPTR.write(0)
     gc.regSDMA0_QUEUE0_RB_RPTR_ADDR_LO.write(self.wb.gart & 0xFFFFFFFC)
     gc.regSDMA0_QUEUE0_RB_RPTR_ADDR_HI.write(self.wb.gart >> 32)
@@ -38,8 +42,10 @@ class Sdma(IpBlock):
     gc.regSDMA0_QUEUE0_RB_CNTL.update(RB_ENABLE=1)
     if not gc.regSDMA0_QUEUE0_RB_CNTL.read_fields()["RB_ENABLE"]:
       raise AMError("SDMA0 queue 0 did not enable (RB_CNTL.RB_ENABLE reads 0)")
+    stamp = self.queue.timestamp()
     return [f"SDMA{self.dev.caps.sdma_generation} engine 0 running ({halt_reg}.{halt_field}=0)",
-            f"queue 0 ring GART 0x{self.ring.gart:x} ({self.RING_BYTES >> 10} KiB), doorbell {DOORBELL_SDMA_ENGINE0}"]
+            f"queue 0 ring GART 0x{self.ring.gart:x} ({self.RING_BYTES >> 10} KiB), doorbell {DOORBELL_SDMA_ENGINE0}",
+            f"ring test: TIMESTAMP_GET_GLOBAL wrote GPU clock {stamp}, FENCE {self.queue.last} signalled"]
 
   def fini_hw(self) -> None:
     gc = self.dev.gc

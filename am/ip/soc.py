@@ -8,6 +8,10 @@ nbif_v6_3_1.c for Navi48).
   enable_doorbell_aperture  RCC_DEV0_EPF0_RCC_DOORBELL_APER_EN.BIF_DOORBELL_APER_EN = 1
   selfring aperture         BIF_BX_PF0_DOORBELL_SELFRING_GPA_APER_BASE_LOW/HIGH, CNTL (EN=1, MODE=1, SIZE=0)
 
+  remap_hdp_registers       BIF_BX0_REMAP_HDP_MEM_FLUSH_CNTL = MMIO_REG_HOLE_OFFSET (0x80000 - PAGE_SIZE) +
+                            KFD_MMIO_REMAP_HDP_MEM_FLUSH_CNTL (0): HDP flushes are register-BAR writes there
+                            (hdp_v6_0_flush_hdp / hdp_v7_0: write 0, then read back the memsize register to post it)
+
 Doorbell indices are AM's layout in 64-bit doorbell slots of BAR 2 (amdgpu_doorbell.h AMDGPU_NAVI10_DOORBELL_*
 numbers the same slots: MEC rings from 0x003, IH 0x188, SDMA engine 0 0x100).
 """
@@ -18,6 +22,7 @@ from am.ip.base import IpBlock
 DOORBELL_MEC_RING0 = 0x003      # AMDGPU_NAVI10_DOORBELL_MEC_RING0
 DOORBELL_SDMA_ENGINE0 = 0x100   # AMDGPU_NAVI10_DOORBELL_sDMA_ENGINE0
 DOORBELL_IH = 0x188             # AMDGPU_NAVI10_DOORBELL_IH
+MMIO_REG_HOLE_OFFSET = 0x80000 - 4096   # nbio_v4_3.c / nbif_v6_3_1.c rmmio_remap.reg_offset (byte offset in BAR 5)
 DOORBELL_SDMA_RANGE = 20        # slots routed to SDMA (amdgpu passes adev->doorbell_index.sdma_doorbell_range)
 
 
@@ -37,6 +42,7 @@ class Soc(IpBlock):
                                   S2A_DOORBELL_PORT1_RANGE_OFFSET=DOORBELL_IH * 2, S2A_DOORBELL_PORT1_RANGE_SIZE=2,
                                   S2A_DOORBELL_PORT1_AWADDR_31_28_VALUE=0)
     nbio.regRCC_DEV0_EPF0_RCC_DOORBELL_APER_EN.update(BIF_DOORBELL_APER_EN=1)
+    nbio.regBIF_BX0_REMAP_HDP_MEM_FLUSH_CNTL.write(MMIO_REG_HOLE_OFFSET)
     nbio.regBIF_BX_PF0_DOORBELL_SELFRING_GPA_APER_CNTL.write(DOORBELL_SELFRING_GPA_APER_EN=1,
                                                              DOORBELL_SELFRING_GPA_APER_MODE=1)
     aper = nbio.regRCC_DEV0_EPF0_RCC_DOORBELL_APER_EN.read_fields()["BIF_DOORBELL_APER_EN"]
@@ -44,6 +50,11 @@ class Soc(IpBlock):
     return [f"doorbell aperture BIF_DOORBELL_APER_EN={aper} (BAR 2, {self.dev.doorbells.size >> 10} KiB)",
             f"S2A entry 2 routes SDMA doorbells from dword 0x{sdma['S2A_DOORBELL_PORT2_RANGE_OFFSET']:x} "
             f"(+{sdma['S2A_DOORBELL_PORT2_RANGE_SIZE']}), indirect access for NBIO segment 3 through RSMU index/data"]
+
+  def hdp_flush(self) -> None:
+    """Make host writes through BAR 0 visible to the GPU (hdp_v6_0_flush_hdp)."""
+    self.dev.mmio.write32(MMIO_REG_HOLE_OFFSET, 0)
+    self.dev.nbio.regRCC_DEV0_EPF0_RCC_CONFIG_MEMSIZE.read()
 
   def fini_hw(self) -> None:
     self.dev.nbio.regRCC_DEV0_EPF0_RCC_DOORBELL_APER_EN.update(BIF_DOORBELL_APER_EN=0)

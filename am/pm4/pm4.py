@@ -72,6 +72,12 @@ class PM4Stream:
       self.marks.setdefault(name, []).append(len(self.words))
 
   def patch(self, name: str, value: int) -> None:
+    """Rewrite the dwords marked `name` with the low 32 bits of `value`.
+
+    Raises:
+      KeyError: no dword was marked `name` (the message lists the marks)."""
+    if name not in self.marks:
+      raise KeyError(f"no dword marked {name!r}; marks: {', '.join(self.marks) or 'none'}")
     for index in self.marks[name]:
       self.words[index] = lo32(value)
 
@@ -94,7 +100,8 @@ class PM4Stream:
     self.words.extend([0] * (ndw - 1))                     # PADDING
     return self
 
-  def _set_regs(self, packet: P.Packet, start: int, end: int, reg, values: tuple[int, ...]) -> PM4Stream:
+  def _set_regs(self, packet: P.Packet, start: int, end: int, reg, values: tuple[int, ...],
+                names: tuple[str | None, ...] = ()) -> PM4Stream:
     addr = reg_addr(reg)
     if not values:
       raise ValueError(f"{packet.name} at 0x{addr:x} with no values")
@@ -103,12 +110,15 @@ class PM4Stream:
                        f"[0x{start:x}, 0x{end:x}) (nvd.h {packet.name}_START/_END)")
     self.header(packet, 1 + len(values))
     self.words.append(addr - start)                        # REG_OFFSET: dword address - _START
-    self.words.extend(lo32(v) for v in values)             # REG_DATA: one value per consecutive register
+    for i, value in enumerate(values):
+      self.mark(names[i] if i < len(names) else None)
+      self.words.append(lo32(value))                       # REG_DATA: one value per consecutive register
     return self
 
-  def set_sh_reg(self, reg, *values: int) -> PM4Stream:
-    """Write consecutive SH (persistent-state) registers starting at `reg` (COMPUTE_PGM_LO, COMPUTE_USER_DATA_*)."""
-    return self._set_regs(P.SET_SH_REG, SH_REG_START, SH_REG_END, reg, values)
+  def set_sh_reg(self, reg, *values: int, names: tuple[str | None, ...] = ()) -> PM4Stream:
+    """Write consecutive SH (persistent-state) registers starting at `reg` (COMPUTE_PGM_LO, COMPUTE_USER_DATA_*).
+    `names[i]` marks value i for a later `patch`."""
+    return self._set_regs(P.SET_SH_REG, SH_REG_START, SH_REG_END, reg, values, names)
 
   def set_uconfig_reg(self, reg, *values: int) -> PM4Stream:
     """Write consecutive user-config registers starting at `reg` (amdgpu's ring test writes SCRATCH_REG0 this way)."""
@@ -206,9 +216,9 @@ class PM4Stream:
     return self
 
   def write_data(self, dst: int, *data: int, dst_sel: int = 5, wr_confirm: int = 1, wr_one_addr: int = 0,
-                 engine_sel: int = 0, cache_policy: int = 0) -> PM4Stream:
+                 engine_sel: int = 0, cache_policy: int = 0, name: str | None = None) -> PM4Stream:
     """Write `data` dwords to memory (dst_sel 5: `dst` a byte address) or registers (dst_sel 0: `dst` a register's
-    dword address; wr_one_addr 1 writes them all to that one register)."""
+    dword address; wr_one_addr 1 writes them all to that one register). `name` marks the first data dword."""
     if not data:
       raise ValueError("WRITE_DATA with no data")
     control = P.WRITE_DATA.body[0].encode(DST_SEL=dst_sel, WR_ONE_ADDR=wr_one_addr, WR_CONFIRM=wr_confirm,
@@ -217,6 +227,7 @@ class PM4Stream:
     self.words.append(control)                             # CONTROL: DST_SEL, WR_CONFIRM, ENGINE_SEL
     self.words.append(lo32(dst))                           # DST_ADDR_LO (or register)
     self.words.append(hi32(dst))                           # DST_ADDR_HI
+    self.mark(name)
     self.words.extend(lo32(d) for d in data)               # DATA
     return self
 

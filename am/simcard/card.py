@@ -7,12 +7,24 @@ bootloader ready (C2PMSG_35 = 0x80000000), GCMC/MMMC_VM_FB_LOCATION_BASE/TOP (VR
 0x8000000000, read by gfxhub/mmhub get_fb_location). Everything else is zero until the driver writes it.
 
 Models (one module each): psp.py (bootloader, sOS, KM ring, firmware signatures and order), engines.py (SMU
-mailbox, GART walk, IH writer, MEC/HQD with a small PM4 executor, SDMA engine). `card.log` records every step the
-card accepted or refused, with the reason, as a hardware trace would.
+mailbox, GART walk, IH writer), mec.py (HQDs and the PM4 executor), shader.py (DISPATCH_DIRECT on the am/sim wave
+emulator), sdma.py (the SDMA engine), gpuvm.py (GPU virtual memory through the GC hub). `card.log` records every step
+the card accepted or refused, with the reason, as a hardware trace would.
+
+HDP: the flush register is remapped into the register BAR's MMIO hole (nbio_v4_3.c / nbif_v6_3_1.c: rmmio_remap
+reg_offset = MMIO_REG_HOLE_OFFSET = 0x80000 - PAGE_SIZE, BIF_BX0_REMAP_HDP_MEM_FLUSH_CNTL = that offset +
+KFD_MMIO_REMAP_HDP_MEM_FLUSH_CNTL (0)); a write there counts as a flush (`hdp_flushes`) once the remap register
+points at it. GPU_HDP_FLUSH_REQ sets the same bits in GPU_HDP_FLUSH_DONE (what SDMA's HDP-flush POLL_REGMEM waits
+for). The HDP write cache itself is not modelled: host writes through BAR 0 are visible at once.
+
+GPU clock (RELEASE_MEM / COPY_DATA / SDMA timestamps): a 100 MHz counter from the host's monotonic clock
+(soc21_get_xclk: the reference clock is 100 MHz, reference_freq 10000 in 10 kHz units), strictly increasing.
 """
 from __future__ import annotations
 
 from importlib import import_module
+
+import time
 
 import numpy as np
 
@@ -26,6 +38,8 @@ from am.simcard.discovery_table import build
 from am.simcard.regfile import SimRegisters
 
 REGISTER_BAR_SIZE = 1 << 20
+MMIO_REG_HOLE_OFFSET = 0x80000 - 4096   # nbio_v4_3.c / nbif_v6_3_1.c
+GPU_CLOCK_HZ = 100_000_000
 DOORBELL_BAR_SIZE = 2 << 20
 FB_BASE = 0x8000000000   # MC address of VRAM as the simulated VBIOS leaves it
 
@@ -73,14 +87,16 @@ class SimCard:
                    for ip, mod in self.caps.register_modules.items()}
     self.gc, self.nbio = self.blocks["GC"], self.blocks["NBIF"]
     self._power_on()
-    from am.simcard import engines, psp
+    from am.simcard import engines, mec, psp, sdma
     self.gmc = engines.SimGmc(self)
     self.ih = engines.SimIh(self)
     self.smu = engines.SimSmu(self)
     self.psp = psp.SimPsp(self)
-    self.cp = engines.SimCp(self)
-    self.sdma = engines.SimSdma(self)
+    self.cp = mec.SimCp(self)
+    self.sdma = sdma.SimSdma(self)
     self._indirect()
+    self._hdp()
+    self._clock = 0
 
   def note(self, line: str) -> None:
     self.log.append(line)
@@ -103,6 +119,26 @@ class SimCard:
     self.regs.hook(self.nbio, data.name, write=lambda v: self.regs.write32(index.read(), v),
                    read=lambda: self.regs.read32(index.read()))
 
+  def _hdp(self) -> None:
+    self.hdp_flushes = 0
+    remap = self.nbio.regBIF_BX0_REMAP_HDP_MEM_FLUSH_CNTL
+    req, done = self.nbio.regBIF_BX_PF0_GPU_HDP_FLUSH_REQ, self.nbio.regBIF_BX_PF0_GPU_HDP_FLUSH_DONE
+
+    def flush(value: int) -> None:
+      if remap.read() != MMIO_REG_HOLE_OFFSET:
+        self.note(f"hdp: write to the MMIO hole 0x{MMIO_REG_HOLE_OFFSET:x} with HDP_MEM_FLUSH_CNTL not remapped there")
+        return
+      self.hdp_flushes += 1
+
+    self.regs.on_write[MMIO_REG_HOLE_OFFSET] = flush
+    self.regs.hook(self.nbio, req.name, write=lambda v: done.write(v))
+
+  def gpu_clock(self) -> int:
+    """The GPU clock counter (100 MHz), never the same value twice."""
+    now = time.perf_counter_ns() * GPU_CLOCK_HZ // 1_000_000_000
+    self._clock = max(now, self._clock + 1)
+    return self._clock
+
   def mc_to_vram(self, mc: int, size: int = 4) -> int | None:
     """VRAM offset of an MC address inside the FB aperture, else None."""
     offset = mc - FB_BASE
@@ -114,6 +150,9 @@ class SimCard:
       return
     if not self.cp.doorbell(offset, value) and not self.sdma.doorbell(offset, value):
       self.note(f"doorbell write at 0x{offset:x} (slot {offset // 8}) matched no queue")
+    for _ in range(16):   # engines stalled on a WAIT_REG_MEM / POLL_REGMEM see what this doorbell's work wrote
+      if not (self.cp.poll() | self.sdma.poll()):
+        break
 
   # ---- the PciFunction seam ----
   def config_read(self, offset: int, size: int) -> int:

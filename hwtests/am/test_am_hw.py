@@ -22,3 +22,67 @@ def test_ring_write_and_fence(device):
   if not device.blocks:
     pytest.skip("bring-up did not complete")
   assert device.gfx.ring_test(0x5A5A1234) == 0x5A5A1234
+
+
+def booted(device):
+  if not device.blocks:
+    pytest.skip("bring-up did not complete")
+  return device
+
+
+def test_scratch_register_through_the_ring(device):
+  from am.pm4.pm4 import PM4Stream
+  dev = booted(device)
+  s = PM4Stream(dev.caps.gfx_generation).set_uconfig_reg(dev.gc.regSCRATCH_REG0, 0xDEADBEEF)
+  dev.gfx.queue.wait(dev.gfx.queue.exec(s), timeout_s=2)
+  assert dev.gc.regSCRATCH_REG0.read() == 0xDEADBEEF
+
+
+def test_indirect_buffer_and_fence_timestamps(device):
+  import numpy as np
+
+  from am.queues.dispatch import Buffer, CommandBuffer
+  dev = booted(device)
+  out = Buffer(dev, 16)
+  cb = CommandBuffer(dev)
+  cb.stream.write_data(out.va, 0x1234, name="value")
+  queue = dev.gfx.queue
+  queue.wait(cb.submit(queue), timeout_s=2)
+  start, end = queue.signal.timestamps()
+  cb.patch("value", 0x5678)
+  queue.wait(cb.submit(queue), timeout_s=2)
+  assert out.read(np.uint32, 1)[0] == 0x5678
+  assert 0 < start <= end <= queue.signal.timestamps()[0]
+
+
+def test_sdma_copy(device):
+  import numpy as np
+
+  from am.queues.dispatch import Buffer
+  dev = booted(device)
+  data = np.random.default_rng().integers(0, 2**32, 1024, dtype=np.uint32)
+  src, dst = Buffer(dev, data.nbytes).write(data), Buffer(dev, data.nbytes)
+  q = dev.sdma.queue
+  q.wait(q.copy(dst.va, src.va, data.nbytes), timeout_s=2)
+  assert np.array_equal(dst.read(np.uint32, data.size), data)
+
+
+def test_kernel_dispatch(device):
+  from am.queues.samples import run_vector_add
+  dev = booted(device)
+  assert "matches numpy" in run_vector_add(dev, 4096)[0]
+
+
+def test_fault_then_recovery(device):
+  from am.errors import AMFault
+  from am.queues.dispatch import Buffer, dispatch
+  from am.queues.kernel import GpuKernel
+  from am.queues.samples import vector_add_code_object
+  dev = booted(device)
+  kern = GpuKernel(dev, vector_add_code_object(dev.caps.gfx_target), "vector_add")
+  a = Buffer(dev, 256)
+  queue = dev.gfx.queue
+  with pytest.raises(AMFault):
+    queue.wait(dispatch(queue, kern, [a.va, a.va, 0x40003000], (1,), (64,)), timeout_s=2)
+  queue.reset()
+  test_scratch_register_through_the_ring(device)
