@@ -394,6 +394,35 @@ def am_fw(args: argparse.Namespace) -> int:
   return 0
 
 
+def am_kfd(args: argparse.Namespace) -> int:
+  """`sov am kfd`: through /dev/kfd (amdgpu.ko loaded) or a simulated one, list the topology node and run vector_add
+  on a KFD compute queue, checked against numpy."""
+  import numpy as np
+
+  from am.kfd.device import KfdDevice
+  from am.kfd.queues import KfdComputeQueue
+  from am.queues.dispatch import Buffer, dispatch
+  from am.queues.kernel import GpuKernel
+  from am.queues.samples import BLOCK, vector_add_code_object
+  os_ = None
+  if args.sim:
+    from am.simcard.kfd import SimKfd
+    os_ = SimKfd(args.sim, args.firmware_dir)
+  dev = KfdDevice(os_)
+  print("\n".join(dev.describe()))
+  n = args.n
+  rng = np.random.default_rng()
+  a, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+  queue = KfdComputeQueue(dev)
+  kern = GpuKernel(dev, vector_add_code_object(dev.caps.gfx_target), "vector_add")
+  bufs = [Buffer(dev, 4 * n).write(a), Buffer(dev, 4 * n).write(b), Buffer(dev, 4 * n)]
+  queue.wait(dispatch(queue, kern, [x.va for x in bufs], grid=(n // BLOCK,), block=(BLOCK,)))
+  got = bufs[2].read(np.float32, n)
+  ok = np.array_equal(got, a + b)
+  print(f"KFD queue {queue.queue_id}: vector_add on {n} float32 {'matches numpy' if ok else 'DIFFERS from numpy'}")
+  return 0 if ok else 1
+
+
 def add_am_parser(commands) -> None:
   am = commands.add_parser("am", help="the AM driver: bring-up, kernels, rings, registers, firmware (Navi31/Navi48)",
                            description="The sovereign AMD driver without amdgpu.ko, on a real card (--pci) or a "
@@ -423,6 +452,11 @@ def add_am_parser(commands) -> None:
   parsers["regs"].add_argument("--ip", default="GC", help="discovery IP: GC, MMHUB, OSSSYS, NBIF, MP0, MP1, HDP, ...")
   parsers["regs"].add_argument("--boot", action="store_true", help="boot the card first")
   parsers["regs"].add_argument("names", nargs="+", help="NAME, NAME=VALUE or NAME.FIELD=VALUE (reg prefix optional)")
+  kfd = sub.add_parser("kfd", help="through /dev/kfd (amdgpu.ko loaded): list the GPU node, run vector_add")
+  kfd.add_argument("--sim", choices=("navi31", "navi48"), help="a simulated /dev/kfd over a simulated card")
+  kfd.add_argument("--firmware-dir", help="firmware for the simulated card (default $AM_FIRMWARE_DIR)")
+  kfd.add_argument("-n", type=int, default=1024, help="vector_add elements (multiple of 64)")
+  kfd.set_defaults(func=am_kfd)
   fw = sub.add_parser("fw", help="list and check the firmware files and the PSP load order")
   fw.add_argument("--asic", choices=("navi31", "navi48"), help="one card (default both)")
   fw.add_argument("--firmware-dir", help="firmware directory (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu)")
