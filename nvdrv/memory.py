@@ -14,6 +14,7 @@ ever land on. The window must sit below 2**40 because a GPFIFO entry carries onl
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 
 from nvdrv import rmapi
@@ -146,7 +147,12 @@ class MemoryManager:
     handle = self.dev.rm.alloc(self.dev.device, rmapi.NV01_MEMORY_LOCAL_USER, params)
     mem = self._map_gpu(handle, size, page, host=False)
     if cpu_access:
-      mem.cpu, mem.cpu_fd = self.dev.rm.map_to_cpu(self.dev.device, handle, size, self.dev.dev_path)
+      # NV_BAR1_WC=1: map BAR1 write-combined (an experiment: the default mapping's CPU writes of a launch's QMD
+      # and constants may be uncached; tools/bench_nv.py --profile-launch measures both)
+      caching = (rmapi.NVOS33_FLAGS_CACHING_TYPE_WRITECOMBINED if os.environ.get("NV_BAR1_WC") == "1"
+                 else rmapi.NVOS33_FLAGS_CACHING_TYPE_CACHED)
+      mem.cpu, mem.cpu_fd = self.dev.rm.map_to_cpu(self.dev.device, handle, size, self.dev.dev_path,
+                                                   flags=caching << rmapi.NVOS33_FLAGS_CACHING_TYPE_SHIFT)
     return mem
 
   def alloc_host(self, size: int) -> GPUMemory:

@@ -117,10 +117,11 @@ class RMClient:
       raise NVError(f"RM control 0x{cmd:08x} {what} on handle 0x{obj:x}", op.status)
     return params
 
-  def map_to_cpu(self, device: int, memory: int, length: int, dev_path: str, offset: int = 0) -> tuple[int, int]:
+  def map_to_cpu(self, device: int, memory: int, length: int, dev_path: str, offset: int = 0,
+                 flags: int = 0) -> tuple[int, int]:
     """CPU mapping of RM memory: NV_ESC_RM_MAP_MEMORY prepares an mmap context on a fresh fd of `dev_path`, then
-    mmap(fd, length, 0) maps it (nv-mmap.c rejects a nonzero file offset; FACTS.md 1.2). Returns (address, fd);
-    keep the fd open as long as the mapping lives."""
+    mmap(fd, length, 0) maps it (nv-mmap.c rejects a nonzero file offset; FACTS.md 1.2). `flags`: NVOS33 flags
+    (e.g. the caching type). Returns (address, fd); keep the fd open as long as the mapping lives."""
     fd = self.osif.open(dev_path)
     op = ffi.new("nv_ioctl_nvos33_parameters_with_fd *")
     op.params.hClient = self.root
@@ -128,6 +129,7 @@ class RMClient:
     op.params.hMemory = memory
     op.params.offset = offset
     op.params.length = length
+    op.params.flags = flags
     op.fd = fd
     self._escape(self.ctl_fd, rmapi.NV_ESC_RM_MAP_MEMORY, op, "nv_ioctl_nvos33_parameters_with_fd")
     if op.params.status != 0:
