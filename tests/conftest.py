@@ -196,3 +196,20 @@ def on_cpu(monkeypatch):
   """For tests of the CPU runtime itself (its C source, its compiler cache): the default device is CPU whatever DEV
   says, so the suite can run on DEV=NV with these still testing what they are about."""
   monkeypatch.setenv("DEV", "CPU")
+
+
+AMD_FIRMWARE_PACKAGE = "firmware-amd-graphics=20250410-2~bpo12+1"
+
+
+@pytest.fixture(scope="session")
+def fw_dir() -> str:
+  """lib/firmware/amdgpu of the pinned firmware package, from AM_FIRMWARE_DIR (.ci/run fetches it and sets it).
+  Skips without it locally; fails under CI, where its absence is a broken setup."""
+  path = os.environ.get("AM_FIRMWARE_DIR")
+  if path and os.path.isfile(os.path.join(path, "gc_12_0_1_mec.bin")):
+    return path
+  reason = (f"AM_FIRMWARE_DIR ({path or 'unset'}) has no gc_12_0_1_mec.bin: point it at lib/firmware/amdgpu of "
+            f"{AMD_FIRMWARE_PACKAGE} (bookworm-backports non-free-firmware; .ci/run fetches it)")
+  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    pytest.fail(reason)
+  pytest.skip(reason)

@@ -16,16 +16,6 @@ from am.simcard.card import SimCard
 STAGES = ["discover", "soc", "gmc", "ih", "psp", "smu", "gfx", "sdma"]
 
 
-@pytest.fixture(scope="module")
-def fw_dir() -> str:
-  path = os.environ.get("AM_FIRMWARE_DIR")
-  if path and os.path.isfile(os.path.join(path, "gc_12_0_1_mec.bin")):
-    return path
-  reason = f"AM_FIRMWARE_DIR ({path or 'unset'}) has no gc_12_0_1_mec.bin (firmware-amd-graphics, .ci/run fetches it)"
-  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    pytest.fail(reason)
-  pytest.skip(reason)
-
 
 @pytest.mark.parametrize("name", ["navi31", "navi48"])
 def test_boot_and_reboot(fw_dir, name):

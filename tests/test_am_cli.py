@@ -1,22 +1,11 @@
 """`sov am bringup / ring / ib / regs` on the simulated cards (AM_FIRMWARE_DIR as tests/test_am_bringup.py)."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from tools.sov import main
 
-
-@pytest.fixture(scope="module")
-def fw_dir() -> str:
-  path = os.environ.get("AM_FIRMWARE_DIR")
-  if path and os.path.isfile(os.path.join(path, "gc_12_0_1_mec.bin")):
-    return path
-  reason = f"AM_FIRMWARE_DIR ({path or 'unset'}) has no gc_12_0_1_mec.bin (firmware-amd-graphics, .ci/run fetches it)"
-  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    pytest.fail(reason)
-  pytest.skip(reason)
 
 
 @pytest.mark.parametrize("card", ["navi31", "navi48"])

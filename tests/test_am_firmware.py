@@ -6,7 +6,6 @@ Without AM_FIRMWARE_DIR the real-file tests skip locally and fail under CI=true.
 from __future__ import annotations
 
 import lzma
-import os
 import shutil
 import struct
 import subprocess
@@ -19,19 +18,7 @@ from am.firmware.locate import FirmwareError, FirmwareMissingError, find
 from am.firmware.sets import FirmwareSet
 from am.generated import ucode
 
-PACKAGE = "firmware-amd-graphics=20250410-2~bpo12+1"
 
-
-@pytest.fixture(scope="module")
-def fw_dir() -> str:
-  path = os.environ.get("AM_FIRMWARE_DIR")
-  if path and os.path.isfile(os.path.join(path, "gc_12_0_1_mec.bin")):
-    return path
-  reason = (f"AM_FIRMWARE_DIR ({path or 'unset'}) has no gc_12_0_1_mec.bin: point it at lib/firmware/amdgpu of "
-            f"{PACKAGE} (bookworm-backports non-free-firmware; .ci/run fetches it)")
-  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    pytest.fail(reason)
-  pytest.skip(reason)
 
 
 # ---- the real files ----

@@ -3,7 +3,6 @@ version check, topology, memory, PM4 and kernels on a KFD compute queue through 
 Needs AM_FIRMWARE_DIR as tests/test_am_queues.py (the simulated card is booted by the AM driver, in amdgpu's place)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -22,16 +21,6 @@ from am.simcard.kfd import SimKfd
 CARDS = {"navi31": "gfx1100", "navi48": "gfx1201"}
 CODE_OBJECTS: dict = {}
 
-
-@pytest.fixture(scope="module")
-def fw_dir() -> str:
-  path = os.environ.get("AM_FIRMWARE_DIR")
-  if path and os.path.isfile(os.path.join(path, "gc_12_0_1_mec.bin")):
-    return path
-  reason = f"AM_FIRMWARE_DIR ({path or 'unset'}) has no gc_12_0_1_mec.bin (firmware-amd-graphics, .ci/run fetches it)"
-  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    pytest.fail(reason)
-  pytest.skip(reason)
 
 
 @pytest.fixture(params=list(CARDS))

@@ -3,7 +3,6 @@ emulator through the GC hub's page tables, SDMA, faults reaching the driver as A
 Needs AM_FIRMWARE_DIR as tests/test_am_bringup.py (skips locally without it, fails under CI=true)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -22,16 +21,6 @@ from am.simcard.card import SimCard
 CARDS = ["navi31", "navi48"]
 CODE_OBJECTS: dict = {}
 
-
-@pytest.fixture(scope="module")
-def fw_dir() -> str:
-  path = os.environ.get("AM_FIRMWARE_DIR")
-  if path and os.path.isfile(os.path.join(path, "gc_12_0_1_mec.bin")):
-    return path
-  reason = f"AM_FIRMWARE_DIR ({path or 'unset'}) has no gc_12_0_1_mec.bin (firmware-amd-graphics, .ci/run fetches it)"
-  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    pytest.fail(reason)
-  pytest.skip(reason)
 
 
 @pytest.fixture(params=CARDS)
