@@ -19,8 +19,6 @@ from am.firmware.sets import FirmwareSet
 from am.generated import ucode
 
 
-
-
 # ---- the real files ----
 NAVI31_VERSIONS = {"sos": (2, 0), "ta": (2, 0), "smc": (2, 1), "sdma": (2, 0), "pfp": (2, 0), "me": (2, 0),
                    "mec": (2, 0), "imu": (1, 0), "rlc": (2, 3)}
