@@ -107,23 +107,44 @@ def _movement_rule(node: Node, grad: Node) -> tuple[Node | None, ...]:
     return (g.pad(grad, tuple((lo, s - hi) for (lo, hi), s in zip(node.arg, x.shape))),)
   if op is Ops.FLIP:
     return (g.flip(grad, node.arg),)
-  return tuple(None for _ in node.src)  # BUFFER, CONST, DETACH, COPY, ASSIGN, BITCAST, comparisons, integer ops
+  if op is Ops.COPY:  # a copy between devices: its gradient is the copy back to the source's device
+    return (Node(Ops.COPY, grad.dtype, (grad,), x.device, x.shape, x.device),)
+  return tuple(None for _ in node.src)  # BUFFER, CONST, DETACH, ASSIGN, BITCAST, comparisons, integer ops
 
 
 NON_DIFFERENTIABLE = {Ops.BUFFER, Ops.CONST, Ops.DETACH, Ops.ASSIGN, Ops.BITCAST, Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ,
                       Ops.AND, Ops.OR, Ops.XOR, Ops.NOT, Ops.SHL, Ops.SHR, Ops.IDIV, Ops.MOD, Ops.TRUNC}
 
 
-def gradients(root: Node, seed: Node, targets: list[Node]) -> dict[int, Node]:
-  """Gradients of root (weighted by seed) with respect to each target node, keyed by id(target)."""
+def _toposort(roots: list[Node]) -> list[Node]:
+  """The nodes reachable from any root, each after its sources (each root's order, skipping nodes seen before)."""
+  order: list[Node] = []
+  seen: set[int] = set()
+  for root in roots:
+    for n in root.toposort():
+      if id(n) not in seen:
+        seen.add(id(n))
+        order.append(n)
+  return order
+
+
+def gradients(root: Node | list[Node], seed: Node | list[Node], targets: list[Node]) -> dict[int, Node]:
+  """Gradients of root (weighted by seed) with respect to each target node, keyed by id(target). Several roots
+  (with one seed each) give the gradient of the sum of their seed-weighted values, as for the shards of a
+  multi-device value."""
+  roots = root if isinstance(root, list) else [root]
+  seeds = seed if isinstance(seed, list) else [seed]
   target_ids = {id(t) for t in targets}
-  order = root.toposort()
+  order = _toposort(roots)
   # nodes from which a target can be reached: only those carry gradient
   reaches: set[int] = set()
   for n in order:
     if id(n) in target_ids or (n.op not in NON_DIFFERENTIABLE and any(id(s) in reaches for s in n.src)):
       reaches.add(id(n))
-  grads: dict[int, Node] = {id(root): seed}
+  grads: dict[int, Node] = {}
+  for r, sd in zip(roots, seeds):
+    prev = grads.get(id(r))
+    grads[id(r)] = sd if prev is None else g.alu(Ops.ADD, prev, sd)
   for n in reversed(order):
     grad = grads.get(id(n))
     if grad is None or n.op in NON_DIFFERENTIABLE or not n.src:

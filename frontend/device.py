@@ -93,10 +93,14 @@ class _DeviceRegistry:
   def canonicalize(self, name: str | None) -> str:
     if name is None:
       return self.DEFAULT
-    kind = name.split(":")[0].upper()
+    kind, _, index = name.partition(":")
+    kind = kind.upper()
     if kind not in self._probes:
       raise ValueError(f"unknown device {name!r}; known kinds: {', '.join(self._probes)}")
-    return kind if ":" not in name else f"{kind}:{name.split(':', 1)[1]}"
+    if index and not index.isdigit():
+      raise ValueError(f"unknown device {name!r}: the part after ':' must be a device index, as in {kind}:1")
+    # "CPU:0" is "CPU" (as in tinygrad); "CPU:1", "CPU:2", ... are further devices of the kind, each with its buffers
+    return kind if not index or int(index) == 0 else f"{kind}:{int(index)}"
 
   def __getitem__(self, name: str):
     name = self.canonicalize(name)
@@ -173,7 +177,9 @@ def _probe_qcom():
 Device.register("QCOM", _probe_qcom)
 
 
-def supports_dtype(device: str, dtype: DType) -> bool:
+def supports_dtype(device: str | tuple[str, ...], dtype: DType) -> bool:
+  if isinstance(device, tuple):  # a multi-device tensor's devices
+    return all(supports_dtype(d, dtype) for d in device)
   dev = Device[device]
   return dtype in getattr(dev, "dtypes", (dtype,))
 

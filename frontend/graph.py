@@ -1,7 +1,8 @@
 """Building the lazy graph: checked constructors for graph-level IR nodes.
 
 Tensor methods and the autograd rules both build graphs through these, so shape and dtype checks live in one
-place and every error names the values involved.
+place and every error names the values involved. Each constructor also takes a multi-device value
+(frontend.multi.MultiNode) and maps the operation over its shards.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def device_of(x: Node) -> str | None:
   return x.device
 
 
-def const(value, dtype: DType, shape: tuple[int, ...], device: str) -> Node:
+def const(value, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, ...]) -> Node:
+  if isinstance(device, tuple):
+    return multi.const(value, dtype, shape, device)
   c = Node(Ops.CONST, dtype, (), cast_scalar(value, dtype), (), device)
   if not shape:
     return c
@@ -27,6 +30,8 @@ def const_like(x: Node, value, dtype: DType | None = None) -> Node:
 
 
 def alu(op: Ops, *srcs: Node) -> Node:
+  if any(isinstance(s, multi.MultiNode) for s in srcs):
+    return multi.alu(op, *srcs)
   shape = srcs[0].shape
   for s in srcs[1:]:
     if s.shape != shape:
@@ -47,6 +52,8 @@ def alu(op: Ops, *srcs: Node) -> Node:
 def cast(x: Node, dtype: DType) -> Node:
   if x.dtype == dtype:
     return x
+  if isinstance(x, multi.MultiNode):
+    return x.map(lambda n: cast(n, dtype))
   return Node(Ops.CAST, dtype, (x,), None, x.shape, x.device)
 
 
@@ -56,6 +63,8 @@ def bitcast(x: Node, dtype: DType) -> Node:
                     f"({x.dtype.itemsize} vs {dtype.itemsize} bytes); only same-size bitcasts are supported")
   if x.dtype == dtype:
     return x
+  if isinstance(x, multi.MultiNode):
+    return x.map(lambda n: bitcast(n, dtype))
   return Node(Ops.BITCAST, dtype, (x,), None, x.shape, x.device)
 
 
@@ -63,6 +72,8 @@ def reduce(x: Node, op: Ops, axes: tuple[int, ...]) -> Node:
   axes = tuple(sorted(set(axes)))
   if not axes:
     return x
+  if isinstance(x, multi.MultiNode):
+    return multi.reduce(x, op, axes)
   shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
   return Node(Ops.REDUCE, x.dtype, (x,), (op, axes), shape, x.device)
 
@@ -77,6 +88,8 @@ def reshape(x: Node, shape: tuple[int, ...]) -> Node:
     raise ValueError(f"cannot reshape {x.shape} ({x.size} elements) to {shape}")
   if shape == x.shape:
     return x
+  if isinstance(x, multi.MultiNode):
+    return multi.reshape(x, shape, reshape)
   if x.op is Ops.RESHAPE:
     x = x.src[0]  # reshape(reshape(x)) -> reshape(x)
     if shape == x.shape:
@@ -90,6 +103,8 @@ def permute(x: Node, order: tuple[int, ...]) -> Node:
     raise ValueError(f"permute order {order} is not a permutation of the {len(x.shape)} axes of shape {x.shape}")
   if order == tuple(range(len(order))):
     return x
+  if isinstance(x, multi.MultiNode):
+    return multi.permute(x, order)
   return _move(x, Ops.PERMUTE, order, tuple(x.shape[i] for i in order))
 
 
@@ -99,6 +114,8 @@ def expand(x: Node, shape: tuple[int, ...]) -> Node:
     raise ValueError(f"cannot expand shape {x.shape} to {shape}: only axes of size 1 can grow")
   if shape == x.shape:
     return x
+  if isinstance(x, multi.MultiNode):
+    return multi.expand(x, shape)
   return _move(x, Ops.EXPAND, shape, shape)
 
 
@@ -108,6 +125,8 @@ def pad(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
     raise ValueError(f"pad {arg} must give (before, after) >= 0 for each of the {len(x.shape)} axes")
   if all(p == (0, 0) for p in arg):
     return x
+  if isinstance(x, multi.MultiNode):
+    return multi.pad(x, arg)
   return _move(x, Ops.PAD, arg, tuple(s + b + a for s, (b, a) in zip(x.shape, arg)))
 
 
@@ -117,6 +136,8 @@ def shrink(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
     raise ValueError(f"shrink {arg} out of range for shape {x.shape}")
   if all(p == (0, s) for p, s in zip(arg, x.shape)):
     return x
+  if isinstance(x, multi.MultiNode):
+    return multi.shrink(x, arg)
   return _move(x, Ops.SHRINK, arg, tuple(hi - lo for lo, hi in arg))
 
 
@@ -124,8 +145,13 @@ def flip(x: Node, axes: tuple[int, ...]) -> Node:
   axes = tuple(a for a in axes if x.shape[a] > 1)
   if not axes:
     return x
+  if isinstance(x, multi.MultiNode):
+    return multi.flip(x, axes)
   return _move(x, Ops.FLIP, tuple(sorted(axes)), x.shape)
 
 
 def is_movement(x: Node) -> bool:
   return x.op in MOVEMENT
+
+
+from frontend import multi  # noqa: E402 - multi builds on the constructors above; they dispatch to it at call time

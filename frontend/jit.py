@@ -84,6 +84,30 @@ class TinyJit:
     make = getattr(Device[devices.pop()], "graph", None)
     return make(self.captured) if make else None
 
+  def save(self, path, inputs=None, outputs=None, parameters=None, optimizer_state=None, feeds=None) -> int:
+    """Writes the captured step to a .sovreplay file that tools/replay.py runs without the frontend or the compiler
+    (format: tools/REPLAY_FORMAT.md). Buffer contents are saved as they are now: after the last call.
+
+    Args:
+      path: the file to write (replaced atomically).
+      inputs: names of the tensor inputs, in call order (default input0, input1, ...).
+      outputs: names of the returned tensors (default output0, ...).
+      parameters, optimizer_state: name -> Tensor, labelling persistent buffers (e.g. get_state_dict(model)); a
+        loader's --save-state writes them under these names.
+      feeds: name -> Tensor for host-written buffers the kernels read (a learning rate): the loader may feed them
+        per step like inputs; unfed, their saved contents stay.
+
+    Returns:
+      the size of the file in bytes.
+
+    Raises:
+      frontend.replay_save.ReplaySaveError: nothing captured yet, a capture over several devices or on a device
+        without a replay target, names that do not match the capture.
+    """
+    from frontend import replay_save
+    return replay_save.save(self, path, inputs=inputs, outputs=outputs, parameters=parameters,
+                            optimizer_state=optimizer_state, feeds=feeds)
+
   def _replay(self, inputs, buffers):
     got = [(t.shape, t.dtype) for t in inputs]
     if got != self.signature:

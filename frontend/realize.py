@@ -97,6 +97,9 @@ def run_item(item: ScheduleItem) -> None:
     realized[out] = buffer_of(item.bufs[1])
     return
   if item.kind == "copy":
+    if _capture is not None:  # a replay would skip the copy and read stale data: refuse rather than be wrong
+      raise NotImplementedError(f"TinyJit cannot capture a copy between devices ({item.bufs[1].device} -> "
+                                f"{out.device}) yet; move the .to() / multi-device work outside the jitted function")
     src = buffer_of(item.bufs[1])
     dst = Buffer(out.arg if isinstance(out.arg, str) else device, out.size, out.dtype)
     dst.copyin(src.numpy())

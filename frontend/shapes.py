@@ -5,6 +5,7 @@ import math
 
 from compiler.ir import Node, Ops
 from frontend import graph as g
+from frontend import multi
 
 
 def _prod(xs) -> int:
@@ -39,6 +40,8 @@ def _broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
 def _reshape_node(node: Node, shape: tuple[int, ...]) -> Node:
   """graph.reshape, except that a reshape of a RESHAPE node stays a chain: collapsing it would drop that node (maybe
   a leaf tensor's own node) from the graph, and autograd finds the tensors it differentiates by node identity."""
+  if isinstance(node, multi.MultiNode):
+    return node if tuple(shape) == node.shape else multi.reshape(node, tuple(shape), _reshape_node)
   out = g.reshape(node, shape)
   if out is node or node.op is not Ops.RESHAPE:
     return out

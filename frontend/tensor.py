@@ -15,10 +15,12 @@ import numpy as np
 from compiler.dtypes import DType, dtypes, to_dtype
 from compiler.ir import Node, Ops
 from frontend import graph as g
+from frontend import multi
 from frontend.autograd import gradients
 from frontend.device import Device, supports_dtype
+from frontend.multi import MultiNode, canonical_devices
 from frontend.realize import buffer_from_numpy, buffer_of, realize_nodes
-from frontend.shapes import _as_shape, _prod
+from frontend.shapes import _as_shape, _normalize_axis, _prod
 from frontend.tensor_elementwise import TensorElementwise
 from frontend.tensor_movement import TensorShapeOps
 from frontend.tensor_nn import TensorNN
@@ -51,13 +53,16 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
   no_grad: bool = False
   _seed: int = 0
 
-  def __init__(self, data, device: str | None = None, dtype=None, requires_grad: bool | None = None):
-    device = Device.canonicalize(device)
+  def __init__(self, data, device: str | tuple[str, ...] | None = None, dtype=None, requires_grad: bool | None = None):
+    device = canonical_devices(device)
     dtype = None if dtype is None else to_dtype(dtype)
     if dtype is not None and not supports_dtype(device, dtype):
       raise TypeError(f"device {device} does not support dtype {dtype.name}")
-    if isinstance(data, Node):
+    if isinstance(data, (Node, MultiNode)):
       node = data
+    elif isinstance(device, tuple) and not isinstance(data, Tensor):
+      # data for several devices: made on the first, then replicated (as tinygrad does)
+      node = multi.shard(Tensor(data, device=device[0], dtype=dtype).lazydata, device, None)
     elif isinstance(data, Tensor):
       node = data.lazydata if dtype is None else g.cast(data.lazydata, dtype)
     elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):
@@ -158,22 +163,30 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
   def realize(self, *others: Tensor) -> Tensor:
     """Runs the kernels that compute this tensor (and `others`) into buffers."""
     tensors = [self, *others]
-    realize_nodes([t.lazydata for t in tensors])
+    realize_nodes([n for t in tensors for n in _shards(t.lazydata)])
     for t in tensors:
       t._after_realize()
     return self
 
   def _after_realize(self) -> None:
     """Drops the graph behind a realized tensor unless gradients may still flow through it."""
-    node = self.lazydata
+    if isinstance(self.lazydata, MultiNode):
+      self.lazydata = self.lazydata.map(self._realized_node)
+    else:
+      self.lazydata = self._realized_node(self.lazydata)
+
+  def _realized_node(self, node: Node) -> Node:
     if node.op is Ops.BUFFER or (self.requires_grad is True and node.op is not Ops.ASSIGN):
-      return  # keep the graph while gradients may flow through it; an assigned tensor is a new leaf
+      return node  # keep the graph while gradients may flow through it; an assigned tensor is a new leaf
     buf = buffer_of(node)
     if buf is not None and buf.size == node.size and node.op is not Ops.CONST:
-      self.lazydata = g.reshape(Node(Ops.BUFFER, node.dtype, (), buf, (buf.size,), node.device), node.shape)
+      return g.reshape(Node(Ops.BUFFER, node.dtype, (), buf, (buf.size,), node.device), node.shape)
+    return node
 
   def _contiguous_buffer(self):
     node = self.lazydata
+    if isinstance(node, MultiNode):  # the whole value, gathered on the first device
+      return Tensor(multi.gather(node, node.devices[0]))._contiguous_buffer()
     base = node
     while base.op is Ops.RESHAPE:
       base = base.src[0]
@@ -187,6 +200,12 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
     """The values as a numpy array (bfloat16 converts to float32, which numpy lacks)."""
     if self.numel() == 0:  # no values to compute: no kernel
       return np.zeros(self.shape, np.float32 if self.dtype == dtypes.bfloat16 else self.dtype.np)
+    node = self.lazydata
+    if isinstance(node, MultiNode):  # each shard's values, joined on the host
+      if node.axis is None:
+        return Tensor(node.nodes[0]).numpy()
+      order = sorted(range(len(node.nodes)), key=lambda i: node.bounds[i])
+      return np.concatenate([Tensor(node.nodes[i]).numpy() for i in order], axis=node.axis)
     buf = self._contiguous_buffer()
     flat = buf.numpy()
     if self.dtype == dtypes.bfloat16:
@@ -204,28 +223,58 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
   def data(self) -> memoryview:
     return memoryview(self.numpy())
 
-  def to(self, device: str) -> Tensor:
-    device = Device.canonicalize(device)
+  def to(self, device: str | tuple[str, ...]) -> Tensor:
+    """This tensor on `device`; a tuple of devices replicates it there (shard with axis None), and a sharded tensor
+    sent to one device is gathered there."""
+    device = canonical_devices(device)
     if device == self.device:
       return self
-    node = Node(Ops.COPY, self.dtype, (self.lazydata,), device, self.shape, device)
-    return self._derive(node)
+    if isinstance(device, tuple):
+      return self.shard(device)
+    if isinstance(self.lazydata, MultiNode):
+      return self._derive(multi.gather(self.lazydata, device))
+    return self._derive(multi.copy_to(self.lazydata, device))
 
-  def to_(self, device: str) -> Tensor:
+  def shard(self, devices: tuple[str, ...] | list[str], axis: int | None = None, splits=None) -> Tensor:
+    """This tensor spread over `devices`: replicated when axis is None, else split along `axis` in ceil-sized
+    chunks (tinygrad's rule: 10 rows over 4 devices are 3, 3, 3, 1) or in the sizes `splits`. Operations on the
+    result run on every device; reductions over the sharded axis all-reduce (see frontend.multi).
+
+    Raises:
+      ValueError: no or repeated devices, an unknown device, or splits that do not add up to the axis size.
+      IndexError: an axis out of range.
+    """
+    devices = canonical_devices(tuple(devices) if isinstance(devices, (list, tuple)) else (devices,))
+    if axis is not None:
+      if self.ndim == 0:
+        raise IndexError(f"cannot shard a 0-d tensor along axis {axis}; use axis=None to replicate it")
+      axis = _normalize_axis(axis, self.ndim)
+      if splits is not None and (len(splits) != len(devices) or sum(splits) != self.shape[axis] or min(splits) < 0):
+        raise ValueError(f"splits {list(splits)} must give one size >= 0 per device ({len(devices)}) adding up to "
+                         f"the size {self.shape[axis]} of axis {axis} of shape {self.shape}")
+    return self._derive(multi.shard(self.lazydata, devices, axis, splits))
+
+  def shard_(self, devices: tuple[str, ...] | list[str], axis: int | None = None, splits=None) -> Tensor:
+    """shard, in place."""
+    self.lazydata = self.shard(devices, axis, splits).lazydata
+    return self
+
+  def to_(self, device: str | tuple[str, ...]) -> Tensor:
     self.lazydata = self.to(device).lazydata
     return self
 
   def clone(self) -> Tensor:
-    return self._derive(Node(Ops.CONTIGUOUS, self.dtype, (g.alu(Ops.ADD, self.lazydata, g.const_like(
-      self.lazydata, 0)),), None, self.shape, self.lazydata.device))
+    copied = g.alu(Ops.ADD, self.lazydata, g.const_like(self.lazydata, 0))
+    return self._derive(_per_shard(copied, lambda n: Node(Ops.CONTIGUOUS, n.dtype, (n,), None, n.shape, n.device)))
 
   def detach(self) -> Tensor:
-    out = Tensor(Node(Ops.DETACH, self.dtype, (self.lazydata,), None, self.shape, self.lazydata.device))
+    out = Tensor(_per_shard(self.lazydata, lambda n: Node(Ops.DETACH, n.dtype, (n,), None, n.shape, n.device)))
     out.requires_grad = False
     return out
 
   def contiguous(self) -> Tensor:
-    return self._derive(Node(Ops.CONTIGUOUS, self.dtype, (self.lazydata,), None, self.shape, self.lazydata.device))
+    return self._derive(_per_shard(self.lazydata, lambda n: Node(Ops.CONTIGUOUS, n.dtype, (n,), None, n.shape,
+                                                                 n.device)))
 
   def contiguous_backward(self) -> Tensor:
     return self
@@ -243,11 +292,16 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
     if x.device != self.device:
       raise ValueError(f"assign: value is on {x.device}, target on {self.device}")
     value = g.cast(x.lazydata, self.dtype)
-    target = self.lazydata
-    if buffer_of(_base(target)) is None:
+    if isinstance(self.lazydata, MultiNode):  # each shard written in place; the value cut to the target's layout
+      value = multi.to_layout(value, self.lazydata.axis, self.lazydata.bounds)
+    if any(buffer_of(_base(n)) is None for n in _shards(self.lazydata)):
       self.realize()
-      target = self.lazydata
-    self.lazydata = Node(Ops.ASSIGN, self.dtype, (target, value), None, self.shape, self.lazydata.device)
+    target = self.lazydata
+    if isinstance(target, MultiNode):
+      nodes = [_assign_node(t, v) for t, v in zip(target.nodes, value.nodes)]
+      self.lazydata = MultiNode(nodes, target.axis, target.bounds)
+    else:
+      self.lazydata = _assign_node(target, value)
     return self
 
   # ---- creation -------------------------------------------------------------------------------------------------
@@ -259,7 +313,7 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
   def full(shape, fill_value, device=None, dtype=None, requires_grad=None) -> Tensor:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     dt = to_dtype(dtype) if dtype is not None else dtypes.from_py(fill_value)
-    device = Device.canonicalize(device)
+    device = canonical_devices(device)
     return Tensor(g.const(fill_value, dt, shape, device), device=device, requires_grad=requires_grad)
 
   @staticmethod
@@ -346,7 +400,10 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
   @staticmethod
   def rand(*shape, device=None, dtype=None, requires_grad=None, **kwargs) -> Tensor:
     shape = _as_shape(shape)
-    device = Device.canonicalize(device)
+    device = canonical_devices(device)
+    if isinstance(device, tuple):  # drawn on the first device and replicated: every device sees the same numbers
+      out = Tensor.rand(*shape, device=device[0], dtype=dtype).shard(device)
+      return _fresh(out, requires_grad)
     dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
     bits = Tensor._random_bits(_prod(shape), device)
     # the top p bits as a float in [0, 1), p the significand bits of the result: exact in it, so never rounds up
@@ -433,17 +490,15 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
       if self.numel() != 1:
         raise RuntimeError(f"backward() on a tensor of shape {self.shape} needs a gradient argument")
       gradient = Tensor.ones(self.shape, device=self.device, dtype=self.dtype)
+    roots, seeds = _backward_roots(self.lazydata, gradient.lazydata)
     targets = [t for t in list(_grad_tensors.values()) if t.requires_grad]
-    node_ids = {id(n) for n in self.lazydata.toposort()}
-    targets = [t for t in targets if id(t.lazydata) in node_ids]
+    node_ids = {id(n) for root in roots for n in root.toposort()}
+    targets = [t for t in targets if any(id(n) in node_ids for n in _shards(t.lazydata))]
     if not targets:
       raise RuntimeError("backward(): no tensor with requires_grad=True contributes to this value")
-    grads = gradients(self.lazydata, gradient.lazydata, [t.lazydata for t in targets])
+    grads = gradients(roots, seeds, [n for t in targets for n in _shards(t.lazydata)])
     for t in targets:
-      gnode = grads.get(id(t.lazydata))
-      if gnode is None:  # reached only through ops with no gradient (rounding, comparisons): zero, as in torch
-        gnode = g.const_like(t.lazydata, 0)
-      gt = Tensor(gnode)
+      gt = Tensor(_target_grad(t.lazydata, grads))
       gt.requires_grad = False
       t.grad = gt if t.grad is None else (t.grad + gt)
     return self
@@ -453,6 +508,53 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
     if requires_grad:
       _grad_tensors[id(self)] = self
     return self
+
+
+def _shards(node: Node | MultiNode) -> tuple[Node, ...]:
+  return node.nodes if isinstance(node, MultiNode) else (node,)
+
+
+def _per_shard(node: Node | MultiNode, fn) -> Node | MultiNode:
+  return node.map(fn) if isinstance(node, MultiNode) else fn(node)
+
+
+def _assign_node(target: Node, value: Node) -> Node:
+  return Node(Ops.ASSIGN, target.dtype, (target, value), None, target.shape, target.device)
+
+
+def _backward_roots(root, seed) -> tuple[list[Node], list[Node]]:
+  """The nodes backward starts from, with their seed gradients. A replicated root holds one value on every device,
+  so only its first copy is differentiated: the copies on other devices are equal, and seeding them too would
+  count the value once per device. A sharded root seeds each shard with its part of the seed."""
+  if not isinstance(root, MultiNode):
+    return [root], [seed]
+  if not isinstance(seed, MultiNode):
+    raise ValueError(f"backward: the gradient is on {seed.device}, the value on {list(root.devices)}")
+  seed = multi.to_layout(seed, root.axis, root.bounds)
+  if root.axis is None:
+    return [root.nodes[0]], [seed.nodes[0]]
+  live = [i for i, (lo, hi) in enumerate(root.bounds) if hi > lo]
+  return [root.nodes[i] for i in live], [seed.nodes[i] for i in live]
+
+
+def _target_grad(target, grads: dict[int, Node]) -> Node | MultiNode:
+  """A tensor's gradient from the gradients of its nodes. A replicated parameter is one value used on every device,
+  so its gradient is the sum over its copies: an all-reduce (data-parallel training's gradient exchange)."""
+  if not isinstance(target, MultiNode):
+    gnode = grads.get(id(target))
+    # reached only through ops with no gradient (rounding, comparisons): zero, as in torch
+    return gnode if gnode is not None else g.const_like(target, 0)
+  parts = [grads.get(id(n)) for n in target.nodes]
+  if target.axis is not None:
+    return MultiNode([p if p is not None else g.const_like(n, 0) for p, n in zip(parts, target.nodes)],
+                     target.axis, target.bounds)
+  present = [p for p in parts if p is not None]
+  if not present:
+    return g.const_like(target, 0)
+  if len(present) == 1:  # one device's copy carries all of it: a broadcast, no sum
+    return MultiNode([multi.copy_to(present[0], n.device) for n in target.nodes], None)
+  filled = [p if p is not None else g.const_like(n, 0) for p, n in zip(parts, target.nodes)]
+  return MultiNode(multi.all_reduce(filled, Ops.ADD), None)
 
 
 def _base(node: Node) -> Node:

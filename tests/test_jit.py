@@ -245,3 +245,11 @@ def test_random_numbers_advance_under_replay():
   jitted = [jit(zero).numpy().copy() for _ in range(4)]
   np.testing.assert_array_equal(np.array(jitted), np.array(eager))
   assert len({row.tobytes() for row in jitted}) == 4
+
+
+def test_copy_between_devices_is_refused_not_skipped(rng):
+  """A replay does not repeat copies between devices, so capturing one must fail loudly (it would read stale data)."""
+  jit = TinyJit(lambda x: (x.to("CPU:1") * 2).sum())
+  with pytest.raises(NotImplementedError, match=r"copy between devices \(CPU -> CPU:1\)"):
+    for _ in range(3):
+      jit(Tensor(arrays(rng, 4, 8), device="CPU") + 1)

@@ -7,6 +7,7 @@
   sov embed "TEXT" ... [opts] sentence embeddings with all-MiniLM-L6-v2 (fetched once) and, for two or more texts,
                               their cosine similarities; `sov embed --help`
   sov train-mnist [options]   train a small CNN on MNIST (tools/train_mnist.py); `sov train-mnist --help`
+  sov replay FILE [options]   run a saved step (tools/replay.py; `python -m tools.replay` without the frontend)
   sov am bringup|discovery|fw|ring|ib|regs  the AM driver on a simulated (--sim navi31|navi48) or real (--pci BDF)
                              card
 
@@ -31,7 +32,8 @@ from frontend.nn.datasets import DatasetUnavailable
 from frontend.nn.gguf import GGUFError
 from am.errors import AMError
 from am.firmware.locate import FirmwareError
-from tools import train_mnist
+from tools import replay, train_mnist
+from tools.replay_format import ReplayFormatError
 
 
 def _strip_kind(kind: str, text: str) -> str:
@@ -483,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   train_mnist.add_arguments(train_parser)
   train_parser.set_defaults(func=train_mnist.main_from_args)
+  replay_parser = commands.add_parser("replay", help="run a saved step (.sovreplay) without the frontend",
+                                      description=replay.DESCRIPTION)
+  replay.add_arguments(replay_parser)
+  replay_parser.set_defaults(func=replay.main_from_args)
   add_am_parser(commands)
   return parser
 
@@ -498,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     return args.func(args)
   except (train_mnist.TrainError, RunError, DeviceUnavailable, DatasetUnavailable, ModelUnavailable, GGUFError,
-          TokenizerError, ContextError, BertError, AMError, FirmwareError) as e:
+          TokenizerError, ContextError, BertError, AMError, FirmwareError, replay.ReplayError, ReplayFormatError) as e:
     print(f"sov {args.command}: error: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
   sov train-mnist                                   # 1 epoch of MNIST on the default device
   sov train-mnist --dataset digits --steps 200      # offline: scikit-learn's 8x8 digits, upsampled to 28x28
+  sov train-mnist --devices 4                       # data-parallel over CPU, CPU:1, CPU:2, CPU:3
   python -m tools.train_mnist --help                # the same, without the console script
 
 Writes <out>/mnist.safetensors (the model's state dict; input normalization and test accuracy in its metadata) and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import math
 import os
@@ -131,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--device", metavar="DEV", default=None,
                       help="device to train on, e.g. CPU (default: DEV from the environment, else the best "
                            "available; see `sov info`)")
+  parser.add_argument("--devices", type=_positive_int, default=1, metavar="N",
+                      help="data-parallel over N devices of --device's kind (CPU, CPU:1, ...): parameters replicated, "
+                           "each batch split along its first axis, gradients all-reduced (frontend/multi.py)")
   parser.add_argument("--epochs", type=_positive_int, default=1, metavar="N", help="passes over the training set")
   parser.add_argument("--steps", type=_positive_int, default=None, metavar="N",
                       help="train for exactly N steps instead of --epochs")
@@ -145,11 +150,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="seed for the weights and the batch order")
   parser.add_argument("--no-jit", action="store_true", help="run every step through the scheduler instead of "
                                                             "replaying a TinyJit capture (for debugging)")
+  parser.add_argument("--save-step", type=Path, default=None, metavar="FILE",
+                      help="save the captured training step with the state after --save-at steps as a .sovreplay "
+                           "file, which `sov replay` continues in a process without the frontend")
+  parser.add_argument("--save-at", type=_int_at_least(2), default=None, metavar="N",
+                      help="the step after which --save-step saves (default: the last; at least 2, since the step is "
+                           "captured on its second call)")
+  parser.add_argument("--save-inputs", type=Path, default=None, metavar="NPZ",
+                      help="with --save-step: write the inputs of the steps after --save-at (x, y, lr with a leading "
+                           "step axis) for `sov replay --inputs`")
 
 
 @dataclass
 class TrainConfig:
   device: str | None = None
+  devices: int = 1
   epochs: int = 1
   steps: int | None = None
   batch_size: int = 64
@@ -158,12 +173,15 @@ class TrainConfig:
   dataset: str = "mnist"
   seed: int = 0
   jit: bool = True
+  save_step: Path | None = None
+  save_at: int | None = None
+  save_inputs: Path | None = None
 
 
 @dataclass
 class TrainResult:
   dataset: str
-  device: str
+  device: str | tuple[str, ...]
   steps: int
   losses: list[float] = field(default_factory=list)
   test_accuracy: float = 0.0
@@ -195,6 +213,26 @@ def _pick_device(requested: str | None) -> str:
     raise TrainError(f"device {device} is unavailable ({reason}); pick one of {usable} with --device "
                      f"(`sov info` lists them)")
   return device
+
+
+def _device_group(device: str, count: int) -> tuple[str, ...] | None:
+  """--devices N: the N devices of `device`'s kind that data-parallel training spreads over; None for one device.
+
+  Raises:
+    TrainError: N > 1 on a kind without several devices here, or one of them is unavailable.
+  """
+  if count == 1:
+    return None
+  kind = device.split(":")[0]
+  if kind != "CPU":
+    raise TrainError(f"--devices {count} on {kind}: several devices are built for CPU only so far (CPU, CPU:1, ...); "
+                     f"pass --device CPU, or --devices 1")
+  names = tuple(Device.canonicalize(f"{kind}:{i}") for i in range(count))
+  for name in names:
+    ok, reason = Device.available(name)
+    if not ok:
+      raise TrainError(f"--devices {count}: device {name} is unavailable ({reason})")
+  return names
 
 
 @contextlib.contextmanager
@@ -259,36 +297,69 @@ def _make_train_step(model: MnistCnn, opt):
   return train_step
 
 
-def _fit(model: MnistCnn, opt, config: TrainConfig, batches, images_of, labels: np.ndarray, steps: int) -> list[float]:
+def _fit(model: MnistCnn, opt, config: TrainConfig, batches, images_of, labels: np.ndarray, steps: int,
+         group: tuple[str, ...] | None = None) -> list[float]:
   """Runs the training steps with a progress bar; returns the loss of every step.
 
   Args:
     batches: row indices of each step's batch (see _batch_order).
     images_of: rows -> normalized float32 images of those rows.
+    group: the devices of data-parallel training (each batch is sharded over them along axis 0), or None.
   """
   from tqdm import tqdm
   step_fn = _make_train_step(model, opt)
   if config.jit:
     step_fn = TinyJit(step_fn)
+  save_at = config.save_at if config.save_at is not None else steps
+  later: dict[str, list[np.ndarray]] = {"x": [], "y": [], "lr": []}  # inputs of the steps after the save
   losses = []
   with tqdm(total=steps, unit="step", dynamic_ncols=True, desc="train") as bar:
     for step, rows in enumerate(batches):
       opt.lr = cosine_lr(config.lr, step, steps)  # written into the lr buffer the captured kernels read
-      x = Tensor(images_of(rows))
-      y = Tensor(labels[rows].astype(np.int32))
+      images, targets = images_of(rows), labels[rows].astype(np.int32)
+      if config.save_step is not None and step >= save_at:
+        later["x"].append(images)
+        later["y"].append(targets)
+        later["lr"].append(np.array([cosine_lr(config.lr, step, steps)], np.float32))
+      x = _on(Tensor(images), group)
+      y = _on(Tensor(targets), group)
       loss, correct = step_fn(x, y)
+      if config.save_step is not None and step + 1 == save_at:
+        _save_step(step_fn, model, opt, config.save_step)
       losses.append(float(loss.item()))
       bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{int(correct.item()) / len(rows):.1%}", refresh=False)
       bar.update(1)
+  if config.save_inputs is not None and later["x"]:
+    np.savez(config.save_inputs, **{name: np.stack(arrays) for name, arrays in later.items()})
   return losses
 
 
-def evaluate(model: MnistCnn, images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> int:
-  """The number of test images the model classifies correctly (inference mode: batch norm's running statistics)."""
+def _on(t: Tensor, group: tuple[str, ...] | None) -> Tensor:
+  """t as training feeds it: sharded along the batch axis over the data-parallel devices, or as it is."""
+  return t if group is None else t.shard(group, axis=0)
+
+
+def _save_step(step_fn, model: MnistCnn, opt, path: Path) -> None:
+  """Writes the captured step and the current weights and optimizer state as a .sovreplay file."""
+  from frontend.nn.state import get_state_dict
+  from frontend.replay_save import ReplaySaveError
+  try:
+    step_fn.save(str(path), inputs=("x", "y"), outputs=("loss", "correct"), parameters=get_state_dict(model),
+                 optimizer_state=get_state_dict(opt), feeds={"lr": opt.lr})
+  except OSError as e:
+    raise TrainError(f"cannot write the step to {path}: {e}; pass another path with --save-step") from e
+  except ReplaySaveError as e:  # e.g. a data-parallel step over several devices
+    raise TrainError(str(e)) from e
+
+
+def evaluate(model: MnistCnn, images: np.ndarray, labels: np.ndarray, mean: float, std: float,
+             group: tuple[str, ...] | None = None) -> int:
+  """The number of test images the model classifies correctly (inference mode: batch norm's running statistics);
+  with a device group, each batch is sharded over it like the training batches."""
   correct = 0
   with _training_mode(False):
     for start in range(0, len(images), EVAL_BATCH):
-      x = Tensor(_normalize(images[start:start + EVAL_BATCH], mean, std))
+      x = _on(Tensor(_normalize(images[start:start + EVAL_BATCH], mean, std)), group)
       predicted = model(x).argmax(-1).numpy()
       correct += int((predicted == labels[start:start + EVAL_BATCH]).sum())
   return correct
@@ -311,7 +382,8 @@ def _save_plot(path: Path, result: TrainResult, batch_size: int) -> None:
   ax.set_yscale("log")
   ax.set_xlabel(f"step (batch of {batch_size})")
   ax.set_ylabel("cross-entropy loss")
-  ax.set_title(f"{result.dataset} on {result.device}: test accuracy {result.test_accuracy:.2%}")
+  where = result.device if isinstance(result.device, str) else f"{len(result.device)} x {result.device[0]}"
+  ax.set_title(f"{result.dataset} on {where}: test accuracy {result.test_accuracy:.2%}")
   ax.grid(True, which="both", alpha=0.3)
   ax.legend()
   fig.tight_layout()
@@ -333,6 +405,23 @@ def _prepare_out(out: Path) -> None:
     raise TrainError(f"the output directory {out} is not writable; pass another with --out")
 
 
+def _check_save_options(config: TrainConfig) -> None:
+  """Raises TrainError for --save-* combinations that cannot work, before any data is loaded."""
+  if config.save_step is None:
+    if config.save_at is not None or config.save_inputs is not None:
+      raise TrainError("--save-at and --save-inputs go with --save-step FILE")
+    return
+  if config.devices > 1:
+    raise TrainError("--save-step saves a one-device TinyJit capture; drop --devices or --save-step")
+  if not config.jit:
+    raise TrainError("--save-step saves the TinyJit capture of the step; drop --no-jit")
+  if config.save_at is not None and config.steps is not None and config.save_at > config.steps:
+    raise TrainError(f"--save-at {config.save_at} is past the last of --steps {config.steps}")
+  if config.save_at is None and config.steps is not None and config.steps < 2:
+    raise TrainError("--save-step needs at least 2 steps (the step is captured on its second call); pass --steps 2 "
+                     "or more")
+
+
 def train(config: TrainConfig, log=print) -> TrainResult:
   """Trains MnistCnn, evaluates it on the test set, and writes the weights and the loss plot under config.out.
 
@@ -348,7 +437,10 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     DatasetUnavailable: neither MNIST nor digits could be loaded (the message says why and what to install).
   """
   check_packages(config.dataset)
+  _check_save_options(config)
   device = _pick_device(config.device)
+  group = _device_group(device, config.devices)
+  jit = config.jit and group is None  # a TinyJit capture holds the kernels of one device, not the copies between
   _prepare_out(config.out)
   from frontend.nn.datasets import load_training_data
   from frontend.nn.optim import Adam
@@ -360,29 +452,41 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     raise TrainError(f"--batch-size {config.batch_size} is larger than the {len(x_train)} training images of {name}; "
                      f"pass a smaller one")
   steps = config.steps if config.steps is not None else config.epochs * per_epoch
+  if config.save_at is not None and config.save_at > steps:
+    raise TrainError(f"--save-at {config.save_at} is past the last of the {steps} steps")
   mean = float(x_train.mean()) / 255.0
   std = float(x_train.std()) / 255.0
   log(f"data: {name}, {len(x_train)} training and {len(x_test)} test images")
   describe = getattr(Device[device], "describe", None)
   log(f"device: {describe() if describe is not None else device}")
+  if group is not None:
+    log(f"data-parallel over {len(group)} devices {', '.join(group)}: parameters replicated, batches sharded on "
+        f"axis 0, gradients all-reduced")
   log(f"training {steps} steps ({steps / per_epoch:.2f} epochs) of {config.batch_size} images, Adam lr {config.lr} "
-      f"with cosine decay, TinyJit {'on' if config.jit else 'off'}")
+      f"with cosine decay, TinyJit {'on' if jit else 'off'}")
 
-  result = TrainResult(dataset=name, device=device, steps=steps)
+  result = TrainResult(dataset=name, device=group or device, steps=steps)
   rng = np.random.default_rng(config.seed)
   with _default_device(device), _training_mode(True):
     Tensor.manual_seed(config.seed)
     model = MnistCnn()
     params = get_parameters(model)
     Tensor.realize(*params)  # materialize the random init once, so no kernel recomputes it
+    if group is not None:  # the same initial weights on every device
+      for p in params:
+        p.shard_(group)
+      Tensor.realize(*params)
     opt = Adam(params, lr=config.lr)
     start = time.perf_counter()
-    result.losses = _fit(model, opt, config, _batch_order(rng, len(x_train), config.batch_size, steps),
-                         lambda rows: _normalize(x_train[rows], mean, std), y_train, steps)
+    fit_config = dataclasses.replace(config, jit=jit)
+    result.losses = _fit(model, opt, fit_config, _batch_order(rng, len(x_train), config.batch_size, steps),
+                         lambda rows: _normalize(x_train[rows], mean, std), y_train, steps, group)
     result.train_seconds = time.perf_counter() - start
+    if config.save_step is not None:
+      log(f"step saved after step {config.save_at or steps}: {config.save_step} (run it with `sov replay`)")
 
     start = time.perf_counter()
-    result.test_correct = evaluate(model, x_test, y_test, mean, std)
+    result.test_correct = evaluate(model, x_test, y_test, mean, std, group)
     result.eval_seconds = time.perf_counter() - start
   result.test_total = len(x_test)
   result.test_accuracy = result.test_correct / result.test_total
@@ -409,8 +513,10 @@ def _report(result: TrainResult, log=print) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-  config = TrainConfig(device=args.device, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
-                       lr=args.lr, out=args.out, dataset=args.dataset, seed=args.seed, jit=not args.no_jit)
+  config = TrainConfig(device=args.device, devices=args.devices, epochs=args.epochs, steps=args.steps,
+                       batch_size=args.batch_size,
+                       lr=args.lr, out=args.out, dataset=args.dataset, seed=args.seed, jit=not args.no_jit,
+                       save_step=args.save_step, save_at=args.save_at, save_inputs=args.save_inputs)
   result = train(config)
   _report(result)
   return 0

@@ -29,6 +29,8 @@ The update rules, with g the gradient, p the parameter, t the step count, lr the
 """
 from __future__ import annotations
 
+from frontend import multi
+from frontend.multi import MultiNode
 from frontend.nn.state import _settle
 from frontend.tensor import Tensor
 
@@ -40,7 +42,10 @@ def _dedup(tensors: list[Tensor]) -> list[Tensor]:
 
 def _state_like(p: Tensor) -> Tensor:
   """A zero-filled buffer shaped like p for optimizer state (momentum, first and second moments)."""
-  out = Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype).contiguous()
+  out = Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype)
+  if isinstance(p.lazydata, MultiNode):  # sharded like p, so updates stay on each shard's device
+    out = Tensor(multi.to_layout(out.lazydata, p.lazydata.axis, p.lazydata.bounds))
+  out = out.contiguous()
   out.requires_grad = False
   return out.realize()
 

@@ -26,6 +26,7 @@ from compiler.dtypes import DType, dtypes
 from compiler.ir import Node, Ops
 from frontend import graph as g
 from frontend.device import Device
+from frontend.multi import MultiNode
 from frontend.realize import buffer_from_numpy, buffer_of
 from frontend.tensor import Tensor
 
@@ -104,14 +105,20 @@ def _settle(t: Tensor) -> None:
   training loop would keep every step's graph and buffers alive. Only call it on a tensor no pending graph still
   needs to differentiate through.
   """
-  node = t.lazydata
+  if isinstance(t.lazydata, MultiNode):  # a multi-device tensor: each shard on its own
+    t.lazydata = t.lazydata.map(_settled_node)
+  else:
+    t.lazydata = _settled_node(t.lazydata)
+
+
+def _settled_node(node: Node) -> Node:
   if node.op is not Ops.ASSIGN:
-    return
+    return node
   buf = buffer_of(node)
   if buf is None or buf.size != node.size:
-    return
+    return node
   base = Node(Ops.BUFFER, node.dtype, (), buf, (buf.size,), node.device)
-  t.lazydata = g.reshape(base, node.shape)
+  return g.reshape(base, node.shape)
 
 
 def _key_list(keys: list[str]) -> str:

@@ -83,11 +83,13 @@ class CPUAllocator:
 
 
 class CPUProgram:
-  """One compiled kernel; call with buffer addresses."""
+  """One compiled kernel; call with buffer addresses. `lib_path`, `fn_name` and `source` (the C compiled, packed entry
+  included) stay on the object so a TinyJit capture can be saved as a replay file (frontend/replay_save.py)."""
 
-  def __init__(self, dev: CPUDevice, info: KernelInfo, lib_path: str, fn_name: str):
+  def __init__(self, dev: CPUDevice, info: KernelInfo, lib_path: str, fn_name: str, source: str = ""):
     self.info = info
     self.dev = dev
+    self.lib_path, self.fn_name, self.source = lib_path, fn_name, source
     self.ffi = cffi.FFI()
     nargs = len(info.params)
     self.ffi.cdef(f"void {fn_name}({', '.join(['void*'] * nargs + ['long long', 'long long'])});")
@@ -109,19 +111,34 @@ class CPUProgram:
       self.dev.pool.sov_pool_run(self.packed, args, n, self.threads)
 
 
+_POOL: list[tuple] = []  # (ffi, library, threads, lock) of the process's thread pool, started by the first device
+
+
+def _shared_pool(dev: CPUDevice) -> tuple:
+  if not _POOL:
+    _POOL.append(CPUDevice.start_pool(dev))
+  return _POOL[0]
+
+
 class CPUDevice:
   name = "CPU"
   dtypes = ALL_DTYPES
 
   def __init__(self):
     self.cc = find_cc()
-    self.allocator = CPUAllocator()
-    self.threads = max(1, int(os.environ.get("CPU_THREADS", os.cpu_count() or 1)))
-    self.pool_ffi = cffi.FFI()
-    self.pool_ffi.cdef(POOL_CDEF)
-    self.pool = self.pool_ffi.dlopen(self.compile("sov_pool", POOL_SOURCE, libs=("-lpthread",)))
-    self.threads = 1 + self.pool.sov_pool_start(self.threads - 1) if self.threads > 1 else 1
-    self.lock = threading.Lock()  # one pool job at a time
+    self.allocator = CPUAllocator()  # each CPU device ("CPU", "CPU:1", ...) has its own buffers
+    # ... but they share the cores: one thread pool per process (the pool's state is global in its shared object,
+    # and several pools would only spin against each other)
+    self.pool_ffi, self.pool, self.threads, self.lock = _shared_pool(self)
+
+  @staticmethod
+  def start_pool(dev: CPUDevice) -> tuple:
+    threads = max(1, int(os.environ.get("CPU_THREADS", os.cpu_count() or 1)))
+    pool_ffi = cffi.FFI()
+    pool_ffi.cdef(POOL_CDEF)
+    pool = pool_ffi.dlopen(dev.compile("sov_pool", POOL_SOURCE, libs=("-lpthread",)))
+    threads = 1 + pool.sov_pool_start(threads - 1) if threads > 1 else 1
+    return pool_ffi, pool, threads, threading.Lock()  # the lock: one pool job at a time
 
   def describe(self) -> str:
     return f"CPU: {self.threads} threads, compiler {self.cc}"
@@ -154,8 +171,9 @@ class CPUDevice:
 
   def program(self, kernel) -> tuple[CPUProgram, str]:
     fn_name, source = self.render(kernel)
-    path = self.compile(fn_name, source + packed_entry(fn_name, len(kernel.arg.params)))
-    return CPUProgram(self, kernel.arg, path, fn_name), source
+    full_source = source + packed_entry(fn_name, len(kernel.arg.params))
+    path = self.compile(fn_name, full_source)
+    return CPUProgram(self, kernel.arg, path, fn_name, full_source), source
 
   def synchronize(self) -> None:
     """CPU kernels run to completion inside the call."""

@@ -59,11 +59,12 @@ class NVAllocator:
 
 
 class NVProgram:
-  """A rendered, assembled kernel; call with buffer addresses (queued, returns at once)."""
+  """A rendered, assembled kernel; call with buffer addresses (queued, returns at once). The cubin stays on the
+  object so a TinyJit capture can be saved as a replay file (frontend/replay_save.py)."""
   threads = 1  # DEBUG's kernel line: host threads (the GPU's parallelism is in info.global_extent)
 
-  def __init__(self, program, info):
-    self.program, self.info = program, info
+  def __init__(self, program, info, cubin: bytes = b""):
+    self.program, self.info, self.cubin = program, info, cubin
     self.grid, self.block = tuple(info.global_size), tuple(info.local_size)
 
   def __call__(self, addresses: list[int]) -> None:
@@ -125,7 +126,7 @@ class NVRuntime:
     from frontend.realize import getenv
     if getenv("DEBUG") >= 4:
       source += "\n" + (disassemble(cubin) or "(nvdisasm not found: pip install nvidia-cuda-nvdisasm)")
-    return NVProgram(Program(self.dev, cubin, name), info), source
+    return NVProgram(Program(self.dev, cubin, name), info, cubin), source
 
   def graph(self, items) -> NVGraph | None:
     """A replayable command buffer for a TinyJit capture, when every item is a kernel of this device."""

@@ -1,0 +1,406 @@
+"""`sov replay`: run a saved step (.sovreplay, tools/REPLAY_FORMAT.md) with only numpy and the driver imported.
+
+  sov replay step.sovreplay --info                                    # what the file holds
+  sov replay step.sovreplay --inputs batch.npz --iters 1000           # train: stream inputs, report the loss
+  sov replay step.sovreplay --inputs batch.npz --save-state out.npz   # then write the persistent buffers
+  python -m tools.replay ...                                          # the same, in a process without the frontend
+
+The npz holds one array per input slot, named as the file names them: shaped like the slot (one batch, reused every
+step) or with a leading step axis (step i reads row i, cycling when --iters is larger). Inputs with saved contents
+(e.g. a learning rate) may be left out: they keep their saved values.
+
+This module imports neither `frontend` nor `compiler`: a CPU file's kernels are shared objects loaded with cffi, an
+NV file's cubins are loaded by nvdrv.program and launched from one nvdrv.replay.CommandBuffer. Every check (format,
+checksum, target, inputs) happens before anything is allocated or run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from tools import replay_format
+from tools.replay_format import CPU_ABI, NUMPY_DTYPES, PERSISTENT_ROLES, ReplayFile, ReplayFormatError, host_isa
+
+
+DESCRIPTION = ("Run a step saved as a .sovreplay file (TinyJit.save, sov train-mnist --save-step) with only numpy and "
+               "the driver imported: stream inputs from an npz, report the loss, write the persistent buffers.")
+
+
+class ReplayError(Exception):
+  """A replay file cannot run here (another target) or was given unusable inputs; nothing was changed."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# target checks
+
+
+def check_target(rf: ReplayFile) -> None:
+  """Refuses a file this machine cannot run, before anything is loaded.
+
+  Raises:
+    ReplayError: naming what the file needs and what this machine has.
+  """
+  target = rf.manifest["target"]
+  kind = target["kind"]
+  if kind == "CPU":
+    _check_cpu_target(rf.path, target)
+  elif kind == "NV":
+    if not os.path.exists("/dev/nvidiactl"):
+      raise ReplayError(f"{rf.path} targets NV {target.get('arch')} ({target.get('generation')}, QMD "
+                        f"{target.get('qmd_version')}); this machine has no /dev/nvidiactl (no NVIDIA GPU or kernel "
+                        f"module). Run it on a machine with that GPU, or save the step on this machine's device")
+  else:
+    raise ReplayError(f"{rf.path} targets {kind}; this loader runs CPU and NV files (AMD replay is not built yet)")
+
+
+def _check_cpu_target(path: str, target: dict) -> None:
+  if target.get("abi") != CPU_ABI:
+    raise ReplayError(f"{path}: CPU kernel ABI {target.get('abi')!r}; this loader runs {CPU_ABI!r}")
+  here = (platform.system(), platform.machine())
+  there = (target.get("system"), target.get("machine"))
+  if here != there:
+    raise ReplayError(f"{path} holds CPU kernels compiled for {there[0]} {there[1]}; this machine is {here[0]} "
+                      f"{here[1]}. Save the step on a machine like this one")
+  missing = sorted(set(target.get("isa", [])) - set(host_isa()))
+  if missing:
+    raise ReplayError(f"{path} holds kernels compiled with {' '.join(target.get('flags', []))} on a CPU with "
+                      f"instruction sets this CPU lacks: {', '.join(missing)}. Save the step on this machine")
+
+
+def check_nv_device(path: str, target: dict, info) -> None:
+  """Refuses an NV file for another GPU generation or launch interface than the opened device's.
+
+  Raises:
+    ReplayError: naming the file's facts and the device's.
+  """
+  file_facts = (target.get("generation"), target.get("compute_class"), target.get("qmd_version"))
+  device_facts = (info.name, info.compute_class, info.qmd_version)
+  if file_facts != device_facts:
+    raise ReplayError(f"{path} targets NV {target.get('arch')} ({file_facts[0]}, compute class "
+                      f"0x{file_facts[1]:04x}, QMD {file_facts[2]}); this GPU is {device_facts[0]}, compute class "
+                      f"0x{device_facts[1]:04x}, QMD {device_facts[2]}. Save the step on this GPU")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# backends: memory, kernels and the launch list of one target
+
+
+def _cache_dir() -> str:
+  root = os.environ.get("SOV_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "sovereign"))
+  path = os.path.join(root, "replay")
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+class CPUBackend:
+  """CPU target: buffers are 64-byte aligned numpy arrays; each launch is a prebuilt (packed kernel, argument array)
+  pair, run by the file's thread pool exactly as the CPU runtime ran it (same threads, so the same chunks)."""
+
+  def __init__(self, rf: ReplayFile):
+    import cffi
+    m = rf.manifest
+    self.ffi = cffi.FFI()
+    self.ffi.cdef("int sov_pool_start(int workers);\nvoid sov_pool_run(void *fn, void **args, long long n, "
+                  "int threads);")
+    for entry in sorted({k["entry"] for k in m["kernels"]}):  # one declaration per name; each library has its own
+      self.ffi.cdef(f"void {entry}_packed(void **args, long long start, long long end);")
+    self.pool = self._dlopen(rf.blob(m["target"]["pool_so_blob"]))
+    threads = max([k["threads"] for k in m["kernels"]] + [1])
+    if threads > 1:
+      self.pool.sov_pool_start(threads - 1)
+    self.libs = [self._dlopen(rf.blob(k["so_blob"])) for k in m["kernels"]]
+    self.packed = [self.ffi.cast("void *", self.ffi.addressof(lib, f"{k['entry']}_packed"))
+                   for lib, k in zip(self.libs, m["kernels"])]
+    self.mem = [self.alloc(b["size"] * np.dtype(NUMPY_DTYPES[b["dtype"]]).itemsize) for b in m["buffers"]]
+    for b, mem in zip(m["buffers"], self.mem):
+      if b.get("init") is not None:
+        mem[:] = np.frombuffer(rf.blob(b["init"]), np.uint8)
+    self.launches = []
+    for launch in m["launches"]:
+      k = m["kernels"][launch["kernel"]]
+      args = self.ffi.new("void *[]", [self.ffi.cast("void *", self.mem[a].ctypes.data) for a in launch["args"]] or 1)
+      direct = getattr(self.libs[launch["kernel"]], f"{k['entry']}_packed")
+      self.launches.append((direct, self.packed[launch["kernel"]], args, k["global_extent"], k["threads"]))
+
+  def _dlopen(self, blob):
+    # Content-addressed files that stay: the dynamic loader knows a loaded object by its file's (device, inode), so
+    # a deleted temporary file whose inode the next one reuses would hand back the first library.
+    digest = hashlib.sha256(blob).hexdigest()[:32]
+    path = os.path.join(_cache_dir(), f"{digest}.so")
+    if not os.path.exists(path):
+      fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=os.path.dirname(path))
+      with os.fdopen(fd, "wb") as f:
+        f.write(blob)
+      os.replace(tmp, path)  # atomic: a concurrent loader never maps half a file
+    return self.ffi.dlopen(path)
+
+  @staticmethod
+  def alloc(nbytes: int) -> np.ndarray:
+    raw = np.zeros(nbytes + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + nbytes]
+
+  def check_memory(self, mem, nbytes: int, what: str) -> None:
+    if not isinstance(mem, np.ndarray) or mem.nbytes != nbytes or mem.ctypes.data % 64 or not mem.flags.c_contiguous:
+      raise ReplayError(f"{what}: bind a C-contiguous, 64-byte aligned numpy array of {nbytes} bytes (Replay.alloc "
+                        f"makes one); got {type(mem).__name__} of {getattr(mem, 'nbytes', '?')} bytes")
+
+  def set_address(self, launch: int, arg: int, mem: np.ndarray) -> None:
+    self.launches[launch][2][arg] = self.ffi.cast("void *", mem.ctypes.data)
+
+  def write(self, mem: np.ndarray, data: np.ndarray) -> None:
+    np.copyto(mem.reshape(-1).view(np.uint8), data.reshape(-1).view(np.uint8))
+
+  def read(self, buffer: int) -> np.ndarray:
+    return self.mem[buffer].copy()
+
+  def run(self) -> None:
+    # One thread: one call over [0, n), as the runtime makes it. The pool splits [0, n) into 4 * threads chunks, and
+    # a kernel's vector loop may round differently on a chunk's scalar tail, so the split must match the runtime's.
+    for direct, packed, args, n, threads in self.launches:
+      if threads == 1:
+        direct(args, 0, n)
+      else:
+        self.pool.sov_pool_run(packed, args, n, threads)
+
+
+class NVBackend:
+  """NV target: the cubins loaded by nvdrv.program.Program, buffers in HBM, the launch list built once into an
+  nvdrv.replay.CommandBuffer (dep mode: each QMD waits on the grid before it) and resubmitted each step."""
+
+  def __init__(self, rf: ReplayFile, dev=None):
+    from nvdrv.device import NVDevice
+    from nvdrv.program import Program
+    from nvdrv.replay import CommandBuffer
+    m = rf.manifest
+    self.dev = dev if dev is not None else NVDevice(0)
+    check_nv_device(rf.path, m["target"], self.dev.info)
+    self.programs = [Program(self.dev, bytes(rf.blob(k["cubin_blob"])), k["entry"]) for k in m["kernels"]]
+    self.mem = []
+    for b in m["buffers"]:
+      nbytes = b["size"] * np.dtype(NUMPY_DTYPES[b["dtype"]]).itemsize
+      self.mem.append(self.dev.mem.alloc_device(max(nbytes, 1)))
+      if b.get("init") is not None and nbytes:
+        self.dev.copyin(self.mem[-1], np.frombuffer(rf.blob(b["init"]), np.uint8))
+    self.sizes = [b["size"] * np.dtype(NUMPY_DTYPES[b["dtype"]]).itemsize for b in m["buffers"]]
+    self.cb = CommandBuffer(self.dev, mode="dep")
+    for launch in m["launches"]:
+      k = m["kernels"][launch["kernel"]]
+      self.cb.launch(self.programs[launch["kernel"]], *[self.mem[a] for a in launch["args"]], grid=tuple(k["grid"]),
+                     block=tuple(k["block"]))
+    self.cb.finalize()
+
+  def alloc(self, nbytes: int):
+    return self.dev.mem.alloc_device(max(nbytes, 1))
+
+  def check_memory(self, mem, nbytes: int, what: str) -> None:
+    if not hasattr(mem, "va") or mem.size < nbytes:
+      raise ReplayError(f"{what}: bind a GPUMemory of at least {nbytes} bytes (Replay.alloc makes one); got "
+                        f"{type(mem).__name__} of {getattr(mem, 'size', '?')} bytes")
+
+  def set_address(self, launch: int, arg: int, mem) -> None:
+    self.cb.set_arg(launch, arg, mem)  # waits for the previous submit, then patches the constant bank in place
+
+  def write(self, mem, data: np.ndarray) -> None:
+    if self.cb.last_value:
+      self.dev.compute.wait(self.cb.last_value)  # the previous step may still read this buffer
+    self.dev.copyin(mem, data)
+
+  def read(self, buffer: int) -> np.ndarray:
+    if self.cb.last_value:
+      self.dev.compute.wait(self.cb.last_value)
+    return self.dev.copyout(self.mem[buffer], self.sizes[buffer])
+
+  def run(self) -> None:
+    self.cb.submit()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the loaded step
+
+
+class Replay:
+  """A loaded replay file, ready to run steps. Build with `load`."""
+
+  def __init__(self, rf: ReplayFile, backend):
+    self.file, self.backend = rf, backend
+    m = rf.manifest
+    self.buffers = m["buffers"]
+    self.inputs = {s["name"]: s for s in m["inputs"]}
+    self.outputs = {s["name"]: s for s in m["outputs"]}
+    self.slots = {name: [(i, j) for i, launch in enumerate(m["launches"]) for j, a in enumerate(launch["args"])
+                         if a == s["buffer"]] for name, s in self.inputs.items()}
+    self.bound: dict[str, object] = {}  # input name -> caller memory patched into the launches (bind)
+    self.steps = 0
+
+  def input_spec(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    slot = self.inputs[name]
+    return tuple(slot["shape"]), np.dtype(NUMPY_DTYPES[self.buffers[slot["buffer"]]["dtype"]])
+
+  def check_feeds(self, feeds: dict[str, np.ndarray], stepped: bool = False) -> None:
+    """Checks names, shapes and dtypes of `feeds` (with a leading step axis when `stepped`).
+
+    Raises:
+      ReplayError: an unknown name, a missing input without saved contents, a wrong shape or dtype.
+    """
+    for name, value in feeds.items():
+      if name not in self.inputs:
+        raise ReplayError(f"input {name!r} is not a slot of {self.file.path}; its inputs are {list(self.inputs)}")
+      shape, dtype = self.input_spec(name)
+      value = np.asarray(value)
+      if value.dtype != dtype:
+        raise ReplayError(f"input {name!r} is {value.dtype}, the step takes {dtype}; convert it with "
+                          f".astype(np.{dtype.name})")
+      if value.shape != shape and not (stepped and value.shape[1:] == shape and value.shape[0] > 0):
+        steps = " or (steps, *shape)" if stepped else ""
+        raise ReplayError(f"input {name!r} has shape {value.shape}, the step takes {shape}{steps}")
+    missing = [n for n, s in self.inputs.items() if n not in feeds and n not in self.bound
+               and self.buffers[s["buffer"]].get("init") is None]
+    if missing and self.steps == 0:
+      raise ReplayError(f"inputs {missing} have no saved contents; give them (arrays named {missing})")
+
+  def bind(self, name: str, memory) -> None:
+    """Makes input `name` read `memory` (CPU: an aligned numpy array the loader's alloc returns; NV: a GPUMemory):
+    its address is patched into every launch argument that reads the input. The caller then writes inputs there."""
+    if name not in self.inputs:
+      raise ReplayError(f"input {name!r} is not a slot of {self.file.path}; its inputs are {list(self.inputs)}")
+    shape, dtype = self.input_spec(name)
+    self.backend.check_memory(memory, int(np.prod(shape)) * dtype.itemsize, f"bind({name!r})")
+    for launch, arg in self.slots[name]:
+      self.backend.set_address(launch, arg, memory)
+    self.bound[name] = memory
+
+  def step(self, feeds: dict[str, np.ndarray] | None = None) -> None:
+    """Runs one step: writes the fed inputs, then every launch in order."""
+    feeds = feeds or {}
+    self.check_feeds(feeds)
+    for name, value in feeds.items():
+      memory = self.bound.get(name, self.backend.mem[self.inputs[name]["buffer"]])
+      self.backend.write(memory, np.ascontiguousarray(value))
+    self.backend.run()
+    self.steps += 1
+
+  def alloc(self, name: str):
+    """Device memory sized for input `name`, to `bind` (CPU: an aligned numpy uint8 array; NV: a GPUMemory)."""
+    shape, dtype = self.input_spec(name)
+    return self.backend.alloc(int(np.prod(shape)) * dtype.itemsize)
+
+  def output(self, name: str) -> np.ndarray:
+    slot = self.outputs[name]
+    dtype = NUMPY_DTYPES[self.buffers[slot["buffer"]]["dtype"]]
+    return self.backend.read(slot["buffer"]).view(dtype).reshape(slot["shape"])
+
+  def state(self) -> dict[str, np.ndarray]:
+    """The persistent buffers (parameters, optimizer state, unnamed state, fed inputs with saved contents) by name."""
+    out = {}
+    for i, b in enumerate(self.buffers):
+      if b["role"] in PERSISTENT_ROLES or (b["role"] == "input" and b.get("init") is not None):
+        data = self.backend.read(i).view(NUMPY_DTYPES[b["dtype"]])
+        out[b["name"]] = data.reshape(b["shape"]) if b.get("shape") is not None else data
+    return out
+
+
+def load(path: str, nv_device=None, rf: ReplayFile | None = None) -> Replay:
+  """Reads, checks and loads a replay file (format, checksum, target; then kernels, buffers, launches).
+
+  Args:
+    path: the .sovreplay file.
+    nv_device: an open nvdrv NVDevice to load an NV file on (default: open GPU 0).
+    rf: the file already read by replay_format.read (then `path` is not read again).
+
+  Raises:
+    ReplayFormatError: not a replay file, a newer format version, corrupted.
+    ReplayError: a file for another target.
+  """
+  rf = rf if rf is not None else replay_format.read(path)
+  check_target(rf)
+  if rf.manifest["target"]["kind"] == "CPU":
+    return Replay(rf, CPUBackend(rf))
+  return Replay(rf, NVBackend(rf, nv_device))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("file", help="the .sovreplay file (TinyJit.save, sov train-mnist --save-step)")
+  parser.add_argument("--inputs", metavar="NPZ", help="arrays named by input slot, optionally with a step axis")
+  parser.add_argument("--iters", type=int, default=None, metavar="N",
+                      help="steps to run (default: the npz's step count, else 1)")
+  parser.add_argument("--save-state", metavar="NPZ", help="write the persistent buffers here after the last step")
+  parser.add_argument("--print-every", type=int, default=0, metavar="K", help="print the loss every K steps")
+  parser.add_argument("--info", action="store_true", help="describe the file and exit")
+
+
+def _load_inputs(replay: Replay, path: str | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+  """(per-step arrays, reused arrays, step count of the npz or 0) after checking every array."""
+  if path is None:
+    replay.check_feeds({})
+    return {}, {}, 0
+  with np.load(path, allow_pickle=False) as npz:
+    arrays = {name: npz[name] for name in npz.files}
+  replay.check_feeds(arrays, stepped=True)
+  stepped = {n: a for n, a in arrays.items() if a.shape != replay.input_spec(n)[0]}
+  reused = {n: a for n, a in arrays.items() if n not in stepped}
+  counts = {len(a) for a in stepped.values()}
+  if len(counts) > 1:
+    raise ReplayError(f"{path}: inputs with a step axis disagree on the step count: "
+                      f"{ {n: len(a) for n, a in stepped.items()} }")
+  return stepped, reused, counts.pop() if counts else 0
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+  rf = replay_format.read(args.file)
+  if args.info:
+    print(replay_format.describe(rf))
+    return 0
+  start = time.perf_counter()
+  replay = load(args.file, rf=rf)
+  stepped, reused, count = _load_inputs(replay, args.inputs)
+  iters = args.iters if args.iters is not None else max(count, 1)
+  if iters < 1:
+    raise ReplayError(f"--iters {iters}: give a whole number >= 1")
+  print(f"loaded {args.file}: {len(rf.manifest['launches'])} launches per step on {rf.manifest['target']['kind']} "
+        f"in {(time.perf_counter() - start) * 1e3:.1f} ms")
+  if count and iters > count:
+    print(f"note: {count} steps of inputs for {iters} iterations; cycling through them")
+  has_loss = "loss" in replay.outputs
+  start = time.perf_counter()
+  for i in range(iters):
+    feeds = dict(reused) if i == 0 else {}
+    feeds.update({n: a[i % count] for n, a in stepped.items()})
+    replay.step(feeds)
+    if has_loss and args.print_every and (i + 1) % args.print_every == 0:
+      print(f"step {i + 1}: loss {float(replay.output('loss').reshape(-1)[0]):.6f}")
+  elapsed = time.perf_counter() - start
+  outputs = {n: replay.output(n) for n in replay.outputs}
+  summary = ", ".join(f"{n} {o.reshape(-1)[0]:.6g}" if o.size == 1 else f"{n} {o.shape}" for n, o in outputs.items())
+  print(f"{iters} steps in {elapsed:.3f} s ({elapsed / iters * 1e3:.2f} ms/step); last step: {summary or 'no outputs'}")
+  if args.save_state:
+    np.savez(args.save_state, **replay.state())
+    print(f"state: {args.save_state}")
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """`python -m tools.replay`: `sov replay` in a process that imports neither the frontend nor the compiler."""
+  parser = argparse.ArgumentParser(prog="sov replay", description=DESCRIPTION)
+  add_arguments(parser)
+  args = parser.parse_args(argv)
+  try:
+    return main_from_args(args)
+  except (ReplayError, ReplayFormatError, OSError) as e:
+    print(f"sov replay: error: {e}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
