@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
 
 from am.pm4.pm4 import PM4Stream
+from compiler.rdna.codeobj import kernarg_segment
 
 LDS_GRANULE = 128 * 4
 USER_SGPRS = (("ENABLE_SGPR_DISPATCH_PTR", "dispatch_ptr", 2), ("ENABLE_SGPR_QUEUE_PTR", "queue_ptr", 2),
@@ -83,21 +83,7 @@ class GpuKernel:
 
     Raises:
       ValueError: the wrong number of arguments, or a value that does not fit."""
-    k = self.kernel
-    seg = bytearray(max(k.kernarg_size, 16))
-    explicit = [a for a in k.args if not a.value_kind.startswith("hidden_")]
-    if len(args) != len(explicit):
-      names = ", ".join(a.name or a.value_kind for a in explicit)
-      raise ValueError(f"kernel {k.name} takes {len(explicit)} arguments ({names}), got {len(args)}")
-    for a, value in zip(explicit, args):
-      seg[a.offset:a.offset + a.size] = arg_bytes(value, a.size, a.name or str(a.offset))
-    hidden = {"hidden_block_count_x": grid[0], "hidden_block_count_y": grid[1], "hidden_block_count_z": grid[2],
-              "hidden_group_size_x": block[0], "hidden_group_size_y": block[1], "hidden_group_size_z": block[2],
-              "hidden_grid_dims": 1 + (grid[1] * block[1] > 1 or grid[2] * block[2] > 1) + (grid[2] * block[2] > 1)}
-    for a in k.args:
-      if a.value_kind in hidden:
-        seg[a.offset:a.offset + a.size] = arg_bytes(hidden[a.value_kind], a.size, a.value_kind)
-    return bytes(seg)
+    return kernarg_segment(self.kernel, args, grid, block)
 
   def dispatch_packet(self, grid: tuple, block: tuple, kernarg_va: int) -> bytes:
     packet = bytearray(64)
@@ -139,19 +125,3 @@ class GpuKernel:
     s.dispatch_direct(*grid, initiator)
     s.event_write("CS_PARTIAL_FLUSH", CS_PARTIAL_FLUSH_INDEX)
     return s
-
-
-def arg_bytes(value, size: int, name: str) -> bytes:
-  if isinstance(value, (bytes, bytearray)):
-    data = bytes(value)
-  elif isinstance(value, (np.generic, np.ndarray)):
-    data = np.asarray(value).tobytes()
-  elif isinstance(value, float):
-    data = struct.pack("<f" if size == 4 else "<d", value) if size in (4, 8) else b""
-  elif isinstance(value, (int, np.integer)):
-    data = (int(value) & ((1 << 8 * size) - 1)).to_bytes(size, "little")
-  else:
-    raise ValueError(f"kernel argument {name}: cannot pass {type(value).__name__} (use int, float, bytes or numpy)")
-  if len(data) != size:
-    raise ValueError(f"kernel argument {name} takes {size} bytes, got {len(data)}")
-  return data

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compiler.rdna.codeobj import kernarg_segment
+
 from .errors import DispatchError
 from .memory import FlatMemory, Memory
 from .program import Program
@@ -200,39 +202,12 @@ def initial_group(ctx: Context, lay: Layout, wgs: np.ndarray, grid: tuple, block
 
 # ---- kernel arguments and the high-level entry ---------------------------------------------------------------------
 
-def arg_bytes(value, size: int, name: str) -> bytes:
-  if isinstance(value, (bytes, bytearray)):
-    data = bytes(value)
-  elif isinstance(value, np.generic) or isinstance(value, np.ndarray):
-    data = np.asarray(value).tobytes()
-  elif isinstance(value, float):
-    data = struct.pack("<f" if size == 4 else "<d", value) if size in (4, 8) else b""
-  elif isinstance(value, (int, np.integer)):
-    data = (int(value) & ((1 << 8 * size) - 1)).to_bytes(size, "little")
-  else:
-    raise DispatchError(f"kernel argument {name}: cannot pass {type(value).__name__} (use int, float, bytes or numpy)")
-  if len(data) != size:
-    raise DispatchError(f"kernel argument {name} takes {size} bytes, got {len(data)}")
-  return data
-
-
 def build_kernargs(kernel, args, grid: tuple, block: tuple, dynamic_lds: int = 0) -> bytes:
-  """The kernarg segment: explicit arguments in metadata order from `args`, hidden v5 arguments for the grid."""
-  seg = bytearray(max(kernel.kernarg_size, 16))
-  explicit = [a for a in kernel.args if not a.value_kind.startswith("hidden_")]
-  if len(args) != len(explicit):
-    names = ", ".join(a.name or a.value_kind for a in explicit)
-    raise DispatchError(f"kernel {kernel.name} takes {len(explicit)} arguments ({names}), got {len(args)}")
-  for a, value in zip(explicit, args):
-    seg[a.offset:a.offset + a.size] = arg_bytes(value, a.size, a.name or str(a.offset))
-  hidden = {"hidden_block_count_x": grid[0], "hidden_block_count_y": grid[1], "hidden_block_count_z": grid[2],
-            "hidden_group_size_x": block[0], "hidden_group_size_y": block[1], "hidden_group_size_z": block[2],
-            "hidden_grid_dims": 1 + (grid[1] * block[1] > 1 or grid[2] * block[2] > 1) + (grid[2] * block[2] > 1),
-            "hidden_dynamic_lds_size": dynamic_lds}
-  for a in kernel.args:
-    if a.value_kind in hidden:
-      seg[a.offset:a.offset + a.size] = arg_bytes(hidden[a.value_kind], a.size, a.value_kind)
-  return bytes(seg)
+  """The kernarg segment (compiler.rdna.codeobj.kernarg_segment); a bad argument raises DispatchError."""
+  try:
+    return kernarg_segment(kernel, args, grid, block, dynamic_lds)
+  except ValueError as e:
+    raise DispatchError(str(e)) from e
 
 
 def dispatch(code_object, kernel_name: str, grid, block, args=(), memory: FlatMemory | None = None, *,

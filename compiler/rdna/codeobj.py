@@ -25,6 +25,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+import numpy as np
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
@@ -415,3 +416,49 @@ class Loader:
     end = entry + funcs[entry] if funcs[entry] else min([a for a in funcs if a > entry] + [len(image)])
     code = image[entry:end]
     return Kernel(meta.name, code, descriptor, meta, kd_addr, entry)
+
+
+# ---- kernel arguments ------------------------------------------------------------------------------------------------
+
+def kernarg_bytes(value, size: int, name: str) -> bytes:
+  """One argument's bytes: ints (pointers, integers; two's complement), floats (f32 or f64 by size), numpy values or
+  bytes of exactly `size`.
+
+  Raises:
+    ValueError: a value of another type, or one whose bytes are not `size` long."""
+  if isinstance(value, (bytes, bytearray)):
+    data = bytes(value)
+  elif isinstance(value, (np.generic, np.ndarray)):
+    data = np.asarray(value).tobytes()
+  elif isinstance(value, float):
+    data = struct.pack("<f" if size == 4 else "<d", value) if size in (4, 8) else b""
+  elif isinstance(value, (int, np.integer)):
+    data = (int(value) & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+  else:
+    raise ValueError(f"kernel argument {name}: cannot pass {type(value).__name__} (use int, float, bytes or numpy)")
+  if len(data) != size:
+    raise ValueError(f"kernel argument {name} takes {size} bytes, got {len(data)}")
+  return data
+
+
+def kernarg_segment(kernel: Kernel, args, grid: tuple, block: tuple, dynamic_lds: int = 0) -> bytes:
+  """The kernarg segment of a dispatch: the explicit arguments in metadata order from `args`, then the hidden code
+  object v5 arguments the metadata asks for (block counts, group sizes, grid dims, dynamic LDS size).
+
+  Raises:
+    ValueError: the wrong number of arguments, or a value that does not fit its slot."""
+  seg = bytearray(max(kernel.kernarg_size, 16))
+  explicit = [a for a in kernel.args if not a.value_kind.startswith("hidden_")]
+  if len(args) != len(explicit):
+    names = ", ".join(a.name or a.value_kind for a in explicit)
+    raise ValueError(f"kernel {kernel.name} takes {len(explicit)} arguments ({names}), got {len(args)}")
+  for a, value in zip(explicit, args):
+    seg[a.offset:a.offset + a.size] = kernarg_bytes(value, a.size, a.name or str(a.offset))
+  hidden = {"hidden_block_count_x": grid[0], "hidden_block_count_y": grid[1], "hidden_block_count_z": grid[2],
+            "hidden_group_size_x": block[0], "hidden_group_size_y": block[1], "hidden_group_size_z": block[2],
+            "hidden_grid_dims": 1 + (grid[1] * block[1] > 1 or grid[2] * block[2] > 1) + (grid[2] * block[2] > 1),
+            "hidden_dynamic_lds_size": dynamic_lds}
+  for a in kernel.args:
+    if a.value_kind in hidden:
+      seg[a.offset:a.offset + a.size] = kernarg_bytes(hidden[a.value_kind], a.size, a.value_kind)
+  return bytes(seg)
