@@ -49,11 +49,10 @@ from am.device import AMDevice
 from am.ip.ih import IVEntry
 from am.kfd import generated as facts
 from am.mmio.pci import MemoryAperture
-from am.pm4.decode import parse_sdma
 from am.simcard.card import MMIO_REG_HOLE_OFFSET, SimCard
 from am.simcard.engines import SimGmc
-from am.simcard.gpuvm import read_va, write_va
-from am.simcard.sdma import WAIT, SimSdma
+from am.simcard.gpuvm import write_va
+from am.simcard.sdma import SimSdma
 
 C = facts.CONSTANTS
 PAGE = 4096
@@ -151,26 +150,7 @@ class UserSdma(SimSdma):
       hub.forced = None
 
   def _run(self) -> None:
-    if self.hung or self.rptr >= self.wptr:
-      return
-    words = []
-    for at in range(self.rptr, self.wptr, 4):
-      data = read_va(self.card, self.ring + at % self.ring_bytes, 4, "SDMA ring fetch")
-      if data is None:
-        self.hung = f"ring fetch at byte {at} faulted"
-        return
-      words.append(int.from_bytes(data, "little"))
-    for packet in parse_sdma(words, self.card.caps.sdma_generation):
-      result = self.execute(packet)
-      if result == WAIT:
-        break
-      if result:
-        self.hung = f"{packet.name} at byte {self.rptr}: {result}"
-        break
-      self.rptr += 4 * (1 + len(packet.dwords))
-      self.packets += 1
-      if self.hung:
-        break
+    self.execute_ring(self.ring, self.ring_bytes)
     write_va(self.card, self.rptr_va, struct.pack("<Q", self.rptr), "SDMA rptr write-back")
 
 

@@ -95,10 +95,9 @@ class SimSdma:
       self.run()
     return self.rptr != before
 
-  def run(self) -> None:
-    gc = self.card.gc
-    ring_bytes = 4 << gc.regSDMA0_QUEUE0_RB_CNTL.read_fields()["RB_SIZE"]
-    base = self.ring_base()
+  def execute_ring(self, base: int, ring_bytes: int) -> None:
+    """Fetch the packets between rptr and wptr from the ring at GPU address `base` and execute them, until one
+    waits or fails (the queue then stops, `hung` saying why)."""
     if self.hung or self.rptr >= self.wptr:
       return
     words = []
@@ -120,6 +119,12 @@ class SimSdma:
       self.packets += 1
       if self.hung:
         break
+
+  def run(self) -> None:
+    if self.hung or self.rptr >= self.wptr:
+      return
+    gc = self.card.gc
+    self.execute_ring(self.ring_base(), 4 << gc.regSDMA0_QUEUE0_RB_CNTL.read_fields()["RB_SIZE"])
     wb = gc.regSDMA0_QUEUE0_RB_RPTR_ADDR_LO.read() | gc.regSDMA0_QUEUE0_RB_RPTR_ADDR_HI.read() << 32
     if gc.regSDMA0_QUEUE0_RB_CNTL.read_fields()["RPTR_WRITEBACK_ENABLE"]:
       write_va(self.card, wb, struct.pack("<Q", self.rptr), "SDMA rptr write-back")
