@@ -17,13 +17,18 @@ setup(
     # gguf (gguf-py, llama.cpp's reader and writer) lets tests/test_gguf.py write GGUF files and check against its
     # numpy dequantizers; tokenizers, jinja2 and safetensors are the models extra, for tests/test_llama.py and
     # tests/test_bert.py. msgpack is the reference that tests/test_rdna_codeobj.py checks compiler/rdna/msgpack.py
-    # against; pyyaml writes and reads the YAML metadata of llvm-mc and llvm-readobj there.
+    # against; pyyaml writes and reads the YAML metadata of llvm-mc and llvm-readobj there. mpi4py and mpich (the mpi
+    # extra) let tests/test_mpi.py run real MPI jobs of 2 and 3 processes.
     "test": ["pytest", "pytest-xdist", "hypothesis", "torch==2.13.0+cpu", "nvidia-cuda-nvcc-cu12==12.9.86",
              "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm", "gguf>=0.19", "tokenizers", "jinja2", "safetensors",
-             "msgpack", "pyyaml"],
+             "msgpack", "pyyaml", "mpi4py>=4", "mpich"],
     # DEV=NV: the PTX assembler and, for DEBUG=4, the SASS disassembler (pip wheels; never libcuda)
     "nv": ["nvidia-cuda-nvcc-cu12==12.9.86", "nvidia-cuda-nvdisasm"],
     "train": ["tqdm", "matplotlib", "safetensors", "scikit-learn"],
+    # data-parallel training over processes and hosts (frontend.nn.distributed, `sov train-mnist --mpi`): mpi4py, and
+    # the mpich wheel, which ships libmpi and mpiexec (no system MPI needed; a system MPI works too, with mpi4py built
+    # against it)
+    "mpi": ["mpi4py>=4", "mpich"],
     # loading pretrained models: .gguf files (frontend.nn.gguf), their byte-level BPE tokenizer and chat template
     # (frontend.models, `sov run`); BERT sentence encoders from .safetensors and their WordPiece tokenizer.json
     # (frontend.models.bert, `sov embed`)

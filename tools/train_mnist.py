@@ -5,6 +5,21 @@
   sov train-mnist --devices 4                       # data-parallel over CPU, CPU:1, CPU:2, CPU:3
   python -m tools.train_mnist --help                # the same, without the console script
 
+Data-parallel over processes (or hosts) that exchange gradients through MPI, one process per rank:
+  mpiexec -n 2 python -m tools.sov train-mnist --mpi --dataset digits --steps 200
+  mpiexec -hosts node1,node2 -ppn 1 python -m tools.sov train-mnist --mpi   # one rank per host: Hydra starts them
+                                                                            # through ssh; same paths on every host
+
+Every rank draws the same global batch order (same --seed) and takes its slice of each global batch of --batch-size
+(32 over 3 ranks: 11, 11, 10 rows); rank 0's initial weights are broadcast; after backward the gradients are summed
+over the ranks, each weighted by its share of the batch (frontend/nn/distributed.py), so every rank takes the same
+Adam step. Batch norm normalizes over each rank's slice (as torch's DistributedDataParallel without SyncBatchNorm), and
+its running statistics are averaged over the ranks before the test set is evaluated (split over the ranks too). Only
+rank 0 prints and writes files. --mpi combines with --devices N (MPI between processes, shards inside each). It needs
+mpi4py and an MPI library: `pip install -e '.[mpi]'` (mpi4py and the mpich wheel, which ships mpiexec). On a machine
+without ssh, MPICH's launcher may need `mpiexec -launcher fork -bind-to none -n 2 ...` (tests/test_mpi.py runs so).
+Ranks on one machine share its cores: CPU_THREADS=<cores / ranks> keeps their CPU kernels from oversubscribing them.
+
 Writes <out>/mnist.safetensors (the model's state dict; input normalization and test accuracy in its metadata) and
 <out>/loss.png (training loss per step). The data comes from frontend.nn.datasets.load_training_data: MNIST from the
 package index (cached after the first run), else the digits fallback.
@@ -136,6 +151,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--devices", type=_positive_int, default=1, metavar="N",
                       help="data-parallel over N devices of --device's kind (CPU, CPU:1, ...): parameters replicated, "
                            "each batch split along its first axis, gradients all-reduced (frontend/multi.py)")
+  parser.add_argument("--mpi", action="store_true",
+                      help="data-parallel over the ranks of an MPI job (run under `mpiexec -n N`): each rank trains "
+                           "on its slice of every global batch and gradients are all-reduced through mpi4py")
   parser.add_argument("--epochs", type=_positive_int, default=1, metavar="N", help="passes over the training set")
   parser.add_argument("--steps", type=_positive_int, default=None, metavar="N",
                       help="train for exactly N steps instead of --epochs")
@@ -165,6 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class TrainConfig:
   device: str | None = None
   devices: int = 1
+  mpi: bool = False
   epochs: int = 1
   steps: int | None = None
   batch_size: int = 64
@@ -191,6 +210,8 @@ class TrainResult:
   eval_seconds: float = 0.0
   weights_path: Path | None = None
   plot_path: Path | None = None
+  rank: int = 0  # this process's MPI rank (0 without --mpi)
+  ranks: int = 1  # the number of MPI ranks that trained together
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -297,23 +318,48 @@ def _make_train_step(model: MnistCnn, opt):
   return train_step
 
 
+def _make_mpi_train_step(model: MnistCnn, opt, comm, batch_size: int):
+  """The step of --mpi: x, y are this rank's slice of a global batch of batch_size rows. Returns the global batch's
+  mean loss and number of correct predictions as numpy scalars (summed on the host over the ranks)."""
+  from frontend.nn.distributed import all_reduce_gradients
+
+  def train_step(x: Tensor, y: Tensor) -> tuple[np.float64, np.int64]:
+    opt.zero_grad()
+    logits = model(x)
+    loss = logits.sparse_categorical_crossentropy(y)
+    loss.backward()
+    correct = (logits.argmax(-1) == y).sum()
+    Tensor.realize(loss, correct, *[p.grad for p in opt.params])
+    share = x.shape[0] / batch_size  # this rank's weight: sum of share * grad is the global batch's mean gradient
+    all_reduce_gradients(opt.params, comm, weight=share)
+    opt.step()
+    totals = comm.allreduce(np.array([loss.item() * share, correct.item()]))  # MPI_SUM of the pickled arrays
+    return np.float64(totals[0]), np.int64(totals[1])
+  return train_step
+
+
 def _fit(model: MnistCnn, opt, config: TrainConfig, batches, images_of, labels: np.ndarray, steps: int,
-         group: tuple[str, ...] | None = None) -> list[float]:
-  """Runs the training steps with a progress bar; returns the loss of every step.
+         group: tuple[str, ...] | None = None, comm=None) -> list[float]:
+  """Runs the training steps with a progress bar (on rank 0 only); returns the loss of every step.
 
   Args:
-    batches: row indices of each step's batch (see _batch_order).
+    batches: row indices of each step's global batch (see _batch_order).
     images_of: rows -> normalized float32 images of those rows.
     group: the devices of data-parallel training (each batch is sharded over them along axis 0), or None.
+    comm: the MPI communicator of --mpi (each rank trains on its slice of every batch), or None.
   """
   from tqdm import tqdm
-  step_fn = _make_train_step(model, opt)
+  if comm is None:
+    step_fn = _make_train_step(model, opt)
+  else:
+    step_fn = _make_mpi_train_step(model, opt, comm, config.batch_size)
   if config.jit:
     step_fn = TinyJit(step_fn)
   save_at = config.save_at if config.save_at is not None else steps
   later: dict[str, list[np.ndarray]] = {"x": [], "y": [], "lr": []}  # inputs of the steps after the save
   losses = []
-  with tqdm(total=steps, unit="step", dynamic_ncols=True, desc="train") as bar:
+  quiet = comm is not None and comm.Get_rank() != 0
+  with tqdm(total=steps, unit="step", dynamic_ncols=True, desc="train", disable=quiet) as bar:
     for step, rows in enumerate(batches):
       opt.lr = cosine_lr(config.lr, step, steps)  # written into the lr buffer the captured kernels read
       images, targets = images_of(rows), labels[rows].astype(np.int32)
@@ -321,8 +367,8 @@ def _fit(model: MnistCnn, opt, config: TrainConfig, batches, images_of, labels: 
         later["x"].append(images)
         later["y"].append(targets)
         later["lr"].append(np.array([cosine_lr(config.lr, step, steps)], np.float32))
-      x = _on(Tensor(images), group)
-      y = _on(Tensor(targets), group)
+      x = _on(images, group, comm)
+      y = _on(targets, group, comm)
       loss, correct = step_fn(x, y)
       if config.save_step is not None and step + 1 == save_at:
         _save_step(step_fn, model, opt, config.save_step)
@@ -334,8 +380,14 @@ def _fit(model: MnistCnn, opt, config: TrainConfig, batches, images_of, labels: 
   return losses
 
 
-def _on(t: Tensor, group: tuple[str, ...] | None) -> Tensor:
-  """t as training feeds it: sharded along the batch axis over the data-parallel devices, or as it is."""
+def _on(values: np.ndarray, group: tuple[str, ...] | None, comm=None) -> Tensor:
+  """A batch as training feeds it: under MPI this rank's slice of it; sharded along the batch axis over the
+  data-parallel devices, or as it is."""
+  if comm is not None:
+    from frontend.nn.distributed import rank_bounds
+    lo, hi = rank_bounds(len(values), comm)
+    values = values[lo:hi]
+  t = Tensor(values)
   return t if group is None else t.shard(group, axis=0)
 
 
@@ -353,16 +405,21 @@ def _save_step(step_fn, model: MnistCnn, opt, path: Path) -> None:
 
 
 def evaluate(model: MnistCnn, images: np.ndarray, labels: np.ndarray, mean: float, std: float,
-             group: tuple[str, ...] | None = None) -> int:
+             group: tuple[str, ...] | None = None, comm=None) -> int:
   """The number of test images the model classifies correctly (inference mode: batch norm's running statistics);
-  with a device group, each batch is sharded over it like the training batches."""
+  with a device group, each batch is sharded over it like the training batches; under MPI each rank evaluates its
+  slice of the test set and the counts are summed (every rank gets the total)."""
+  if comm is not None:
+    from frontend.nn.distributed import rank_bounds
+    lo, hi = rank_bounds(len(images), comm)
+    images, labels = images[lo:hi], labels[lo:hi]
   correct = 0
   with _training_mode(False):
     for start in range(0, len(images), EVAL_BATCH):
-      x = _on(Tensor(_normalize(images[start:start + EVAL_BATCH], mean, std)), group)
+      x = _on(_normalize(images[start:start + EVAL_BATCH], mean, std), group)
       predicted = model(x).argmax(-1).numpy()
       correct += int((predicted == labels[start:start + EVAL_BATCH]).sum())
-  return correct
+  return correct if comm is None else comm.allreduce(correct)
 
 
 def _save_plot(path: Path, result: TrainResult, batch_size: int) -> None:
@@ -383,6 +440,8 @@ def _save_plot(path: Path, result: TrainResult, batch_size: int) -> None:
   ax.set_xlabel(f"step (batch of {batch_size})")
   ax.set_ylabel("cross-entropy loss")
   where = result.device if isinstance(result.device, str) else f"{len(result.device)} x {result.device[0]}"
+  if result.ranks > 1:
+    where = f"{result.ranks} MPI ranks x {where}"
   ax.set_title(f"{result.dataset} on {where}: test accuracy {result.test_accuracy:.2%}")
   ax.grid(True, which="both", alpha=0.3)
   ax.legend()
@@ -411,8 +470,8 @@ def _check_save_options(config: TrainConfig) -> None:
     if config.save_at is not None or config.save_inputs is not None:
       raise TrainError("--save-at and --save-inputs go with --save-step FILE")
     return
-  if config.devices > 1:
-    raise TrainError("--save-step saves a one-device TinyJit capture; drop --devices or --save-step")
+  if config.devices > 1 or config.mpi:
+    raise TrainError("--save-step saves a one-device TinyJit capture; drop --devices/--mpi or --save-step")
   if not config.jit:
     raise TrainError("--save-step saves the TinyJit capture of the step; drop --no-jit")
   if config.save_at is not None and config.steps is not None and config.save_at > config.steps:
@@ -422,8 +481,30 @@ def _check_save_options(config: TrainConfig) -> None:
                      "or more")
 
 
+def _mpi_world(config: TrainConfig):
+  """--mpi: MPI.COMM_WORLD (a world of one rank without mpiexec); None without --mpi.
+
+  Raises:
+    TrainError: mpi4py or an MPI library is missing, or a global batch has fewer rows than there are ranks.
+  """
+  if not config.mpi:
+    return None
+  from frontend.nn.distributed import MpiUnavailable, world
+  try:
+    comm = world()
+  except MpiUnavailable as e:
+    raise TrainError(f"--mpi: {e}") from e
+  ranks = comm.Get_size()
+  if config.batch_size < ranks:
+    raise TrainError(f"--batch-size {config.batch_size} is smaller than the {ranks} MPI ranks, so some rank would get "
+                     f"no rows of a batch; pass --batch-size {ranks} or more")
+  return comm
+
+
 def train(config: TrainConfig, log=print) -> TrainResult:
   """Trains MnistCnn, evaluates it on the test set, and writes the weights and the loss plot under config.out.
+  Under --mpi every rank calls this; only rank 0 logs and writes files, and a failure on any rank ends every rank
+  (MPI_Abort) instead of leaving the others waiting for its gradients.
 
   Args:
     config: what to train and where; see `sov train-mnist --help`.
@@ -440,8 +521,26 @@ def train(config: TrainConfig, log=print) -> TrainResult:
   _check_save_options(config)
   device = _pick_device(config.device)
   group = _device_group(device, config.devices)
-  jit = config.jit and group is None  # a TinyJit capture holds the kernels of one device, not the copies between
-  _prepare_out(config.out)
+  comm = _mpi_world(config)
+  if comm is None:
+    return _train(config, log, device, group, None)
+  from frontend.nn.distributed import abort_on_error
+  if comm.Get_rank() != 0:
+    log = _silent
+  with abort_on_error(comm):
+    return _train(config, log, device, group, comm)
+
+
+def _silent(line: str) -> None:
+  """The log of MPI ranks other than 0."""
+
+
+def _train(config: TrainConfig, log, device: str, group: tuple[str, ...] | None, comm) -> TrainResult:
+  rank = 0 if comm is None else comm.Get_rank()
+  ranks = 1 if comm is None else comm.Get_size()
+  jit = config.jit and group is None and comm is None  # a TinyJit capture holds one device's kernels, no host work
+  if rank == 0:
+    _prepare_out(config.out)
   from frontend.nn.datasets import load_training_data
   from frontend.nn.optim import Adam
   from frontend.nn.state import get_parameters
@@ -459,13 +558,16 @@ def train(config: TrainConfig, log=print) -> TrainResult:
   log(f"data: {name}, {len(x_train)} training and {len(x_test)} test images")
   describe = getattr(Device[device], "describe", None)
   log(f"device: {describe() if describe is not None else device}")
+  if comm is not None:
+    log(f"data-parallel over {ranks} MPI ranks: each takes its slice of every batch of {config.batch_size}, "
+        f"gradients summed through MPI weighted by each rank's share")
   if group is not None:
     log(f"data-parallel over {len(group)} devices {', '.join(group)}: parameters replicated, batches sharded on "
         f"axis 0, gradients all-reduced")
   log(f"training {steps} steps ({steps / per_epoch:.2f} epochs) of {config.batch_size} images, Adam lr {config.lr} "
       f"with cosine decay, TinyJit {'on' if jit else 'off'}")
 
-  result = TrainResult(dataset=name, device=group or device, steps=steps)
+  result = TrainResult(dataset=name, device=group or device, steps=steps, rank=rank, ranks=ranks)
   rng = np.random.default_rng(config.seed)
   with _default_device(device), _training_mode(True):
     Tensor.manual_seed(config.seed)
@@ -476,28 +578,39 @@ def train(config: TrainConfig, log=print) -> TrainResult:
       for p in params:
         p.shard_(group)
       Tensor.realize(*params)
+    if comm is not None:  # and on every rank: rank 0's
+      from frontend.nn.distributed import broadcast_parameters
+      broadcast_parameters(params, comm)
     opt = Adam(params, lr=config.lr)
     start = time.perf_counter()
     fit_config = dataclasses.replace(config, jit=jit)
     result.losses = _fit(model, opt, fit_config, _batch_order(rng, len(x_train), config.batch_size, steps),
-                         lambda rows: _normalize(x_train[rows], mean, std), y_train, steps, group)
+                         lambda rows: _normalize(x_train[rows], mean, std), y_train, steps, group, comm)
     result.train_seconds = time.perf_counter() - start
     if config.save_step is not None:
       log(f"step saved after step {config.save_at or steps}: {config.save_step} (run it with `sov replay`)")
+    if comm is not None:  # each rank's batch norm saw only its slices: evaluate and save the mean statistics
+      from frontend.nn.distributed import average_parameters
+      average_parameters(opt.buffers, comm)
 
     start = time.perf_counter()
-    result.test_correct = evaluate(model, x_test, y_test, mean, std, group)
+    result.test_correct = evaluate(model, x_test, y_test, mean, std, group, comm)
     result.eval_seconds = time.perf_counter() - start
   result.test_total = len(x_test)
   result.test_accuracy = result.test_correct / result.test_total
+  if rank == 0:
+    _save_outputs(config, result, model, mean, std)
+  return result
 
-  metadata = {"dataset": name, "input_mean": f"{mean:.6f}", "input_std": f"{std:.6f}", "steps": str(steps),
-              "batch_size": str(config.batch_size), "test_accuracy": f"{result.test_accuracy:.4f}"}
+
+def _save_outputs(config: TrainConfig, result: TrainResult, model: MnistCnn, mean: float, std: float) -> None:
+  metadata = {"dataset": result.dataset, "input_mean": f"{mean:.6f}", "input_std": f"{std:.6f}",
+              "steps": str(result.steps), "batch_size": str(config.batch_size),
+              "test_accuracy": f"{result.test_accuracy:.4f}"}
   result.weights_path = config.out / "mnist.safetensors"
   _save_weights(result.weights_path, model, metadata)
   result.plot_path = config.out / "loss.png"
   _save_plot(result.plot_path, result, config.batch_size)
-  return result
 
 
 def _report(result: TrainResult, log=print) -> None:
@@ -505,6 +618,11 @@ def _report(result: TrainResult, log=print) -> None:
   verdict = "reached" if result.test_accuracy >= target else "not reached"
   log(f"test accuracy: {result.test_accuracy:.2%} ({result.test_correct}/{result.test_total}) on {result.dataset}; "
       f"target {target:.0%} {verdict}")
+  window = max(1, min(10, len(result.losses) // 2))
+  if result.losses:
+    first = float(np.mean(result.losses[:window]))
+    last = float(np.mean(result.losses[-window:]))
+    log(f"loss: {first:.4f} (mean of the first {window} steps) -> {last:.4f} (mean of the last {window})")
   per_step = result.train_seconds / max(result.steps, 1)
   log(f"time: {result.train_seconds:.1f} s training ({per_step * 1e3:.0f} ms/step), {result.eval_seconds:.1f} s "
       f"evaluating")
@@ -516,9 +634,10 @@ def main_from_args(args: argparse.Namespace) -> int:
   config = TrainConfig(device=args.device, devices=args.devices, epochs=args.epochs, steps=args.steps,
                        batch_size=args.batch_size,
                        lr=args.lr, out=args.out, dataset=args.dataset, seed=args.seed, jit=not args.no_jit,
-                       save_step=args.save_step, save_at=args.save_at, save_inputs=args.save_inputs)
+                       save_step=args.save_step, save_at=args.save_at, save_inputs=args.save_inputs, mpi=args.mpi)
   result = train(config)
-  _report(result)
+  if result.rank == 0:  # under --mpi only rank 0 reports
+    _report(result)
   return 0
 
 
