@@ -19,6 +19,10 @@ and gridDim). Two plans, picked per kernel by `_choose_plan`:
     when the loads read the reduced axis with stride 1 (each warp then reads contiguous memory), or when the
     outputs are too few to fill the GPU with one thread each.
 
+Loads under a padded VIEW of a computed value carry the view's gate: where it is off, the view's index arithmetic may
+point outside the buffers (below 0 for a left pad), and a GPU faults on such an address even when WHERE discards
+the value.
+
 No plan stages data in shared memory yet (matmul's tiles read A and B straight from global memory through L1).
 """
 from __future__ import annotations
@@ -107,7 +111,30 @@ class _Lowerer:
 
   def _value(self, node: Node, idx: list[Node]) -> Node:
     reduce = self.reduce if self.plan == "thread" else self.block_reduce
+    if node.op is Ops.VIEW:  # as evaluate_at, with the view's gate also on the loads inside (see _gate_loads)
+      offset, gate = node.arg.index(idx)
+      updates = {id(g): len(g["updates"]) for g in self.groups.values()}
+      statements = len(self.statements)
+      inner = self.value(node.src[0], unravel(offset, node.src[0].shape))
+      if gate is None:
+        return inner
+      self._gate_reductions(gate, updates, statements)
+      zero = Node(Ops.CONST, node.dtype, (), reduce_identity(Ops.ADD, node.dtype))
+      return Node(Ops.WHERE, node.dtype, (gate, _gate_loads(inner, gate, {}), zero))
     return evaluate_at(node, idx, self.value, reduce, "GPU lowering")
+
+  def _gate_reductions(self, gate: Node, updates: dict, statements: int) -> None:
+    """The gate of a padded view on the loads of the reductions made for it (ACCUMs added since the counts in
+    `updates` / `statements`). The block plan shares a reduction across the block's threads, so there only a gate
+    that is the same in every thread (no per-thread index in it) may zero their contributions."""
+    memo: dict = {}
+    for group in self.groups.values():
+      ups = group["updates"]
+      start = updates.get(id(group), 0)
+      ups[start:] = [_gate_loads(u, gate, memo) for u in ups[start:]]
+    if any(n.op is Ops.THREADIDX or n in self.inner for n in gate.toposort()):
+      return
+    self.statements[statements:] = [_gate_loads(s, gate, memo) for s in self.statements[statements:]]
 
   def _accumulator(self, node: Node) -> Node:
     init = Node(Ops.CONST, node.dtype, (), reduce_identity(node.arg[0], node.dtype))
@@ -169,6 +196,29 @@ class _Lowerer:
     folded = Node(Ops.BLOCKREDUCE, node.dtype, (acc,), op)
     self.statements += [acc, *body, folded]
     return folded
+
+
+def _gate_loads(x: Node, gate: Node, memo: dict) -> Node:
+  """x with `gate` and-ed into the gate of every GLOAD it computes. A padded VIEW of a computed value is
+  WHERE(gate, inner, 0); where the gate is off, inner's indices may point outside its buffers (the pad of cumsum reads
+  element -2), and a GPU faults on such an access (unmapped memory) even though the WHERE discards the value. In
+  statements (LOOP, IF, ACCUM), only the loads of the accumulated values take the gate."""
+  if not x.src or x.op in (Ops.DEFACC, Ops.BLOCKREDUCE, Ops.RANGE):
+    return x
+  if x.op is Ops.ACCUM:  # a statement: the accumulator stays, the value's loads take the gate
+    return Node(Ops.ACCUM, x.dtype, (x.src[0], _gate_loads(x.src[1], gate, memo)), x.arg)
+  if x.op in (Ops.LOOP, Ops.IF):
+    return Node(x.op, x.dtype, (x.src[0], *(_gate_loads(s, gate, memo) for s in x.src[1:])), x.arg)
+  if id(x) not in memo:  # the entry keeps x alive, so its id cannot be reused meanwhile
+    if x.op is Ops.GLOAD:
+      own = x.src[2] if len(x.src) > 2 else None
+      out = Node(Ops.GLOAD, x.dtype, (x.src[0], x.src[1], sym.and_(own, gate) or gate))
+    else:
+      srcs = tuple(_gate_loads(s, gate, memo) for s in x.src)
+      changed = any(a is not b for a, b in zip(srcs, x.src))
+      out = Node(x.op, x.dtype, srcs, x.arg) if changed else x
+    memo[id(x)] = (x, out)
+  return memo[id(x)][1]
 
 
 def _store(lowerer: _Lowerer, store: Node, idx: list[Node]) -> Node:

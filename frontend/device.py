@@ -166,7 +166,14 @@ def _probe_nv():
 Device.register("NV", _probe_nv)
 
 
-Device.register("AMD", _unavailable("AMD", "the AM driver is not built yet (issue: AM bring-up)"))
+def _probe_amd():
+  # no AM driver yet: AMD_EMULATE=gfx1100 / gfx1201 runs RDNA code objects on the wave emulator; unset, AMD is
+  # unavailable, so the default device stays CPU on machines without a GPU
+  from frontend.runtime.amd import probe
+  return probe()
+
+
+Device.register("AMD", _probe_amd)
 
 
 def _probe_qcom():
