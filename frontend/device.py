@@ -167,8 +167,8 @@ Device.register("NV", _probe_nv)
 
 
 def _probe_amd():
-  # no AM driver yet: AMD_EMULATE=gfx1100 / gfx1201 runs RDNA code objects on the wave emulator; unset, AMD is
-  # unavailable, so the default device stays CPU on machines without a GPU
+  # AMD_SIM=navi31 / navi48: a simulated card through the AM driver; AMD_EMULATE=gfx1100 / gfx1201: RDNA code objects
+  # run directly on the wave emulator; neither set, AMD is unavailable, so the default device stays CPU without a GPU
   from frontend.runtime.amd import probe
   return probe()
 

@@ -56,6 +56,7 @@ def amd(request):
   forget_amd_kernels()
   with pytest.MonkeyPatch.context() as mp:
     mp.setenv("AMD_EMULATE", request.param)
+    mp.delenv("AMD_SIM", raising=False)
     runtime = Device["AMD"]
   assert runtime.target == request.param
   yield runtime
@@ -319,6 +320,7 @@ def test_debug4_prints_assembly_and_decoded_machine_code(amd, monkeypatch, capsy
 
 def test_unavailable_without_amd_emulate(monkeypatch):
   monkeypatch.delenv("AMD_EMULATE", raising=False)
+  monkeypatch.delenv("AMD_SIM", raising=False)
   with pytest.raises(DeviceUnavailable, match="AMD_EMULATE=gfx1100"):
     amd_runtime.probe()
   monkeypatch.setenv("AMD_EMULATE", "gfx900")

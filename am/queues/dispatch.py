@@ -78,10 +78,11 @@ def arena_of(queue) -> KernargArena:
   return queue.kernargs
 
 
-def kernel_user_values(queue, kern: GpuKernel, args, grid, block) -> dict[str, int]:
-  """Write the kernarg segment (and the dispatch packet / queue area if the kernel asks) to the queue's arena."""
+def kernel_user_values(queue, kern: GpuKernel, args, grid, block, arena: KernargArena | None = None) -> dict[str, int]:
+  """Write the kernarg segment (and the dispatch packet / queue area if the kernel asks) to `arena` (default: the
+  queue's round-robin one; a command buffer replayed later passes an arena of its own, sized not to wrap)."""
   grid, block = triple(grid, "grid"), triple(block, "block")
-  arena = arena_of(queue)
+  arena = arena_of(queue) if arena is None else arena
   kernarg = arena.put(kern.kernargs(tuple(args), grid, block))
   user = {"kernarg": kernarg, "dispatch_id": 0, "private_segment_size": 0}
   keys = {key for key, _ in kern.user_sgprs}

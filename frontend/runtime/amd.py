@@ -1,17 +1,27 @@
-"""DEV=AMD: the tensor frontend on AMD RDNA3 (gfx1100) or RDNA4 (gfx1201) machine code, run on the wave emulator.
+"""DEV=AMD: the tensor frontend on AMD RDNA3 (gfx1100) or RDNA4 (gfx1201) machine code, in one of two modes.
 
-There is no card behind this runtime yet: until the AM driver and the simulated card exist (issue: AM bring-up), each
-kernel runs directly on the wave emulator (am/sim: `run_kernel` over a FlatMemory that holds all of this device's
-buffers). The code is the real thing: the scheduler's kernel IR is lowered for the GPU (compiler/lower_gpu.py),
-selected, register-allocated and assembled by compiler/render_rdna.py into an AMDHSA code object (what a driver would
-load), and the emulator decodes and runs that code object's machine code.
+AMD_SIM=navi31 (or navi48): a simulated card (am/simcard) booted through the unmodified AM driver, once per process
+and card (firmware from AM_FIRMWARE_DIR). Buffers are GPU memory of the card mapped in its VMID0 GART (copies through
+BAR 0); each rendered code object is uploaded with am.queues GpuKernel; a launch is a dispatch's PM4 on the compute
+queue (kernarg segment from compiler.rdna.codeobj.kernarg_segment), which the simulated MEC runs on the wave
+emulator; synchronize waits for the queue's timeline signal. A TinyJit capture becomes one AMDGraph: its launches
+recorded once into an indirect buffer (am.queues CommandBuffer) with kernarg segments of its own; replay rewrites
+the segments whose buffer addresses changed and submits the IB with one INDIRECT_BUFFER packet.
 
-Selecting it: AMD_EMULATE=gfx1100 (or gfx1201) makes the AMD kind available (frontend/device.py); without it AMD is
-unavailable, so on a machine without a GPU the default device stays CPU. Launches run to completion inside the call
-(the emulator is synchronous); reading a buffer back is a copy out of the emulator's memory.
+AMD_EMULATE=gfx1100 (or gfx1201): no card; each kernel runs directly on the wave emulator (am/sim: `run_kernel` over
+a FlatMemory that holds all of this device's buffers). The code is the real thing in both modes: the scheduler's
+kernel IR is lowered for the GPU (compiler/lower_gpu.py), selected, register-allocated and assembled by
+compiler/render_rdna.py into an AMDHSA code object (what a driver loads), and the emulator decodes and runs that code
+object's machine code.
+
+Selecting it: AMD_SIM or AMD_EMULATE makes the AMD kind available (frontend/device.py; AMD_SIM wins when both are
+set); without either AMD is unavailable, so on a machine without a GPU the default device stays CPU. Under
+AMD_EMULATE launches run to completion inside the call (the emulator is synchronous) and reading a buffer back is a
+copy out of the emulator's memory.
 
 The device-independent frontend suite runs here: AMD_EMULATE=gfx1100 DEV=AMD python -m pytest -n 2 tests/test_ops_*.py
-(and the rest of the frontend tests); tests/test_render_rdna.py runs without AMD_EMULATE, in the normal suite.
+(and the rest of the frontend tests); tests/test_render_rdna.py runs without AMD_EMULATE, in the normal suite, and
+tests/test_amd_sim_frontend.py runs ops and TinyJit on both simulated cards (needs AM_FIRMWARE_DIR).
 DEBUG=4 prints each kernel's RDNA assembly, then the code object's machine code decoded again (compiler/rdna/disasm.py,
 the tables the assembler encodes from) with byte offsets and words.
 """
@@ -25,6 +35,7 @@ from compiler.dtypes import ALL_DTYPES
 from frontend.device import DeviceUnavailable
 
 TARGETS = {"gfx1100": "RDNA3", "gfx1201": "RDNA4"}
+SIM_CARDS = ("navi31", "navi48")
 MEMORY_WINDOW_BITS = 40  # runtime n of this process maps its buffers in [n << 40, (n + 1) << 40): no two collide
 
 
@@ -87,6 +98,7 @@ class AMDRuntime:
   """The frontend's face of the AMD device: RDNA code objects run on the wave emulator (no card)."""
   name = "AMD"
   dtypes = ALL_DTYPES
+  program_class = AMDProgram
   opened = 0  # runtimes made in this process: each one's memory starts in its own address window
 
   def __init__(self, target: str):
@@ -112,10 +124,154 @@ class AMDRuntime:
     source = rendered.asm
     if getenv("DEBUG") >= 4:
       source += "\n" + disassembly(rendered.code, self.target)
-    return AMDProgram(self, rendered), source
+    return self.program_class(self, rendered), source
 
   def synchronize(self) -> None:
     """Kernels run to completion inside the call."""
+
+
+class AMDCardAllocator:
+  """Device buffers as GART-mapped VRAM of a booted card (am.queues Buffer); freed buffers are kept per size and
+  handed out again (the driver's GART allocator does not free). Host copies wait for the queue first, so a copy never
+  races a launch still queued against the same buffer."""
+  host_memory = False
+
+  def __init__(self, dev):
+    self.dev, self.queue = dev, dev.gfx.queue
+    self.cache: dict[int, list] = {}
+
+  def alloc(self, nbytes: int):
+    from am.queues.dispatch import Buffer
+    free = self.cache.get(nbytes)
+    if free:
+      return free.pop()
+    return Buffer(self.dev, max(nbytes, 1))
+
+  def free(self, mem, nbytes: int) -> None:
+    self.cache.setdefault(nbytes, []).append(mem)
+
+  def copyin(self, dst, src: np.ndarray) -> None:
+    if src.nbytes:
+      self.queue.wait()
+      dst.write(np.ascontiguousarray(src).reshape(-1).view(np.uint8))
+
+  def copyout(self, dst: np.ndarray, src) -> None:
+    if dst.nbytes:
+      self.queue.wait()
+      dst.reshape(-1).view(np.uint8)[:] = src.read(np.uint8, dst.nbytes)
+
+  def address(self, mem) -> int:
+    return mem.va
+
+
+class AMDCardProgram:
+  """A rendered kernel uploaded to the card (GpuKernel); a call queues its dispatch on the compute queue."""
+  threads = 1
+
+  def __init__(self, runtime: AMDCardRuntime, rendered):
+    from am.queues.kernel import GpuKernel
+    from compiler.rdna import load_code_object
+    self.runtime, self.info = runtime, rendered.info
+    code_object = load_code_object(rendered.code_object, name=rendered.name)
+    self.kernel = GpuKernel(runtime.dev, code_object, rendered.name)
+    self.grid, self.block = tuple(self.info.global_size), tuple(self.info.local_size)
+
+  def __call__(self, addresses: list[int]) -> None:
+    from am.queues.dispatch import dispatch
+    dispatch(self.runtime.queue, self.kernel, addresses, self.grid, self.block)
+
+
+class AMDGraph:
+  """A TinyJit capture as one am.queues CommandBuffer: each launch's ACQUIRE_MEM + dispatch PM4 recorded once, its
+  kernarg segment in an arena of the graph's own (never rewritten by other launches). Replay rewrites the kernarg
+  segments whose buffer addresses changed (after the previous replay finished reading them), then submits the whole
+  step as one INDIRECT_BUFFER packet."""
+  PM4_BYTES_PER_LAUNCH = 512
+
+  def __init__(self, runtime: AMDCardRuntime, items):
+    from am.queues.dispatch import KERNARG_ALIGN, CommandBuffer, KernargArena, kernel_user_values
+    self.queue = runtime.queue
+    self.programs = [item.program for item in items]
+    self.addresses = [[runtime.allocator.address(b.mem) for b in item.bufs] for item in items]
+    per_launch = [-(-p.kernel.kernel.kernarg_size // KERNARG_ALIGN) * KERNARG_ALIGN + 2 * KERNARG_ALIGN
+                  for p in self.programs]   # kernargs, plus a dispatch packet and a queue area if the kernel asks
+    self.arena = KernargArena(runtime.dev, self.queue, sum(per_launch))
+    self.cb = CommandBuffer(runtime.dev, -(-self.PM4_BYTES_PER_LAUNCH * len(items) // 4096) * 4096)
+    self.kernargs: list[int] = []
+    for program, addresses in zip(self.programs, self.addresses):
+      user = kernel_user_values(self.queue, program.kernel, addresses, program.grid, program.block, arena=self.arena)
+      self.kernargs.append(user["kernarg"] - self.arena.buf.va)
+      self.cb.stream.acquire_mem()
+      program.kernel.emit(self.cb.stream, program.grid, program.block, user)
+    self.cb.upload()
+    self.changed: set[int] = set()
+    self.last = 0   # the queue's signal value of the last replay
+
+  def set_buffer(self, item: int, index: int, buf) -> None:
+    address = buf.mem.va
+    if self.addresses[item][index] != address:
+      self.addresses[item][index] = address
+      self.changed.add(item)
+
+  def run(self) -> None:
+    if self.changed:
+      self.queue.wait(self.last)   # the previous replay may still read the segments about to be rewritten
+      for item in sorted(self.changed):
+        program = self.programs[item]
+        segment = program.kernel.kernargs(tuple(self.addresses[item]), program.grid, program.block)
+        self.arena.buf.write(segment, self.kernargs[item])
+      self.changed.clear()
+    self.last = self.cb.submit(self.queue)
+
+
+class AMDCardRuntime(AMDRuntime):
+  """The frontend's face of a simulated Navi31/Navi48 booted through the AM driver: launches on its compute queue."""
+  program_class = AMDCardProgram
+
+  def __init__(self, card: str):
+    self.card = card
+    self.dev = boot_sim_card(card)
+    self.target = self.dev.caps.gfx_target
+    self.queue = self.dev.gfx.queue
+    self.allocator = AMDCardAllocator(self.dev)
+
+  def describe(self) -> str:
+    return (f"AMD: {TARGETS[self.target]} {self.target} on a simulated {self.card} through the AM driver "
+            f"(compute queue me1 pipe{self.queue.pipe} queue{self.queue.queue})")
+
+  def graph(self, items) -> AMDGraph | None:
+    """One replayable indirect buffer for a TinyJit capture, when every item is a kernel of this card."""
+    if not items or not all(isinstance(item.program, AMDCardProgram) and item.program.runtime.dev is self.dev
+                            for item in items):
+      return None
+    return AMDGraph(self, items)
+
+  def synchronize(self) -> None:
+    self.queue.wait()
+
+
+BOOTED_CARDS: dict = {}   # card name -> booted AMDevice: a simulated card boots once per process
+
+
+def boot_sim_card(card: str):
+  """The simulated `card` booted through the AM driver (firmware from AM_FIRMWARE_DIR), once per process.
+
+  Raises:
+    DeviceUnavailable: an unknown card name, or the boot failed (names the stage's error and AM_FIRMWARE_DIR)."""
+  if card not in SIM_CARDS:
+    raise DeviceUnavailable(f"AMD: AMD_SIM={card!r} names no simulated card; use {' or '.join(SIM_CARDS)}")
+  if card not in BOOTED_CARDS:
+    from am.device import AMDevice
+    from am.simcard.card import SimCard
+    dev = AMDevice(SimCard(card))
+    try:
+      dev.boot()
+    except Exception as e:  # missing firmware, a stage that timed out: AMD is unavailable, and says why
+      where = os.environ.get("AM_FIRMWARE_DIR", "unset: /lib/firmware/amdgpu")
+      raise DeviceUnavailable(f"AMD: booting the simulated {card} failed ({type(e).__name__}: {e}); AM_FIRMWARE_DIR "
+                              f"({where}) must hold lib/firmware/amdgpu of firmware-amd-graphics") from e
+    BOOTED_CARDS[card] = dev
+  return BOOTED_CARDS[card]
 
 
 def disassembly(code: bytes, target: str) -> str:
@@ -130,9 +286,14 @@ def disassembly(code: bytes, target: str) -> str:
 
 
 def probe() -> AMDRuntime:
-  """The AMD device: the wave emulator when AMD_EMULATE names a target, else unavailable (no AM driver yet)."""
+  """The AMD device: a simulated card through the AM driver when AMD_SIM names one, the wave emulator when
+  AMD_EMULATE names a target, else unavailable (no real card is driven by the frontend yet)."""
+  card = os.environ.get("AMD_SIM")
+  if card:
+    return AMDCardRuntime(card)
   target = os.environ.get("AMD_EMULATE")
   if not target:
-    raise DeviceUnavailable("AMD: the AM driver is not built yet (issue: AM bring-up); AMD_EMULATE=gfx1100 (or "
-                            "gfx1201) runs AMD kernels on the wave emulator instead")
+    raise DeviceUnavailable("AMD: the frontend drives no real AMD card yet; AMD_SIM=navi31 (or navi48) runs AMD "
+                            "kernels on a simulated card through the AM driver, AMD_EMULATE=gfx1100 (or gfx1201) "
+                            "directly on the wave emulator")
   return AMDRuntime(target)
