@@ -377,3 +377,31 @@ def lower_gpu(sink: Node, name: str | None = None) -> Node:
   kernel = Node(Ops.KERNEL, dtypes.index, tuple(body), info)
   verify(kernel, "loop")
   return kernel
+
+
+def loop_invariants(loop: Node, bound) -> list[Node]:
+  """The values inside `loop` (a LOOP statement of the GPU lowering) that do not change across its iterations, in an
+  order a renderer can compute them before the loop: arithmetic on constants, thread and block indices, loop
+  variables already bound (`bound`: the renderer's RANGE/BLOCKREDUCE -> register map) and finished reductions. Loads
+  stay in the loop (an IF inside may guard them), so hoisted arithmetic is pure and cannot fault."""
+  invariant: dict[Node, bool] = {}
+
+  def check(n: Node) -> bool:
+    if n not in invariant:
+      if n.op in (Ops.RANGE, Ops.BLOCKREDUCE):
+        invariant[n] = n in bound
+      elif n.op in (Ops.DEFACC, Ops.GLOAD, Ops.LANE, Ops.HREDUCE):
+        invariant[n] = False
+      else:
+        invariant[n] = all(check(x) for x in n.src)
+    return invariant[n]
+
+  out, stack = [], list(loop.src[1:])
+  while stack:
+    s = stack.pop()
+    values = {Ops.ACCUM: s.src[1:], Ops.GSTORE: s.src[1:], Ops.IF: s.src[:1]}.get(s.op, ())
+    if s.op in (Ops.LOOP, Ops.IF):
+      stack.extend(s.src[1:])
+    for root in values:
+      out.extend(n for n in root.toposort() if n.op not in (Ops.CONST, Ops.PARAM) and n.src and check(n))
+  return out

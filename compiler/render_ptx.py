@@ -30,7 +30,7 @@ from compiler import ptx_alu
 from compiler import symbolic as sym
 from compiler.dtypes import dtypes
 from compiler.ir import Node, Ops, reduce_identity
-from compiler.lower_gpu import WARP, GPUKernelInfo
+from compiler.lower_gpu import WARP, GPUKernelInfo, loop_invariants
 from compiler.ptx_alu import BITS, FTYPE, HALVES, MEM_TYPE, REG_DECL, acc_dtype, float_literal, reg_class
 
 PTX_VERSION = "8.0"
@@ -265,31 +265,10 @@ class PTXRenderer:
     self.emit(f"@{more} bra {top};")
 
   def hoist(self, loop: Node) -> None:
-    """Computes, before the loop, the values inside it that do not change across its iterations: arithmetic on
-    constants, thread and block indices, bound loop variables and finished reductions. Loads stay in the loop (an IF
-    inside may guard them); hoisted arithmetic is pure and cannot fault (integer divisions are guarded)."""
-    invariant: dict[Node, bool] = {}
-
-    def check(n: Node) -> bool:
-      if n not in invariant:
-        if n.op in (Ops.RANGE, Ops.BLOCKREDUCE):
-          invariant[n] = n in self.vars
-        elif n.op in (Ops.DEFACC, Ops.GLOAD, Ops.LANE, Ops.HREDUCE):
-          invariant[n] = False
-        else:
-          invariant[n] = all(check(x) for x in n.src)
-      return invariant[n]
-
-    stack = list(loop.src[1:])
-    while stack:
-      s = stack.pop()
-      values = {Ops.ACCUM: s.src[1:], Ops.GSTORE: s.src[1:], Ops.IF: s.src[:1]}.get(s.op, ())
-      if s.op in (Ops.LOOP, Ops.IF):
-        stack.extend(s.src[1:])
-      for root in values:
-        for n in root.toposort():
-          if n.op not in (Ops.CONST, Ops.PARAM) and n.src and check(n):
-            self.reg(n)
+    """Computes, before the loop, the values inside it that do not change across its iterations
+    (compiler.lower_gpu.loop_invariants; integer divisions are guarded, so the hoisted arithmetic cannot fault)."""
+    for n in loop_invariants(loop, self.vars):
+      self.reg(n)
 
   def block_reduce(self, s: Node) -> str:
     """The accumulator folded over the block: a butterfly in each warp, one shared-memory slot per warp, a barrier,
