@@ -26,6 +26,7 @@ from am import discovery
 from am.caps import Capabilities, from_discovery
 from am.errors import UnsupportedDevice
 from am.ip.base import wait_for
+from am.mmio.claim import DeviceLock, refuse_display
 from am.mmio.pci import DOORBELL_BAR, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_VENDOR_ID, REGISTER_BAR, VRAM_BAR, \
   PciFunction
 from am.mmio.regs import RegisterBlock
@@ -85,27 +86,45 @@ class StageReport:
 
 
 class AMDevice:
-  """Args:
+  """Taking the card (in this order, nothing irreversible before the checks): the exclusive per-BDF lock, the PCI
+  id, display use, then pci.enable() (which detaches a bound amdgpu only where the PciFunction allows it). The lock
+  is held until fini() or close() (or this process's exit).
+
+  Args:
     pci: the PCI function (am.mmio.pci.SysfsPciFunction, or a simulated card's).
     firmware_dir: where the firmware files are (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu).
+    allow_display: take a card that drives a display (boot_vga, a connected connector) anyway.
 
   Raises:
+    DeviceBusy: another driver instance holds the card (names the BDF and its PID), or a kernel driver is bound.
     UnsupportedDevice: not an AMD function, or a device id AM does not drive (names it and the supported list).
+    DisplayInUse: the card drives a display and allow_display is False (names what was found and the override).
   """
 
-  def __init__(self, pci: PciFunction, firmware_dir: str | None = None):
+  def __init__(self, pci: PciFunction, firmware_dir: str | None = None, allow_display: bool = False):
     self.pci = pci
     self.firmware_dir = firmware_dir
+    self.reports: list[StageReport] = []
+    self.blocks: list = []
+    self.lock = DeviceLock(pci.lock_dir, pci.bdf)
+    try:
+      self._take(allow_display)
+    except BaseException:
+      self.lock.release()
+      raise
+
+  def _take(self, allow_display: bool) -> None:
+    pci = self.pci
     vendor, device = pci.config_read(PCI_VENDOR_ID, 2), pci.config_read(PCI_DEVICE_ID, 2)
     if vendor != 0x1002 or device not in SUPPORTED_IDS:
       supported = ", ".join(f"1002:{d:04x} {n}" for d, n in SUPPORTED_IDS.items())
       raise UnsupportedDevice(f"PCI function {pci.bdf} is {vendor:04x}:{device:04x}; AM drives {supported}")
+    refuse_display(pci, allow_display)
+    pci.enable()
     self.revision = pci.config_read(PCI_REVISION_ID, 1)
     self.vram = pci.map_bar(VRAM_BAR)
     self.doorbells = pci.map_bar(DOORBELL_BAR)
     self.mmio = Mmio(pci.map_bar(REGISTER_BAR))
-    self.reports: list[StageReport] = []
-    self.blocks: list = []
 
   # ---- discovery ----
   def read_discovery(self) -> discovery.Discovery:
@@ -163,7 +182,13 @@ class AMDevice:
       on_stage(report)
 
   def fini(self) -> None:
-    """Tear down in reverse order so that the card boots again (queues unmapped, engines halted)."""
+    """Tear down in reverse order so that the card boots again (queues unmapped, engines halted), then release the
+    card's lock: another AMDevice (here or in another process) may take it."""
     for block in reversed(self.blocks):
       block.fini_hw()
     self.blocks = []
+    self.lock.release()
+
+  def close(self) -> None:
+    """fini() if the card was booted, else just release the card's lock (idempotent)."""
+    self.fini()

@@ -14,6 +14,10 @@ class DeviceBusy(AMError):
   """Another process holds the card's lock, or a kernel driver is bound and unbinding was not asked for."""
 
 
+class DisplayInUse(AMError):
+  """The card drives a display (boot_vga, a connected DRM connector) and taking it was not asked for explicitly."""
+
+
 class DiscoveryError(AMError):
   """The IP-discovery table is missing or corrupt (signature, checksum, size)."""
 

@@ -277,7 +277,7 @@ def am_device(args: argparse.Namespace):
     if bdf is None:
       raise RunError("no AMD display function in /sys/bus/pci/devices; pass --sim navi31|navi48 for a simulated card")
     pci = SysfsPciFunction(bdf, unbind=args.unbind)
-  return AMDevice(pci, args.firmware_dir)
+  return AMDevice(pci, args.firmware_dir, allow_display=args.allow_display)
 
 
 def am_bringup(args: argparse.Namespace) -> int:
@@ -442,6 +442,8 @@ def add_am_parser(commands) -> None:
     where.add_argument("--sim", choices=("navi31", "navi48"), help="a simulated card")
     where.add_argument("--pci", metavar="BDF", help="a real card (default: the first AMD display function)")
     p.add_argument("--unbind", action="store_true", help="unbind amdgpu from the card first (real cards only)")
+    p.add_argument("--allow-display", action="store_true",
+                   help="take the card even though it drives a display (boot_vga, a connected connector)")
     p.add_argument("--firmware-dir", help="firmware directory (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu)")
     p.set_defaults(func=func)
   parsers["bringup"].add_argument("--no-kernel", action="store_true", help="stop after the bring-up stages")

@@ -7,13 +7,19 @@ it returns; nothing in the driver knows which implementation it got.
   BAR 5  registers (MMIO, 32-bit BAR; registers past its end go through the NBIO index/data pair, see Registers)
 
 Linux sysfs (Documentation/PCI/sysfs-pci.rst): /sys/bus/pci/devices/<BDF>/{config, resource<N>, enable, driver,
-driver/unbind, vendor, device, revision}; resource<N> files mmap the BAR.
+driver/unbind, vendor, device, revision, boot_vga, drm/card<N>/card<N>-<connector>/status}; resource<N> files mmap
+the BAR.
+
+Taking a function is in two steps so that nothing irreversible happens before the driver holds the card's lock and
+has checked what the card is doing (am/mmio/claim.py): constructing a PciFunction only finds it; `enable()` detaches
+a bound kernel driver (when allowed) and enables the function.
 """
 from __future__ import annotations
 
-import fcntl
+import glob
 import mmap
 import os
+import tempfile
 from typing import Protocol
 
 import numpy as np
@@ -36,6 +42,16 @@ class Aperture(Protocol):
 
 class PciFunction(Protocol):
   bdf: str
+  lock_dir: str   # where the per-BDF lock file lives (am.mmio.claim.DeviceLock)
+
+  def sysfs_read(self, name: str) -> str | None:
+    """The text of sysfs attribute `name` (relative to the function's directory), None when it does not exist."""
+
+  def sysfs_glob(self, pattern: str) -> list[str]:
+    """Paths (relative to the function's directory) matching the glob `pattern`."""
+
+  def enable(self) -> None:
+    """Detach a bound kernel driver (where allowed) and enable the function; called with the card's lock held."""
 
   def config_read(self, offset: int, size: int) -> int: ...
 
@@ -82,40 +98,56 @@ class MemoryAperture:
     self.bytes[offset:offset + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
 
 
+def default_lock_dir() -> str:
+  """/run/lock (the FHS place for device locks) where this user can write it, else the temp directory."""
+  return "/run/lock" if os.access("/run/lock", os.W_OK) else tempfile.gettempdir()
+
+
 class SysfsPciFunction:
-  """A real PCI function through sysfs. Holds an exclusive lock (flock on /tmp/am-<bdf>.lock) for its lifetime.
+  """A real PCI function through sysfs. Constructing it only finds the function; AMDevice takes the lock, checks
+  display use, then calls enable().
 
   Args:
     bdf: domain:bus:device.function, e.g. 0000:03:00.0.
-    unbind: unbind a bound kernel driver (amdgpu) first; without it a bound driver is an error.
+    unbind: let enable() unbind a bound kernel driver (amdgpu); without it a bound driver is an error.
+    lock_dir: directory of the per-BDF lock files (default /run/lock, else the temp directory).
 
   Raises:
     UnsupportedDevice: no such function in sysfs.
-    DeviceBusy: another process holds the lock, or a driver is bound and unbind is False.
   """
 
-  def __init__(self, bdf: str, unbind: bool = False):
+  def __init__(self, bdf: str, unbind: bool = False, lock_dir: str | None = None):
     self.bdf = bdf
+    self.unbind = unbind
+    self.lock_dir = lock_dir or default_lock_dir()
     self.path = os.path.join(SYSFS, bdf)
     if not os.path.isdir(self.path):
       raise UnsupportedDevice(f"no PCI function {bdf} in {SYSFS}; `lspci -D -d 1002:` lists AMD functions")
-    self._lock = open(f"/tmp/am-{bdf.replace(':', '_')}.lock", "w")
+    self._maps: dict[int, mmap.mmap] = {}
+
+  def sysfs_read(self, name: str) -> str | None:
     try:
-      fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as e:
-      self._lock.close()
-      raise DeviceBusy(f"{bdf} is held by another process (lock /tmp/am-{bdf.replace(':', '_')}.lock)") from e
+      with open(os.path.join(self.path, name)) as f:
+        return f.read()
+    except OSError:
+      return None
+
+  def sysfs_glob(self, pattern: str) -> list[str]:
+    return [os.path.relpath(p, self.path) for p in glob.glob(os.path.join(self.path, pattern))]
+
+  def enable(self) -> None:
+    """Raises:
+      DeviceBusy: a kernel driver is bound and unbind is False (names it and the flag to pass)."""
     driver = os.path.join(self.path, "driver")
     if os.path.exists(driver):
       name = os.path.basename(os.readlink(driver))
-      if not unbind:
-        self.close()
-        raise DeviceBusy(f"{bdf} is bound to {name}; pass --unbind (or unbind=True) to take it from the kernel driver")
+      if not self.unbind:
+        raise DeviceBusy(f"{self.bdf} is bound to {name}; pass --unbind (or unbind=True) to take it from the "
+                         f"kernel driver")
       with open(os.path.join(driver, "unbind"), "w") as f:
-        f.write(bdf)
+        f.write(self.bdf)
     with open(os.path.join(self.path, "enable"), "w") as f:
       f.write("1")
-    self._maps: dict[int, mmap.mmap] = {}
 
   def config_read(self, offset: int, size: int) -> int:
     with open(os.path.join(self.path, "config"), "rb") as f:
@@ -135,9 +167,9 @@ class SysfsPciFunction:
     return MemoryAperture(np.frombuffer(self._maps[bar], dtype=np.uint8))
 
   def close(self) -> None:
-    for m in getattr(self, "_maps", {}).values():
+    for m in self._maps.values():
       m.close()
-    self._lock.close()
+    self._maps = {}
 
 
 def amd_functions() -> list[str]:

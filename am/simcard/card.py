@@ -22,9 +22,10 @@ GPU clock (RELEASE_MEM / COPY_DATA / SDMA timestamps): a 100 MHz counter from th
 """
 from __future__ import annotations
 
-from importlib import import_module
-
+import fnmatch
+import tempfile
 import time
+from importlib import import_module
 
 import numpy as np
 
@@ -64,16 +65,26 @@ class SimCard:
   """Args:
     name: 'navi31' or 'navi48'.
     firmware_dir: the firmware the card's PSP accepts (its "signatures"); default as am.firmware.locate.
+    lock_dir: where drivers lock this card (am.mmio.claim); default a directory of this card object's own, so two
+      SimCards are two cards. Cards built with the same lock_dir and name are one card, also across processes.
+
+  Attributes:
+    sysfs: the sysfs attributes the card answers, by path relative to its PCI directory. Not driving a display by
+      default (boot_vga 0, no DRM connectors); tests set e.g. sysfs["boot_vga"] = "1\n" or
+      sysfs["drm/card0/card0-DP-1/status"] = "connected\n".
 
   Raises:
     ValueError: an unknown card name (names the known ones).
   """
 
-  def __init__(self, name: str, firmware_dir: str | None = None):
+  def __init__(self, name: str, firmware_dir: str | None = None, lock_dir: str | None = None):
     if name not in CARDS:
       raise ValueError(f"no simulated card {name!r}; have {', '.join(CARDS)}")
     self.spec = CARDS[name]
     self.bdf = f"sim-{name}"
+    self._own_lock_dir = None if lock_dir else tempfile.TemporaryDirectory(prefix=f"am-{name}-")
+    self.lock_dir = lock_dir or self._own_lock_dir.name
+    self.sysfs: dict[str, str] = {"boot_vga": "0\n"}
     self.firmware_dir = firmware_dir
     self.log: list[str] = []
     self.vram = MemoryAperture(np.zeros(self.spec.vram_size, np.uint8))
@@ -155,6 +166,15 @@ class SimCard:
         break
 
   # ---- the PciFunction seam ----
+  def sysfs_read(self, name: str) -> str | None:
+    return self.sysfs.get(name)
+
+  def sysfs_glob(self, pattern: str) -> list[str]:
+    return [path for path in self.sysfs if fnmatch.fnmatchcase(path, pattern)]
+
+  def enable(self) -> None:
+    pass   # no kernel driver is ever bound to the simulated card; its function is always enabled
+
   def config_read(self, offset: int, size: int) -> int:
     config = {PCI_VENDOR_ID: AMD_VENDOR, PCI_DEVICE_ID: self.spec.device_id, PCI_REVISION_ID: self.spec.revision}
     return config.get(offset, 0) & ((1 << (8 * size)) - 1)

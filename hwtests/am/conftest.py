@@ -2,9 +2,10 @@
 
   AM_PCI=0000:03:00.0 AM_UNBIND=1 python -m pytest hwtests/am -q
 
-Needs root (sysfs resource mmaps), the card not driving a display, resizable BAR 0 covering VRAM, and the firmware
-of firmware-amd-graphics (AM_FIRMWARE_DIR or /lib/firmware/amdgpu). Every test skips cleanly unless an AMD function
-with a supported device id is present; stages run in order and each bounded poll times out with an AMTimeout."""
+Needs root (sysfs resource mmaps), the card not driving a display (AM_ALLOW_DISPLAY=1 takes one anyway), resizable
+BAR 0 covering VRAM, and the firmware of firmware-amd-graphics (AM_FIRMWARE_DIR or /lib/firmware/amdgpu). Every test
+skips cleanly unless an AMD function with a supported device id is present; stages run in order and each bounded poll
+times out with an AMTimeout."""
 from __future__ import annotations
 
 import os
@@ -37,8 +38,7 @@ def device():
   from am.device import AMDevice
   from am.mmio.pci import SysfsPciFunction
   pci = SysfsPciFunction(bdf, unbind=os.environ.get("AM_UNBIND") == "1")
-  dev = AMDevice(pci)
+  dev = AMDevice(pci, allow_display=os.environ.get("AM_ALLOW_DISPLAY") == "1")
   yield dev
-  if dev.blocks:
-    dev.fini()
+  dev.close()
   pci.close()
