@@ -1,6 +1,6 @@
 """Wave emulator (am/sim) throughput on this machine, one core: lane-operations and instructions per second.
 
-    python tools/bench_emu.py [--target gfx1100|gfx1201] [--waves 64] [--iters 40]
+    python tools/bench_emu.py [--target gfx1100|gfx1201] [--waves 64] [--iters 40] [--quality-only]
 
 Two kernels, assembled with compiler.rdna and dispatched through am.sim.dispatch:
   alu     a loop of 64 dependent v_fma_f32 per iteration in each lane (ALU-heavy): workgroups of 256 work-items
@@ -8,11 +8,34 @@ Two kernels, assembled with compiler.rdna and dispatched through am.sim.dispatch
   memory  each work-item loads 4 floats (global_load_b128), scales them and stores them back, 65536 work-items.
 A lane-operation is one instruction executed for one lane slot of a wave (instructions x wave size). The issue's
 target is >= 5 million lane-operations per second on one core for ALU-heavy kernels.
+
+Generated-code quality (`--quality-only` skips the throughput part): float32 matmul kernels (64x64 @ 64x64, one
+output per work-item; 256x64 @ 64x256, register-tiled by compiler.lower_gpu to two outputs per work-item) are
+scheduled and lowered once (compiler.lower_gpu), then
+  ours  rendered by compiler.render_rdna; the code object's .text is decoded with compiler.rdna.disassemble;
+  LLVM  the same lowered kernel rendered as OpenCL C by compiler.render_cl (so each work-item computes the same
+        outputs with the same loop), compiled with
+          clang-19 -x cl -cl-std=CL2.0 -target amdgcn-amd-amdhsa -mcpu=<target> -O3 -nogpulib -S
+        once as is and once with -fno-unroll-loops (the loop shape ours has). -nogpulib: no ROCm device library
+        is installed here, so get_local_id / get_group_id are defined as the __builtin_amdgcn_workitem_id_x /
+        __builtin_amdgcn_workgroup_id_x they lower to (the kernels use axis 0 only).
+Both sides are measured the same way, statically: the innermost loop is the shortest span from a label to a branch
+back to it (s_branch / s_cbranch_*); every machine instruction in it is counted, the back-branch, s_waitcnt and
+LLVM's s_delay_alu / s_clause hints included (a VOPD v_dual_* pair is one instruction). Multiply-accumulates (MACs)
+are the fused ones (v_fma*, v_fmac*, v_mac*, each half of a v_dual_fmac; v_pk_fma and v_dotN count 2 and N) plus
+unfused v_mul_f32 + v_add_f32 pairs (min of the two counts). The figure is loop instructions per MAC, and the last
+column is ours / LLVM (above 1: ours spends more instructions per MAC). OpenCL C contracts `acc + a * b` into one
+fma by default (clang's -ffp-contract=on for OpenCL); render_rdna keeps the multiply and the add separate, rounding
+twice as the IR says, which shows up as mul+add pairs. Static counts ignore latency and memory behaviour; they
+measure instruction selection and loop overhead only.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -21,6 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from am.sim import FlatMemory, dispatch  # noqa: E402
 from compiler.rdna import assemble, build_kernel, load_code_object, pointer_arg, value_arg, write_code_object  # noqa: E402
+from compiler.rdna import disassemble  # noqa: E402
 
 TARGET_LANE_OPS = 5e6
 UNROLL = 64
@@ -99,12 +123,159 @@ def report(name: str, stats) -> float:
   return lane_rate
 
 
+# ---- generated-code quality: instructions per multiply-accumulate in a matmul loop, ours against LLVM -------------
+
+CLANG = "clang-19"
+MATMULS = (((64, 64), (64, 64)), ((256, 64), (64, 256)))  # one output per work-item; a register tile of two
+CL_IDS = ("#define get_local_id(axis) __builtin_amdgcn_workitem_id_x()\n"
+          "#define get_group_id(axis) __builtin_amdgcn_workgroup_id_x()\n")
+BRANCH = re.compile(r"s_(c?branch)\w*$")
+MAC_WEIGHTS = ((re.compile(r"v_(dual_)?(fma|fmac|mac)\w*"), 1), (re.compile(r"v_pk_fma\w*"), 2),
+               (re.compile(r"v_dot(\d+)\w*"), None))
+
+
+def matmul_kernels() -> list:
+  """(label, lowered KERNEL) for each matmul of MATMULS: what both compilers are given."""
+  from compiler.lower_gpu import lower_gpu
+  from compiler.schedule import Scheduler
+  from frontend import Tensor
+  from frontend.realize import realized
+  rng = np.random.default_rng(0)
+  out = []
+  for sa, sb in MATMULS:
+    a = Tensor(rng.standard_normal(sa).astype(np.float32), device="CPU")
+    b = Tensor(rng.standard_normal(sb).astype(np.float32), device="CPU")
+    items = Scheduler(lambda n: n in realized).schedule([(a @ b).lazydata])
+    asts = [item.ast for item in items if item.ast is not None]
+    out.append((f"{sa[0]}x{sa[1]} @ {sb[0]}x{sb[1]}", lower_gpu(asts[-1])))
+  return out
+
+
+def innermost_loop(insts: list, labels: dict) -> list:
+  """Instruction texts of the shortest span from a label to a branch back to it (the back-branch included).
+
+  Args:
+    insts: (text, branch target key or None) per instruction, in program order.
+    labels: branch target key -> index in insts of the instruction the label precedes.
+  Raises:
+    ValueError: no backward branch (the loop was unrolled away, or there was none).
+  """
+  backward = [(i, labels[t]) for i, (_, t) in enumerate(insts) if t is not None and labels.get(t, i + 1) <= i]
+  loops = [(end - start, start, end) for end, start in backward]
+  if not loops:
+    raise ValueError("no backward branch in the kernel: no loop to measure")
+  _, start, end = min(loops)
+  return [text for text, _ in insts[start:end + 1]]
+
+
+def our_instructions(code: bytes, target: str) -> tuple:
+  """(insts, labels) for innermost_loop from machine code: branch targets are byte offsets (SOPP simm16 in dwords,
+  relative to the next instruction)."""
+  decoded = disassemble(code, target)
+  labels = {d.offset: i for i, d in enumerate(decoded)}
+  insts = []
+  for d in decoded:
+    target_offset = None
+    if BRANCH.match(d.text.split(" ", 1)[0]):
+      simm = int(d.text.split()[-1], 0) & 0xFFFF
+      simm -= 0x10000 if simm & 0x8000 else 0
+      target_offset = d.offset + 4 + 4 * simm
+    insts.append((d.text, target_offset))
+  return insts, labels
+
+
+def llvm_instructions(asm: str, name: str) -> tuple:
+  """(insts, labels) for innermost_loop from the assembly text of function `name` that llc/clang -S prints."""
+  insts, labels, inside = [], {}, False
+  for raw in asm.splitlines():
+    line = raw.split(";", 1)[0].strip()
+    label = re.fullmatch(r"([.\w$]+):", line)
+    if label and label.group(1) == name:
+      inside = True
+    elif label and inside:
+      labels[label.group(1)] = len(insts)
+    elif inside and line.startswith(".Lfunc_end"):
+      break
+    elif inside and line and not line.startswith("."):
+      op = line.split()[0]
+      insts.append((line, line.split()[-1] if BRANCH.match(op) else None))
+  if not insts:
+    raise ValueError(f"function {name} not found in the assembly")
+  return insts, labels
+
+
+def count_macs(texts: list) -> tuple:
+  """(fused, unfused) multiply-accumulates in instruction texts; each VOPD half is looked at alone."""
+  fused, muls, adds = 0, 0, 0
+  for text in texts:
+    for part in text.split("::"):
+      op = part.split()[0] if part.strip() else ""
+      muls += op.startswith("v_mul_f32")
+      adds += op.startswith("v_add_f32")
+      for pattern, weight in MAC_WEIGHTS:
+        hit = pattern.fullmatch(op)
+        if hit:
+          fused += weight if weight is not None else int(hit.group(1))
+          break
+  return fused, min(muls, adds)
+
+
+def clang_asm(source: str, target: str, extra: list) -> str:
+  """Assembly clang-19 prints for OpenCL C source (subprocess errors carry clang's message)."""
+  cmd = [CLANG, "-x", "cl", "-cl-std=CL2.0", "-target", "amdgcn-amd-amdhsa", f"-mcpu={target}", "-O3", "-nogpulib",
+         "-S", "-o", "-", "-", *extra]
+  proc = subprocess.run(cmd, input=CL_IDS + source, capture_output=True, text=True, timeout=120)
+  if proc.returncode != 0:
+    raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr.strip()}")
+  return proc.stdout
+
+
+def quality_row(kernel: str, compiler: str, texts: list) -> float:
+  fused, unfused = count_macs(texts)
+  macs = fused + unfused
+  per_mac = len(texts) / macs if macs else float("inf")
+  print(f"{kernel:20s} {compiler:27s} {len(texts):6d} {fused:6d} {unfused:8d} {macs:5d} {per_mac:9.2f}", end="")
+  return per_mac
+
+
+def quality(target: str) -> None:
+  from compiler.render_cl import render_cl
+  from compiler.render_rdna import render_rdna
+  clang = shutil.which(CLANG)
+  print(f"\nmatmul loop code quality, {target}: static instructions in the innermost loop per multiply-accumulate")
+  print(f"{'kernel':20s} {'compiler':27s} {'instr':>6s} {'fused':>6s} {'mul+add':>8s} {'MACs':>5s} {'instr/MAC':>9s}"
+        f"  ours/LLVM")
+  for label, kernel in matmul_kernels():
+    ours = render_rdna(kernel, target)
+    insts, labels = our_instructions(ours.code, target)
+    our_rate = quality_row(label, "ours (render_rdna)", innermost_loop(insts, labels))
+    print()
+    if clang is None:
+      continue
+    name, source, _ = render_cl(kernel)
+    for flavour, extra in (("-O3", []), ("-O3 -fno-unroll-loops", ["-fno-unroll-loops"])):
+      asm = clang_asm(source, target, extra)
+      try:
+        texts = innermost_loop(*llvm_instructions(asm, name))
+      except ValueError as err:
+        print(f"{label:20s} LLVM {flavour:22s} {err}")
+        continue
+      rate = quality_row(label, f"LLVM {flavour}", texts)
+      print(f"  {our_rate / rate:8.2f}")
+  if clang is None:
+    print(f"LLVM's side skipped: {CLANG} not found on PATH (Debian: apt-get install --no-install-recommends clang-19)")
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--target", default="gfx1100", choices=("gfx1100", "gfx1201"))
   p.add_argument("--waves", type=int, default=64, help="waves of the ALU kernel (8 per workgroup)")
   p.add_argument("--iters", type=int, default=40, help="loop iterations of the ALU kernel")
+  p.add_argument("--quality-only", action="store_true", help="only the matmul code-quality comparison with LLVM")
   args = p.parse_args(argv)
+  if args.quality_only:
+    quality(args.target)
+    return 0
   if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
   groups = max(1, args.waves // 8)
@@ -123,6 +294,7 @@ def main(argv=None) -> int:
     verdict = "meets" if rate >= TARGET_LANE_OPS else "MISSES"
     print(f"target >= {TARGET_LANE_OPS / 1e6:.0f} M lane-ops/s (ALU-heavy), {name}: {verdict} "
           f"({rate / TARGET_LANE_OPS:.1f}x)")
+  quality(args.target)
   return 0
 
 
