@@ -41,7 +41,7 @@ import io
 import re
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -226,7 +226,7 @@ class Cubin:
   module_attributes: tuple[NvInfoAttr, ...]  # .nv.info
   compat: tuple[NvInfoAttr, ...]  # .nv.compat (13.x)
   relocations: tuple[Relocation, ...]  # every relocation of a loadable section (debug sections left out)
-  code_sections: Mapping[str, bytes] = field(default_factory=dict)  # every .text.* section: kernels and functions
+  code_sections: Mapping[str, bytes]  # every .text.* section: kernels and the functions they call
 
   def kernel(self, name: str) -> Kernel:
     """The kernel called `name`.

@@ -69,7 +69,8 @@ class Program:
         dev.osif.write(mem.cpu, seg.data or bytes(seg.size))
         self.banks.append((seg.bank, mem, seg.size))
     self.sections = self._layout(module)
-    size = max(off + len(module.code_sections.get(sec, self.kernel.code)) for sec, off in self.sections.items())
+    last = next(reversed(self.sections))
+    size = self.sections[last] + len(module.code_sections[last])
     self.code = dev.mem.alloc_device(size + 4096, cpu_access=True)  # instruction prefetch reads past the end
     dev.osif.write(self.code.cpu, self._relocated_code(module))
     self.local_per_thread = (self.kernel.min_stack_size + STACK_RESERVE + 15) & ~15 if self.kernel.min_stack_size else 0
@@ -82,7 +83,7 @@ class Program:
     out, end = {}, 0
     for sec in module.code_closure(self.kernel.name):
       out[sec] = end
-      end = (end + len(module.code_sections.get(sec, self.kernel.code)) + CODE_ALIGN - 1) // CODE_ALIGN * CODE_ALIGN
+      end = (end + len(module.code_sections[sec]) + CODE_ALIGN - 1) // CODE_ALIGN * CODE_ALIGN
     return out
 
   def _relocated_code(self, module) -> bytes:
@@ -97,7 +98,7 @@ class Program:
         addresses[sym.name] = sym.value
     image = bytearray()
     for sec, off in self.sections.items():
-      code = module.code_sections.get(sec, self.kernel.code)
+      code = module.code_sections[sec]
       relocs = [r for r in module.relocations if r.section == sec]
       try:
         code = apply_relocations(code, relocs, addresses) if relocs else code

@@ -14,6 +14,8 @@ Memory. Scratch (private) and LDS apertures of flat addressing are not modelled 
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from .errors import MemoryFault
@@ -22,20 +24,20 @@ __all__ = ["FlatMemory", "Memory", "PageMap", "PagedMemory"]
 U64 = np.uint64
 
 
-class Memory:
+class Memory(abc.ABC):
   """Interface: subclasses implement load / store (vector) and may override the rest for speed."""
 
+  @abc.abstractmethod
   def load(self, addrs: np.ndarray, size: int) -> np.ndarray:
     """(N,) uint64 addresses -> (N, size) uint8 bytes.
 
     Raises:
       MemoryFault: an address range that is not mapped.
     """
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def store(self, addrs: np.ndarray, data: np.ndarray) -> None:
     """Write data (N, size) uint8 at (N,) addresses; later rows win where ranges overlap."""
-    raise NotImplementedError
 
   def load_dwords(self, addrs: np.ndarray, count: int) -> np.ndarray:
     """(N,) addresses -> (N, count) uint32."""
