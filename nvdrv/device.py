@@ -135,6 +135,7 @@ class NVDevice(TransferMixin):
     # QMDs and constant banks in HBM (written by the CPU through BAR1): the compute engine fetches them on the
     # critical path of every launch, and from host memory each fetch is a PCIe round trip.
     self.arena = self.mem.alloc_device(ARENA_BYTES, cpu_access=True)
+    self.arena_view = self.osif.view(self.arena.cpu, self.arena.size)
     self.arena_put = 0
     self._create_channels()
 
@@ -237,17 +238,21 @@ class NVDevice(TransferMixin):
     self.osif.write(address, data)
 
   def launch_slot(self, cbuf_size: int):
-    """Arena space for one QMD (384 B, 256-aligned) and constant bank 0 of `cbuf_size` bytes (256-aligned). The
-    arena is a ring; before it wraps, the compute channel drains, so no queued launch's memory is overwritten."""
+    """Arena space for one QMD (384 B, 256-aligned) and constant bank 0 of `cbuf_size` bytes (256-aligned)."""
     from nvdrv.program import LaunchSlot
-    need = 512 + ((cbuf_size + 255) & ~255)
-    if self.arena_put + need > self.arena.size:
-      self.compute.synchronize()
-      self.arena_put = 0
-    offset = self.arena_put
-    self.arena_put += need
+    offset = self.arena_take(512 + ((cbuf_size + 255) & ~255))
     return LaunchSlot(qmd=self.arena.va + offset, cbuf=self.arena.va + offset + 512,
                       qmd_cpu=self.arena.cpu + offset, cbuf_cpu=self.arena.cpu + offset + 512)
+
+  def arena_take(self, need: int) -> int:
+    """Offset of `need` bytes of the launch arena. The arena is a ring; before it wraps, the compute channel
+    drains, so no queued launch's memory is overwritten."""
+    offset = self.arena_put
+    if offset + need > self.arena.size:
+      self.compute.synchronize()
+      offset = 0
+    self.arena_put = offset + need
+    return offset
 
   def ensure_local_memory(self, per_thread: int, pb: PushBuffer) -> None:
     """Grow the local-memory backing store so every resident thread can have `per_thread` bytes; the methods that

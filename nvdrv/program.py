@@ -204,22 +204,49 @@ class Program:
     """Queue one launch on the compute channel; returns its timeline value (wait=True blocks until done).
 
     The first launch of a geometry is checked in full and leaves a LaunchPlan behind; later ones with that geometry
-    check only the arguments and fill the plan's prebuilt words (a few microseconds of Python)."""
+    and argument types pack the arguments straight into the plan's prebuilt bytes (a few microseconds of Python)."""
     grid, block = tuple(grid), tuple(block)
-    ch = self.dev.compute
+    dev = self.dev
     plan = self._plans.get((grid, block, dynamic_shared))
-    if plan is not None and plan.channel is ch and plan.barrier_kind == self.dev.barrier_kind \
-        and plan.cwd_membar == self.dev.cwd_membar and plan.invalidate == self.dev.qmd_invalidate \
-        and self.local_per_thread <= self.dev.local_per_thread:
-      self.check_args(args)
-      slot = self.dev.launch_slot(self.cbuf_size)
-      value = plan.launch(slot, self.pack_args(args))
-    else:
+    value = None
+    if plan is not None and plan.channel is dev.compute and plan.barrier_kind == dev.barrier_kind \
+        and plan.cwd_membar == dev.cwd_membar and plan.invalidate == dev.qmd_invalidate \
+        and self.local_per_thread <= dev.local_per_thread:
+      value = plan.launch(args)
+    if value is None:
       value = self._launch_slow(args, grid, block, dynamic_shared)
-      self._plans[(grid, block, dynamic_shared)] = LaunchPlan(self, grid, block, dynamic_shared)
+      if plan is None or plan.channel is not dev.compute or plan.barrier_kind != dev.barrier_kind \
+          or plan.cwd_membar != dev.cwd_membar or plan.invalidate != dev.qmd_invalidate:
+        self._plans[(grid, block, dynamic_shared)] = LaunchPlan(self, grid, block, dynamic_shared)
     if wait:
-      ch.wait(value)
+      dev.compute.wait(value)
     return value
+
+  def arg_packer(self, types: tuple) -> tuple[struct.Struct, tuple[int, ...]] | None:
+    """A struct packing arguments of these Python types into the parameter area in one call, and the positions
+    of the GPUMemory arguments (packed as their VA); None where pack_args must decide (bytes arguments, sizes
+    it alone handles, a wrong count, a type it refuses)."""
+    params = self.kernel.params
+    if len(types) != len(params):
+      return None
+    fmt, pos, memory = "<", 0, []
+    for i, (param, t) in enumerate(zip(params, types)):
+      if param.offset < pos:
+        return None
+      if t is GPUMemory and param.size == 8:
+        code = "Q"
+        memory.append(i)
+      elif t is float:
+        code = {4: "f", 8: "d"}.get(param.size)
+      elif t is int or t is bool:
+        code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(param.size)  # negative values: struct.error, pack_args
+      else:
+        code = None
+      if code is None:
+        return None
+      fmt += "x" * (param.offset - pos) + code
+      pos = param.offset + param.size
+    return struct.Struct(fmt), tuple(memory)
 
   def _launch_slow(self, args: tuple, grid, block, dynamic_shared: int) -> int:
     self.check(args, grid, block, dynamic_shared)
@@ -246,11 +273,12 @@ class LaunchPlan:
 
   def __init__(self, program: Program, grid, block, dynamic_shared: int):
     dev = program.dev
-    self.program, self.channel = program, dev.compute
+    self.program, self.dev, self.channel = program, dev, dev.compute
     self.barrier_kind, self.cwd_membar, self.invalidate = dev.barrier_kind, dev.cwd_membar, dev.qmd_invalidate
     q = program.qmd(0, grid, block, dynamic_shared)
     self.blob = bytearray(q.tobytes().ljust(512, b"\0") + program.constant_bank(b"", grid, block, dynamic_shared))
     self.blob_words = memoryview(self.blob).cast("I")
+    self.need = 512 + ((program.cbuf_size + 255) & ~255)  # what NVDevice.launch_slot takes
     self.param_at = 512 + program.kernel.param_base
     # the constant bank address is the only QMD field that changes per launch: its two words are patched in place
     lower, upper = (("CONSTANT_BUFFER_ADDR_LOWER(0)", "CONSTANT_BUFFER_ADDR_UPPER(0)") if q.version == "V03_00" else
@@ -264,23 +292,47 @@ class LaunchPlan:
     dev.barrier(pb)
     pb.launch(0, name="l")
     pb.semaphore_release(self.channel.semaphore, 0, name="done")
-    self.words = pb.words
+    self.pushbuffer = bytearray(pb.tobytes())
+    self.words, self.nwords = memoryview(self.pushbuffer).cast("I"), len(pb)
     self.at_qmd = pb.marks["l.qmd"][0]
     self.at_lo, self.at_hi = pb.marks["done.payload_lo"][0], pb.marks["done.payload_hi"][0]
+    self.packers: dict[tuple, tuple[struct.Struct, tuple[int, ...]] | None] = {}
 
-  def launch(self, slot: LaunchSlot, params: bytes) -> int:
+  def launch(self, args: tuple) -> int | None:
+    """Queue a launch with `args`; returns its timeline value, or None (nothing queued) when these arguments need
+    the checked slow path: types without a prebuilt packer, a negative integer, a freed buffer (it raises there)."""
+    types = tuple(map(type, args))
+    try:
+      packer = self.packers[types]
+    except KeyError:
+      packer = self.packers[types] = self.program.arg_packer(types)
+    if packer is None:
+      return None
+    st, memory = packer
+    if memory:
+      args = list(args)
+      for i in memory:
+        if args[i].freed:
+          return None
+        args[i] = args[i].va
+    blob = self.blob
+    try:
+      st.pack_into(blob, self.param_at, *args)
+    except struct.error:
+      return None
+    dev = self.dev
+    offset = dev.arena_take(self.need)
+    qmd_va = dev.arena.va + offset
     words = self.blob_words
-    cbuf = slot.cbuf >> self.cbuf_shift
+    cbuf = (qmd_va + 512) >> self.cbuf_shift
     words[self.lo_word] = cbuf & 0xFFFFFFFF
     words[self.hi_word] = (words[self.hi_word] & ~self.hi_mask) | (cbuf >> 32)  # VAs < 2**40: the upper part fits
-    blob = self.blob
-    blob[self.param_at:self.param_at + len(params)] = params
-    self.program.dev.osif.write(slot.qmd_cpu, blob)
+    dev.arena_view[offset:offset + len(blob)] = blob
     ch = self.channel
     ch.value += 1
     pb = self.words
-    pb[self.at_qmd] = slot.qmd >> 8
+    pb[self.at_qmd] = qmd_va >> 8
     pb[self.at_lo] = ch.value & 0xFFFFFFFF
     pb[self.at_hi] = ch.value >> 32
-    ch.push(pb.tobytes(), len(pb))
+    ch.push(self.pushbuffer, self.nwords)
     return ch.value

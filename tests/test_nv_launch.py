@@ -1,7 +1,7 @@
 """nvdrv.program's two launch paths without a GPU: the first launch of a geometry goes the checked slow way and leaves a
 LaunchPlan; later ones fill the plan's prebuilt bytes. Both must hand the GPU the same QMD, constant bank 0 and
 pushbuffer words. The device below is host memory behind nvdrv's own OS seam (LinuxOS writes into an anonymous
-mapping) with NVDevice's real launch_slot and barrier; only the channel is a recorder.
+mapping) with NVDevice's real launch arena and barrier; only the channel is a recorder.
 
 The QMD is checked field by field with nvdrv.qmd's reader and the pushbuffer with nvdrv.pushbuf.decode, so a plan
 that patched the wrong word would show here.
@@ -49,7 +49,7 @@ class RecordingChannel:
 
 class HostDevice:
   """The parts of NVDevice a Program uses, over host memory (GPU VA = CPU address)."""
-  launch_slot, barrier, write = NVDevice.launch_slot, NVDevice.barrier, NVDevice.write
+  launch_slot, arena_take, barrier, write = NVDevice.launch_slot, NVDevice.arena_take, NVDevice.barrier, NVDevice.write
 
   def __init__(self, version: str):
     self.osif = LinuxOS()
@@ -63,6 +63,7 @@ class HostDevice:
     self.barrier_kind, self.cwd_membar, self.qmd_invalidate = "compute", 1, "all"
     self.shared_window, self.local_window, self.local_per_thread = 0x7F00_0000_0000, 0x7E00_0000_0000, 0
     self.arena, self.arena_put = self._host(ARENA), 0
+    self.arena_view = self.osif.view(self.arena.cpu, ARENA)
     self.compute = RecordingChannel(semaphore=0x12_3456_7000)
     self.mem = types.SimpleNamespace(alloc_device=lambda size, cpu_access=False: self._host(size))
 
@@ -152,6 +153,24 @@ def test_fast_path_still_checks_arguments(cubin, dev):
   with pytest.raises(ValueError, match="use after free"):
     saxpy(x, x, 1.0, 8, grid=(1, 1, 1), block=(32, 1, 1))
   assert len(dev.compute.pushed) == pushed, "a rejected launch was queued"
+
+
+def test_fast_path_packs_every_argument_kind_as_pack_args_does(cubin, dev):
+  """The plan's one-struct packer (per tuple of argument types) and pack_args agree on every kind of argument:
+  buffers or their integer VAs, floats, integers (negative ones and bytes go the checked slow path); each launch's
+  constant bank holds exactly its own arguments, and a launch never reuses the previous one's bytes."""
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  geometry = {"grid": (2, 1, 1), "block": (64, 1, 1)}
+  calls = [(x, y, 2.5, 1000), (x.va, y.va, -0.125, 3), (x, y.va, 1e30, 2**32 - 1), (y, x, 0.0, -5),
+           (x, (7).to_bytes(8, "little"), 4.0, 9), (x, y, 1.5, True), (x, y, 3.0, 0)]
+  for args in calls:
+    saxpy(*args, **geometry)
+  assert len(saxpy._plans) == 1
+  for args, pushed in zip(calls, dev.compute.pushed):
+    _, cbuf, _ = launched(dev, pushed)
+    base = saxpy.kernel.param_base
+    assert cbuf[base:base + saxpy.kernel.param_size] == saxpy.pack_args(args), args
 
 
 def test_called_function_sections_are_loaded_and_linked(dev, tmp_path):
