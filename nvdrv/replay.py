@@ -33,7 +33,7 @@ class _Launch:
 class CommandBuffer:
   """A reusable sequence of launches on `dev`'s compute channel."""
 
-  def __init__(self, dev, mode: str = "barrier"):
+  def __init__(self, dev, mode: str = "barrier", inner_membar: int = 3):
     """mode: how a launch waits for the one before it.
       barrier: a wait-for-idle between launches in the pushbuffer (nvdrv.device.NVDevice.barrier);
       chain:   only the first QMD is sent; each grid starts the next when it completes (DEPENDENT_QMD0 with action
@@ -41,9 +41,17 @@ class CommandBuffer:
       dep:     every QMD is sent up front; QMD i > 0 waits on a dependence counter of 1 that grid i-1 decrements
                when it completes (DEPENDENT_QMD0 action DECREMENT_DEPENDENCE), so its QMD and constants are
                already fetched when its turn comes; the last releases the semaphore.
-    Launches with barrier=False only make sense in barrier mode."""
+    Launches with barrier=False only make sense in barrier mode.
+    inner_membar (chain and dep): the CWD_MEMBAR_TYPE of every grid but the last, the memory barrier its end runs
+      before the next grid may start: L1_MEMBAR 3 (GPU scope: the next reader is a grid on this GPU; default),
+      L1_SYSMEMBAR 1 (system scope, what a lone launch needs before the host reads), L1_NONE 0 (measurements only).
+      The last grid keeps the device's CWD membar and releases the timeline with FE_SYSMEMBAR, so the host sees
+      every grid's writes once it sees the payload."""
     if mode not in ("barrier", "chain", "dep"):
       raise ValueError(f"CommandBuffer mode {mode!r}: use 'barrier', 'chain' or 'dep'")
+    if inner_membar not in (0, 1, 3):
+      raise ValueError(f"inner_membar {inner_membar}: use 3 (GPU scope), 1 (system scope) or 0 (none)")
+    self.inner_membar = inner_membar
     self.dev = dev
     self.mode = mode
     self.chain = mode != "barrier"
@@ -113,6 +121,7 @@ class CommandBuffer:
     if self.mode == "dep" and index > 0:
       q.set("DEPENDENCE_COUNTER", 1)
     if index + 1 < len(qmd_offsets):
+      q.set("CWD_MEMBAR_TYPE", self.inner_membar)
       action = 4 if self.mode == "dep" else 3  # QMD_DECREMENT_DEPENDENCE / QMD_INVALIDATE_COPY_SCHEDULE
       q.set("DEPENDENT_QMD_ENABLE(0)", 1).set("DEPENDENT_QMD0_ACTION", action)
       q.set("DEPENDENT_QMD0_POINTER", (base + qmd_offsets[index + 1]) >> 8)
