@@ -2,7 +2,7 @@
 
 The file holds what a process without the frontend and the compiler needs to run the captured step again: the
 kernels as the device runs them (CPU: the compiled shared objects, with their C source for reference; NV: cubins
-with their launch geometry), the launches in order with their arguments as indices into a buffer table, and the
+with their launch geometry; AMD: RDNA code objects with theirs), the launches in order with their arguments as indices into a buffer table, and the
 initial contents of every buffer whose contents carry from one step to the next.
 
 Buffer roles, in order of precedence:
@@ -28,7 +28,7 @@ from frontend.realize import buffer_of
 from tools import replay_format
 from tools.replay_format import CPU_ABI, host_isa
 
-_TARGETS = ("CPU", "NV")
+_TARGETS = ("CPU", "NV", "AMD")
 
 
 class ReplaySaveError(Exception):
@@ -182,6 +182,10 @@ def _target(device: str, blobs: list[bytes]) -> dict:
     return {"kind": "CPU", "abi": CPU_ABI, "machine": platform.machine(), "system": platform.system(),
             "isa": host_isa(), "compiler": _cc_version(runtime.cc), "flags": list(FLAGS), "pool_so_blob": pool_blob,
             "threads": runtime.threads}
+  if kind == "AMD":
+    card = getattr(runtime, "card", None)
+    return {"kind": "AMD", "gfx_target": runtime.target,
+            "saved_on": f"simulated {card} (AM driver)" if card else "wave emulator"}
   info = runtime.dev.info
   return {"kind": "NV", "arch": "sm_90", "generation": info.name, "qmd_version": info.qmd_version,
           "compute_class": info.compute_class, "gpfifo_class": info.gpfifo_class, "driver_version": info.driver_version}
@@ -201,6 +205,9 @@ def _kernels(items, device: str, blobs: list[bytes]) -> tuple[list[dict], list[i
         entry.update(entry=prog.fn_name, global_extent=prog.info.global_extent, threads=prog.threads,
                      so_blob=len(blobs), source_blob=len(blobs) + 1)
         blobs += [_read(prog.lib_path), prog.source.encode()]
+      elif device.split(":")[0] == "AMD":
+        entry.update(entry=prog.entry, grid=list(prog.grid), block=list(prog.block), code_object_blob=len(blobs))
+        blobs.append(prog.code_object_bytes)
       else:
         if not prog.cubin:
           raise ReplaySaveError(f"kernel {prog.info.name}: its cubin was not kept (an NVProgram built without it)")

@@ -9,9 +9,12 @@ The npz holds one array per input slot, named as the file names them: shaped lik
 step) or with a leading step axis (step i reads row i, cycling when --iters is larger). Inputs with saved contents
 (e.g. a learning rate) may be left out: they keep their saved values.
 
-This module imports neither `frontend` nor `compiler`: a CPU file's kernels are shared objects loaded with cffi, an
-NV file's cubins are loaded by nvdrv.program and launched from one nvdrv.replay.CommandBuffer. Every check (format,
-checksum, target, inputs) happens before anything is allocated or run.
+This module imports neither `frontend` nor the compiler: a CPU file's kernels are shared objects loaded with cffi, an
+NV file's cubins are loaded by nvdrv.program and launched from one nvdrv.replay.CommandBuffer, an AMD file's code
+objects are loaded by the AM driver (which reads them with compiler.rdna.codeobj, the ISA toolchain's ELF reader; no
+IR, no code generation) and launched from one am.queues.launches.LaunchList on a simulated card booted through the
+AM driver (AMD_SIM=navi31|navi48, firmware from AM_FIRMWARE_DIR), or run on the wave emulator (am.sim) without
+AMD_SIM. Every check (format, checksum, target, inputs) happens before anything is allocated or run.
 """
 from __future__ import annotations
 
@@ -56,8 +59,26 @@ def check_target(rf: ReplayFile) -> None:
       raise ReplayError(f"{rf.path} targets NV {target.get('arch')} ({target.get('generation')}, QMD "
                         f"{target.get('qmd_version')}); this machine has no /dev/nvidiactl (no NVIDIA GPU or kernel "
                         f"module). Run it on a machine with that GPU, or save the step on this machine's device")
+  elif kind == "AMD":
+    _check_amd_target(rf.path, target)
   else:
-    raise ReplayError(f"{rf.path} targets {kind}; this loader runs CPU and NV files (AMD replay is not built yet)")
+    raise ReplayError(f"{rf.path} targets {kind}; this loader runs CPU, NV and AMD files")
+
+
+AMD_CARDS = {"navi31": "gfx1100", "navi48": "gfx1201"}   # the simulated cards the loader can boot, and their ISA
+
+
+def _check_amd_target(path: str, target: dict) -> None:
+  gfx = target.get("gfx_target")
+  if gfx not in AMD_CARDS.values():
+    raise ReplayError(f"{path} targets AMD {gfx!r}; this loader runs gfx1100 (RDNA3) and gfx1201 (RDNA4) code")
+  card = os.environ.get("AMD_SIM")
+  if card and card not in AMD_CARDS:
+    raise ReplayError(f"AMD_SIM={card!r} names no simulated card; use {' or '.join(AMD_CARDS)}")
+  if card and AMD_CARDS[card] != gfx:
+    runs = [c for c, g in AMD_CARDS.items() if g == gfx]
+    raise ReplayError(f"{path} holds {gfx} code; AMD_SIM={card} is a {AMD_CARDS[card]} card. Run it with "
+                      f"AMD_SIM={runs[0]} (or without AMD_SIM, on the wave emulator)")
 
 
 def _check_cpu_target(path: str, target: dict) -> None:
@@ -222,6 +243,138 @@ class NVBackend:
     self.cb.submit()
 
 
+def _amd_code_objects(rf: ReplayFile) -> list:
+  from compiler.rdna.codeobj import load_code_object
+  return [load_code_object(bytes(rf.blob(k["code_object_blob"])), name=f"{rf.path}: kernel {k['name']}")
+          for k in rf.manifest["kernels"]]
+
+
+class AMDCardBackend:
+  """AMD target on a card booted through the AM driver: the code objects uploaded with am.queues.kernel.GpuKernel,
+  buffers in the card's GART-mapped VRAM, the launch list recorded once into one indirect buffer
+  (am.queues.launches.LaunchList) and resubmitted each step with one INDIRECT_BUFFER packet."""
+
+  def __init__(self, rf: ReplayFile, dev):
+    from am.queues.dispatch import Buffer
+    from am.queues.kernel import GpuKernel
+    from am.queues.launches import LaunchList
+    m = rf.manifest
+    self.dev, self.queue = dev, dev.gfx.queue
+    if dev.caps.gfx_target != m["target"]["gfx_target"]:
+      raise ReplayError(f"{rf.path} holds {m['target']['gfx_target']} code; this card runs {dev.caps.gfx_target}")
+    self.kernels = [GpuKernel(dev, co, k["entry"]) for co, k in zip(_amd_code_objects(rf), m["kernels"])]
+    self.sizes = [b["size"] * np.dtype(NUMPY_DTYPES[b["dtype"]]).itemsize for b in m["buffers"]]
+    self.mem = [Buffer(dev, max(n, 1)) for n in self.sizes]
+    for b, mem in zip(m["buffers"], self.mem):
+      if b.get("init") is not None and mem.size:
+        mem.write(rf.blob(b["init"]))
+    self.args = [[self.mem[a].va for a in launch["args"]] for launch in m["launches"]]
+    self.launches = LaunchList(dev, self.queue)
+    for launch, args in zip(m["launches"], self.args):
+      k = m["kernels"][launch["kernel"]]
+      self.launches.add(self.kernels[launch["kernel"]], args, k["grid"], k["block"])
+    self.launches.finalize()
+
+  def alloc(self, nbytes: int):
+    from am.queues.dispatch import Buffer
+    return Buffer(self.dev, max(nbytes, 1))
+
+  def check_memory(self, mem, nbytes: int, what: str) -> None:
+    if not hasattr(mem, "va") or not hasattr(mem, "write") or mem.size < nbytes:
+      raise ReplayError(f"{what}: bind an am.queues Buffer of at least {nbytes} bytes (Replay.alloc makes one); got "
+                        f"{type(mem).__name__} of {getattr(mem, 'size', '?')} bytes")
+
+  def set_address(self, launch: int, arg: int, mem) -> None:
+    self.args[launch][arg] = mem.va
+    self.launches.set_args(launch, self.args[launch])  # waits for the previous submit, rewrites the kernarg segment
+
+  def write(self, mem, data: np.ndarray) -> None:
+    self.queue.wait(self.launches.last)  # the previous step may still read this buffer
+    mem.write(data.reshape(-1).view(np.uint8))
+
+  def read(self, buffer: int) -> np.ndarray:
+    self.queue.wait(self.launches.last)
+    return self.mem[buffer].read(np.uint8, self.sizes[buffer])
+
+  def run(self) -> None:
+    self.launches.submit()
+
+
+class AMDEmulatorBackend:
+  """AMD target without a card: each launch runs on the wave emulator (am.sim.run_kernel) over one flat memory that
+  holds the file's buffers, with its kernarg segment built once (am.sim.build_kernargs) and rebuilt when bound."""
+
+  def __init__(self, rf: ReplayFile):
+    from am.sim import FlatMemory, build_kernargs, run_kernel
+    m = rf.manifest
+    self.build_kernargs, self.run_kernel = build_kernargs, run_kernel
+    self.memory = FlatMemory()
+    self.code_objects = _amd_code_objects(rf)
+    self.kernels = [co.kernel(k["entry"]) for co, k in zip(self.code_objects, m["kernels"])]
+    self.sizes = [b["size"] * np.dtype(NUMPY_DTYPES[b["dtype"]]).itemsize for b in m["buffers"]]
+    self.mem = [self.alloc(n) for n in self.sizes]
+    for b, mem, n in zip(m["buffers"], self.mem, self.sizes):
+      if b.get("init") is not None and n:
+        self.write(mem, np.frombuffer(rf.blob(b["init"]), np.uint8))
+    self.launches = []
+    for launch in m["launches"]:
+      k = m["kernels"][launch["kernel"]]
+      kern = self.kernels[launch["kernel"]]
+      grid, block = tuple(k["grid"]), tuple(k["block"])
+      kernarg = self.memory.alloc(max(kern.kernarg_size, 16))
+      args = [self.mem[a] for a in launch["args"]]
+      self.launches.append([kern, self.code_objects[launch["kernel"]].isa, grid, block, kernarg, args])
+      self._write_kernargs(len(self.launches) - 1)
+
+  def _write_kernargs(self, index: int) -> None:
+    kern, _, grid, block, kernarg, args = self.launches[index]
+    self.write(kernarg, np.frombuffer(self.build_kernargs(kern, tuple(args), grid, block), np.uint8))
+
+  def alloc(self, nbytes: int) -> int:
+    return self.memory.alloc(max(nbytes, 1))
+
+  def _view(self, address: int, nbytes: int) -> np.ndarray:
+    start = address - self.memory.base
+    return self.memory.arena[start:start + nbytes]
+
+  def check_memory(self, mem, nbytes: int, what: str) -> None:
+    if not isinstance(mem, int) or not self.memory.base <= mem <= self.memory.top - nbytes:
+      raise ReplayError(f"{what}: bind an address of {nbytes} bytes of the emulator's memory (Replay.alloc makes "
+                        f"one); got {mem!r}")
+
+  def set_address(self, launch: int, arg: int, mem: int) -> None:
+    self.launches[launch][5][arg] = mem
+    self._write_kernargs(launch)
+
+  def write(self, mem: int, data: np.ndarray) -> None:
+    raw = data.reshape(-1).view(np.uint8)
+    self._view(mem, raw.nbytes)[:] = raw
+
+  def read(self, buffer: int) -> np.ndarray:
+    return self._view(self.mem[buffer], self.sizes[buffer]).copy()
+
+  def run(self) -> None:
+    for kern, isa, grid, block, kernarg, _ in self.launches:
+      self.run_kernel(kern, isa, self.memory, grid, block, kernarg)
+
+
+def boot_amd_card(card: str):
+  """Boot the simulated `card` through the AM driver (firmware from AM_FIRMWARE_DIR).
+
+  Raises:
+    ReplayError: the boot failed (names the error and AM_FIRMWARE_DIR)."""
+  from am.device import AMDevice
+  from am.simcard.card import SimCard
+  dev = AMDevice(SimCard(card))
+  try:
+    dev.boot()
+  except Exception as e:
+    where = os.environ.get("AM_FIRMWARE_DIR", "unset: /lib/firmware/amdgpu")
+    raise ReplayError(f"booting the simulated {card} failed ({type(e).__name__}: {e}); AM_FIRMWARE_DIR ({where}) "
+                      f"must hold lib/firmware/amdgpu of firmware-amd-graphics") from e
+  return dev
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the loaded step
 
@@ -267,7 +420,7 @@ class Replay:
       raise ReplayError(f"inputs {missing} have no saved contents; give them (arrays named {missing})")
 
   def bind(self, name: str, memory) -> None:
-    """Makes input `name` read `memory` (CPU: an aligned numpy array the loader's alloc returns; NV: a GPUMemory):
+    """Makes input `name` read `memory` (what the loader's alloc returns: see `alloc`):
     its address is patched into every launch argument that reads the input. The caller then writes inputs there."""
     if name not in self.inputs:
       raise ReplayError(f"input {name!r} is not a slot of {self.file.path}; its inputs are {list(self.inputs)}")
@@ -288,7 +441,8 @@ class Replay:
     self.steps += 1
 
   def alloc(self, name: str):
-    """Device memory sized for input `name`, to `bind` (CPU: an aligned numpy uint8 array; NV: a GPUMemory)."""
+    """Device memory sized for input `name`, to `bind` (CPU: an aligned numpy uint8 array; NV: a GPUMemory; AMD: an
+    am.queues Buffer on a card, an address of the emulator's memory without one)."""
     shape, dtype = self.input_spec(name)
     return self.backend.alloc(int(np.prod(shape)) * dtype.itemsize)
 
@@ -307,13 +461,15 @@ class Replay:
     return out
 
 
-def load(path: str, nv_device=None, rf: ReplayFile | None = None) -> Replay:
+def load(path: str, nv_device=None, rf: ReplayFile | None = None, amd_device=None) -> Replay:
   """Reads, checks and loads a replay file (format, checksum, target; then kernels, buffers, launches).
 
   Args:
     path: the .sovreplay file.
     nv_device: an open nvdrv NVDevice to load an NV file on (default: open GPU 0).
     rf: the file already read by replay_format.read (then `path` is not read again).
+    amd_device: a booted am AMDevice to load an AMD file on (default: the simulated card AMD_SIM names, booted
+      here; without AMD_SIM, the wave emulator).
 
   Raises:
     ReplayFormatError: not a replay file, a newer format version, corrupted.
@@ -321,8 +477,13 @@ def load(path: str, nv_device=None, rf: ReplayFile | None = None) -> Replay:
   """
   rf = rf if rf is not None else replay_format.read(path)
   check_target(rf)
-  if rf.manifest["target"]["kind"] == "CPU":
+  kind = rf.manifest["target"]["kind"]
+  if kind == "CPU":
     return Replay(rf, CPUBackend(rf))
+  if kind == "AMD":
+    if amd_device is None and os.environ.get("AMD_SIM"):
+      amd_device = boot_amd_card(os.environ["AMD_SIM"])
+    return Replay(rf, AMDCardBackend(rf, amd_device) if amd_device is not None else AMDEmulatorBackend(rf))
   return Replay(rf, NVBackend(rf, nv_device))
 
 

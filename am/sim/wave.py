@@ -46,10 +46,25 @@ def off_the_end(pc: int):
   raise SimError(f"execution ran off the end of the kernel code at pc {pc:#x} (no s_endpgm)")
 
 
+class OpTable(dict):
+  """A group's compiled instructions by pc >> 2, filled on first use: a missing entry is a trampoline that compiles
+  the instruction (compile_at installs it here), or off_the_end past the code. Nothing is built up front, so a
+  dispatch costs nothing per byte of the code window (a card's window runs to the end of the mapped pages)."""
+  __slots__ = ("g", "size")
+
+  def __init__(self, g):
+    super().__init__()
+    self.g, self.size = g, len(g.ctx.program.code)
+
+  def __missing__(self, index: int):
+    pc = index * 4
+    if pc >= self.size:
+      return functools.partial(off_the_end, self.size)
+    return functools.partial(compile_at, self.g, pc)
+
+
 def install_table(g) -> None:
-  size = len(g.ctx.program.code)
-  g.ops = [functools.partial(compile_at, g, pc) for pc in range(0, size, 4)]
-  g.ops.append(functools.partial(off_the_end, size))
+  g.ops = OpTable(g)
 
 
 def run_group(g) -> int:

@@ -81,7 +81,8 @@ class AMDProgram:
 
   def __init__(self, runtime: AMDRuntime, rendered):
     from compiler.rdna import load_code_object
-    self.runtime, self.info = runtime, rendered.info
+    self.runtime, self.info, self.entry = runtime, rendered.info, rendered.name
+    self.code_object_bytes = rendered.code_object  # kept for replay files (frontend/replay_save.py)
     self.code_object = load_code_object(rendered.code_object, name=rendered.name)
     self.kernel = self.code_object.kernel(rendered.name)
     self.grid, self.block = tuple(self.info.global_size), tuple(self.info.local_size)
@@ -171,7 +172,8 @@ class AMDCardProgram:
   def __init__(self, runtime: AMDCardRuntime, rendered):
     from am.queues.kernel import GpuKernel
     from compiler.rdna import load_code_object
-    self.runtime, self.info = runtime, rendered.info
+    self.runtime, self.info, self.entry = runtime, rendered.info, rendered.name
+    self.code_object_bytes = rendered.code_object  # kept for replay files (frontend/replay_save.py)
     code_object = load_code_object(rendered.code_object, name=rendered.name)
     self.kernel = GpuKernel(runtime.dev, code_object, rendered.name)
     self.grid, self.block = tuple(self.info.global_size), tuple(self.info.local_size)
@@ -182,30 +184,20 @@ class AMDCardProgram:
 
 
 class AMDGraph:
-  """A TinyJit capture as one am.queues CommandBuffer: each launch's ACQUIRE_MEM + dispatch PM4 recorded once, its
-  kernarg segment in an arena of the graph's own (never rewritten by other launches). Replay rewrites the kernarg
-  segments whose buffer addresses changed (after the previous replay finished reading them), then submits the whole
-  step as one INDIRECT_BUFFER packet."""
-  PM4_BYTES_PER_LAUNCH = 512
+  """A TinyJit capture as one am.queues.launches.LaunchList: each launch's ACQUIRE_MEM + dispatch PM4 recorded once
+  into an indirect buffer, its kernarg segment in an arena of the list's own (never rewritten by other launches).
+  Replay rewrites the kernarg segments whose buffer addresses changed (after the previous replay finished reading
+  them), then submits the whole step as one INDIRECT_BUFFER packet."""
 
   def __init__(self, runtime: AMDCardRuntime, items):
-    from am.queues.dispatch import KERNARG_ALIGN, CommandBuffer, KernargArena, kernel_user_values
-    self.queue = runtime.queue
+    from am.queues.launches import LaunchList
     self.programs = [item.program for item in items]
     self.addresses = [[runtime.allocator.address(b.mem) for b in item.bufs] for item in items]
-    per_launch = [-(-p.kernel.kernel.kernarg_size // KERNARG_ALIGN) * KERNARG_ALIGN + 2 * KERNARG_ALIGN
-                  for p in self.programs]   # kernargs, plus a dispatch packet and a queue area if the kernel asks
-    self.arena = KernargArena(runtime.dev, self.queue, sum(per_launch))
-    self.cb = CommandBuffer(runtime.dev, -(-self.PM4_BYTES_PER_LAUNCH * len(items) // 4096) * 4096)
-    self.kernargs: list[int] = []
+    self.launches = LaunchList(runtime.dev, runtime.queue)
     for program, addresses in zip(self.programs, self.addresses):
-      user = kernel_user_values(self.queue, program.kernel, addresses, program.grid, program.block, arena=self.arena)
-      self.kernargs.append(user["kernarg"] - self.arena.buf.va)
-      self.cb.stream.acquire_mem()
-      program.kernel.emit(self.cb.stream, program.grid, program.block, user)
-    self.cb.upload()
+      self.launches.add(program.kernel, addresses, program.grid, program.block)
+    self.launches.finalize()
     self.changed: set[int] = set()
-    self.last = 0   # the queue's signal value of the last replay
 
   def set_buffer(self, item: int, index: int, buf) -> None:
     address = buf.mem.va
@@ -214,14 +206,10 @@ class AMDGraph:
       self.changed.add(item)
 
   def run(self) -> None:
-    if self.changed:
-      self.queue.wait(self.last)   # the previous replay may still read the segments about to be rewritten
-      for item in sorted(self.changed):
-        program = self.programs[item]
-        segment = program.kernel.kernargs(tuple(self.addresses[item]), program.grid, program.block)
-        self.arena.buf.write(segment, self.kernargs[item])
-      self.changed.clear()
-    self.last = self.cb.submit(self.queue)
+    for item in sorted(self.changed):
+      self.launches.set_args(item, self.addresses[item])
+    self.changed.clear()
+    self.launches.submit()
 
 
 class AMDCardRuntime(AMDRuntime):
