@@ -5,7 +5,8 @@ then COMMON and IH in phase 1, the PSP firmware load, then the rest in IP order)
 
   discover   MP0 C2PMSG_33 bit 31 (IFWI done), RCC_CONFIG_MEMSIZE, the discovery table at VRAM end - 64 KiB
   soc        NBIO: doorbell routing (S2A entries), doorbell aperture, self-ring aperture
-  gmc        GC hub and MMHUB: FB/system aperture, VMID0 GART page table, TLB flush
+  gmc        GC hub and MMHUB: FB/system aperture, VMID0 GART page table, TLB flush (user VMIDs 1-15 with 4-level
+             page tables are made later, on demand: Gmc.create_vm, am/ip/vm.py)
   ih         IH ring in VRAM with write-pointer write-back
   psp        bootloader components -> sOS -> KM ring -> TOC -> TMR -> IP firmware -> RLC autoload
   smu        PMFW alive (MP1_FIRMWARE_FLAGS), version, driver table, feature enable

@@ -22,8 +22,19 @@ class DiscoveryError(AMError):
   """The IP-discovery table is missing or corrupt (signature, checksum, size)."""
 
 
-class AMTimeout(AMError):
-  """A bounded poll ran out: names the register or memory word, what was expected and what was last read."""
+class AMTimeout(AMError, TimeoutError):
+  """A bounded poll ran out: names the register or memory word, what was expected and what was last read (a
+  TimeoutError too, so generic timeout handling catches it).
+
+  Attributes (set by queue waits, None otherwise):
+    queue: the queue that did not finish (its description). waited: the value waited for. last: the last value
+    reached. entries: the decoded IH entries (am.ip.ih.IVEntry) that arrived during the wait.
+  """
+
+  def __init__(self, message: str, queue: str | None = None, waited: int | None = None, last: int | None = None,
+               entries=()):
+    super().__init__(message)
+    self.queue, self.waited, self.last, self.entries = queue, waited, last, list(entries)
 
 
 class FirmwareLoadError(AMError):
@@ -36,10 +47,17 @@ class AMFault(AMError):
   Attributes:
     entries: the decoded IH entries (am.ip.ih.IVEntry) that describe it.
     address: the faulting GPU virtual address (page) of the first VM fault among them, else None.
+    vmid, kind, write: that VM fault's VMID, kind ('page not present', 'write to a read-only page', ...) and whether
+      the access was a write; None without a VM fault.
+    queue: the queue whose wait saw the fault (its description), None if not raised by a queue wait.
   """
 
-  def __init__(self, message: str, entries=()):
+  def __init__(self, message: str, entries=(), queue: str | None = None):
     super().__init__(message)
     self.entries = list(entries)
-    addresses = [e.fault_address for e in self.entries if getattr(e, "fault_address", None) is not None]
-    self.address = addresses[0] if addresses else None
+    self.queue = queue
+    vm = [e for e in self.entries if getattr(e, "fault_address", None) is not None]
+    self.address = vm[0].fault_address if vm else None
+    self.vmid = vm[0].vmid if vm else None
+    self.kind = vm[0].fault_kind if vm else None
+    self.write = vm[0].fault_write if vm else None

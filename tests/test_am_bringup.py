@@ -67,9 +67,12 @@ def test_page_fault_reaches_the_ih_ring(fw_dir):
   dev.gfx.fence += 1
   s.release_mem(dev.gfx.scratch.gart + 8, dev.gfx.fence)
   dev.gfx.queue.submit(s)
-  with pytest.raises(AMFault, match="SOC21_IH_CLIENTID_VMC") as info:
+  with pytest.raises(AMFault, match="SOC21_IH_CLIENTID_GFX GFX_11_0_0__SRCID__UTCL2_FAULT") as info:
     dev.gfx.wait_fence(dev.gfx.fence, timeout_s=0.2)
-  assert info.value.entries[0].client_id == 18
+  # the GC hub's UTCL2 reports through client GFX (10), UTCL2_1_0__SRCID__FAULT (0) (gmc_v12_0_sw_init)
+  assert (info.value.entries[0].client_id, info.value.entries[0].src_id) == (10, 0)
+  assert (info.value.address, info.value.vmid, info.value.write) == (dev.gmc.GART_SIZE - 4096 * 2, 0, True)
+  assert info.value.kind == "page not present"
 
 
 def test_unsupported_pci_id(fw_dir):

@@ -13,6 +13,8 @@ def test_bringup_runs_a_kernel(fw_dir, card, capsys):
   assert main(["am", "bringup", "--sim", card, "-n", "128"]) == 0
   out = capsys.readouterr().out
   assert f"{card} is up" in out and "vector_add on 128 float32: matches numpy" in out
+  assert "[vm      ]" in out and "4-level page table" in out and "(VMID 1), buffers at 0x7fff00000000..: matches" in out
+  assert "[hang    ]" in out and "spin kernel: AMTimeout after" in out and "after the reset: vector_add" in out
 
 
 def test_ring_ib_regs(fw_dir, capsys):

@@ -89,6 +89,21 @@ def test_memory_alloc_map_free_and_errors(dev, sim):
   assert any("gpu_id 0x1234 unknown" in line for line in sim.log)
 
 
+def test_process_vm_is_a_page_table_the_card_walks(dev, sim):
+  """MAP_MEMORY_TO_GPU writes VMID 8's 4-level page table in VRAM (am.ip.vm.GpuVm of the driver playing amdgpu), which
+  the card's GC hub walks; UNMAP clears the PTE and flushes, so the address faults again."""
+  buf = dev.gmc.alloc(8192, kind="vram")
+  bo = next(b for b in sim.bos.values() if b.va == buf.gart)
+  walk = sim.vm.walk(buf.gart + 4096)
+  assert sim.vm.vmid == 8 and [level[10:] for level, _, _ in walk] == ["PDB2", "PDB1", "PDB0", "PTB"]
+  # VALID 1 | EXECUTABLE 0x10 | READABLE 0x20 | WRITEABLE 0x40 (amdgpu_vm.h): KfdMemory asks EXECUTABLE | WRITABLE
+  assert walk[-1][2] == sim.amdgpu.gmc.pa(bo.vram + 4096) | 0x71
+  assert sim.card.gmc.lookup(buf.gart + 4100, write=True, vmid=8)[0] == bo.vram + 4100
+  dev.gmc.unmap(buf)
+  assert sim.vm.walk(buf.gart + 4096)[-1][2] == 0
+  assert sim.card.gmc.lookup(buf.gart + 4100, vmid=8)[0] is None
+
+
 def test_queue_buffers_checked(dev):
   ring = dev.gmc.alloc(8192)
   with pytest.raises(KfdError, match="EINVAL"):    # the pointers are not in mapped buffers

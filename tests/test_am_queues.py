@@ -100,9 +100,10 @@ def test_faulting_kernel_then_recovery(dev):
   kern, queue, n = vector_add(dev), dev.gfx.queue, 128
   a, b = Buffer(dev, 4 * n).write(rand(n, 2)), Buffer(dev, 4 * n).write(rand(n, 3))
   bad = 0x40000000 + 0x3000          # outside the 64 MiB GART
-  with pytest.raises(AMFault, match="SOC21_IH_CLIENTID_VMC") as info:
+  with pytest.raises(AMFault, match="compute queue me1 pipe0 queue0.*GPU page fault on the GC hub: write of "
+                     "0x40003000 in VMID 0, page not present") as info:
     queue.wait(dispatch(queue, kern, [a.va, b.va, bad], (n // 64,), (64,)), timeout_s=1)
-  assert info.value.address == bad
+  assert (info.value.address, info.value.vmid, info.value.write) == (bad, 0, True)
   queue.reset()
   out = Buffer(dev, 4 * n)
   queue.wait(dispatch(queue, kern, [a.va, b.va, out.va], (n // 64,), (64,)))

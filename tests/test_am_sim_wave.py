@@ -168,10 +168,11 @@ def test_workgroup_reduction_through_lds(target):
   """, target, nargs=2, group_segment_fixed_size=1024)
   groups = 5
   data = rng(6).integers(0, 1 << 20, 256 * groups, dtype=np.uint32)
-  mem = FlatMemory()
-  out = mem.alloc(4 * groups)
-  dispatch(co, "k", (groups, 1, 1), (256, 1, 1), [mem.alloc_array(data), out], mem)
-  np.testing.assert_array_equal(mem.read_array(out, np.uint32, groups), data.reshape(groups, 256).sum(axis=1))
+  for slice_steps in (None, 7):    # 7: wave groups pause and resume between barriers and splits (wave.GroupRunner)
+    mem = FlatMemory()
+    out = mem.alloc(4 * groups)
+    dispatch(co, "k", (groups, 1, 1), (256, 1, 1), [mem.alloc_array(data), out], mem, slice_steps=slice_steps)
+    np.testing.assert_array_equal(mem.read_array(out, np.uint32, groups), data.reshape(groups, 256).sum(axis=1))
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -19,6 +19,9 @@ Output (am/generated/boot/, each module headed "generated ... do not edit"):
   pm/swsmu/inc/smu_v13_0.h / smu_v14_0.h (MP1_Public, smnMP1_FIRMWARE_FLAGS).
 - ih.py: IH client ids (include/soc15_ih_clientid.h), source ids of include/ivsrcid/gfx/irqsrcs_gfx_11_0_0.h and
   ivsrcid/vmc/irqsrcs_vmc_1_0.h, and the SQ interrupt word layout of amdkfd/kfd_int_process_v11.c.
+- vm.py: GPUVM page-table entry bits and fields of amdgpu/amdgpu_vm.h (AMDGPU_PTE_*, AMDGPU_PDE_*), enum
+  amdgpu_vm_level, AMDGPU_GPU_PAGE_SHIFT (amdgpu/amdgpu_gart.h), the MTYPE values of include/soc21_enum.h and
+  soc24_enum.h, and the VM geometry arguments and first KFD VMID of amdgpu/gmc_v11_0.c and gmc_v12_0.c.
 
 Struct rows are (member, byte offset, C type, count, bit shift, bit width): count 0 for a scalar, N for an array,
 -1 for a flexible array; shift/width 0/0 unless a bitfield. Members of nested and anonymous structs/unions are
@@ -372,9 +375,60 @@ def render_ih(root: str, version: str) -> str:
   return "\n".join(lines + ["}", ""])
 
 
+VM_FIELD = re.compile(r"^\s*#define\s+(AMDGPU_P[TD]E_\w+?)(?:_SHIFT)?\(\w+\)\s+(.*<<\s*(\d+)\))\s*$", re.M)
+
+
+def vm_fields(text: str) -> dict[str, tuple[int, int]]:
+  """Parameterised PTE/PDE fields (`#define NAME(x) (... << shift)`): NAME -> (shift, largest value). The largest
+  value is the macro's own `& mask`, else its NAME_MASK define (NAME_SHIFT(nULL)), else the bits up to 63."""
+  out = {}
+  for m in VM_FIELD.finditer(text):
+    name, body, shift = m.group(1), m.group(2), int(m.group(3))
+    own = re.search(r"&\s*(0x[0-9a-fA-F]+)ULL", body)
+    named = re.search(rf"^\s*#define\s+{name}_MASK\s+{name}_SHIFT\((\d+)ULL\)", text, re.M)
+    largest = int(own.group(1), 0) if own else int(named.group(1)) if named else (1 << (64 - shift)) - 1
+    out[name] = (shift, largest)
+  return out
+
+
+def render_vm(root: str, version: str) -> str:
+  vm_path, gart_path = f"{AMD}/amdgpu/amdgpu_vm.h", f"{AMD}/amdgpu/amdgpu_gart.h"
+  text = read(root, vm_path)
+  bits = {m.group(1): int(m.group(2)) for m in
+          re.finditer(r"^\s*#define\s+(AMDGPU_P[TD]E_\w+)\s+\(1ULL\s*<<\s*(\d+)\)", text, re.M)}
+  fields = vm_fields(text)
+  levels = parse_enums(text, ("amdgpu_vm_level",))["amdgpu_vm_level"]
+  page = defines(read(root, gart_path), r"AMDGPU_GPU_PAGE_SHIFT")
+  mtypes, geometry, kfd = {}, {}, {}
+  for gen, enum_h, gmc_c in ((11, "soc21_enum.h", "gmc_v11_0.c"), (12, "soc24_enum.h", "gmc_v12_0.c")):
+    enums = parse_enums(read(root, f"{AMD}/include/{enum_h}"), ("TCC_MTYPE", "MTYPE"))
+    mtypes[gen] = {**enums["TCC_MTYPE"], "MTYPE_UC": enums["MTYPE"]["MTYPE_UC"]}
+    gmc = read(root, f"{AMD}/amdgpu/{gmc_c}")
+    m = re.search(r"amdgpu_vm_adjust_size\(adev,\s*(\d+)\s*\*\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\)", gmc)
+    geometry[gen] = (int(m.group(1)) * int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)))
+    kfd[gen] = int(re.search(r"first_kfd_vmid\s*=\s*(\d+)", gmc).group(1))
+  lines = head(version, [f"GPUVM page-table facts: the AMDGPU_PTE_* / AMDGPU_PDE_* bits and fields of {vm_path},",
+                         f"enum amdgpu_vm_level, AMDGPU_GPU_PAGE_SHIFT of {gart_path}; MTYPE values of",
+                         f"{AMD}/include/soc21_enum.h (GFX 11) and soc24_enum.h (GFX 12); the",
+                         "amdgpu_vm_adjust_size arguments and first_kfd_vmid of amdgpu/gmc_v11_0.c and gmc_v12_0.c.",
+                         "",
+                         "BITS: name -> bit; FIELDS: name -> (shift, largest value); LEVELS: enum amdgpu_vm_level;",
+                         "MTYPES: GFX generation -> {name: value}; VM_SIZE: generation -> (min_vm_size in GiB,",
+                         "fragment_size_default, max_level, max_bits); FIRST_KFD_VMID: generation -> VMID."])
+  lines += render_dict("BITS", bits) + [""]
+  lines += pack([f'"{k}": ({s}, 0x{v:X})' for k, (s, v) in fields.items()], "  ", "FIELDS = {", "}") + [""]
+  lines += render_dict("LEVELS", levels) + [""] + render_dict("PAGE", page) + ["", "MTYPES = {"]
+  for gen, values in mtypes.items():
+    lines += pack([f'"{k}": {v}' for k, v in values.items()], "    ", f"  {gen}: {{", "},")
+  lines += ["}", ""]
+  lines += pack([f"{g}: {v}" for g, v in geometry.items()], "  ", "VM_SIZE = {", "}") + [""]
+  lines += pack([f"{g}: {v}" for g, v in kfd.items()], "  ", "FIRST_KFD_VMID = {", "}")
+  return "\n".join(lines + [""])
+
+
 def render_index(version: str) -> str:
   return "\n".join([header_line(version), '"""Bring-up fact tables (tools/gen_am_boot_tables.py): discovery, psp_if, '
-                    'mqd, smu, ih."""', "", f'SOURCE = "linux-source-6.12 ({version})"', ""])
+                    'mqd, smu, ih, vm."""', "", f'SOURCE = "linux-source-6.12 ({version})"', ""])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -387,7 +441,8 @@ def main(argv: list[str] | None = None) -> None:
     raise SystemExit(f"{args.linux} has no {AMD}; unpack linux-source-6.12 as this script's docstring shows")
   outputs = {"discovery": render_discovery(args.linux, args.version), "psp_if": render_psp(args.linux, args.version),
              "mqd": render_mqd(args.linux, args.version), "smu": render_smu(args.linux, args.version),
-             "ih": render_ih(args.linux, args.version), "__init__": render_index(args.version)}
+             "ih": render_ih(args.linux, args.version), "vm": render_vm(args.linux, args.version),
+             "__init__": render_index(args.version)}
   os.makedirs(args.out, exist_ok=True)
   for module, text in outputs.items():
     text = "\n".join(line.rstrip() for line in text.splitlines()) + "\n"

@@ -281,7 +281,9 @@ def am_device(args: argparse.Namespace):
 
 
 def am_bringup(args: argparse.Namespace) -> int:
-  """`sov am bringup`: boot the card stage by stage, printing each stage's time and what it verified."""
+  """`sov am bringup`: boot the card stage by stage, printing each stage's time and what it verified; then (unless
+  --no-kernel) vector_add on the kernel queue, vector_add on a user VMID's page tables, and a hung kernel detected
+  and its queue recovered."""
   dev = am_device(args)
 
   def show(report) -> None:
@@ -291,12 +293,14 @@ def am_bringup(args: argparse.Namespace) -> int:
   dev.boot(show)
   print(f"{dev.caps.asic} is up: {sum(r.seconds for r in dev.reports) * 1000:.1f} ms in all")
   if not args.no_kernel:
-    from am.queues.samples import run_vector_add
-    start = time.perf_counter()
-    lines = run_vector_add(dev, args.n)
-    print(f"[{'kernel':8s}] {(time.perf_counter() - start) * 1000:8.1f} ms")
-    for line in lines:
-      print(f"    {line}")
+    from am.queues.samples import hang_and_recover, run_vector_add, run_vector_add_vm
+    for stage, run in (("kernel", lambda: run_vector_add(dev, args.n)), ("vm", lambda: run_vector_add_vm(dev)),
+                       ("hang", lambda: hang_and_recover(dev))):
+      start = time.perf_counter()
+      lines = run()
+      print(f"[{stage:8s}] {(time.perf_counter() - start) * 1000:8.1f} ms")
+      for line in lines:
+        print(f"    {line}")
   return 0
 
 
@@ -446,7 +450,8 @@ def add_am_parser(commands) -> None:
                    help="take the card even though it drives a display (boot_vga, a connected connector)")
     p.add_argument("--firmware-dir", help="firmware directory (default $AM_FIRMWARE_DIR, else /lib/firmware/amdgpu)")
     p.set_defaults(func=func)
-  parsers["bringup"].add_argument("--no-kernel", action="store_true", help="stop after the bring-up stages")
+  parsers["bringup"].add_argument("--no-kernel", action="store_true",
+                                  help="stop after the bring-up stages (no kernel, user-VM or hang-recovery stage)")
   parsers["bringup"].add_argument("-n", type=int, default=1024, help="vector_add elements (multiple of 64)")
   parsers["ring"].add_argument("--queue", choices=("compute", "sdma"), default="compute")
   parsers["ring"].add_argument("--kernel", action="store_true", help="run a vector_add dispatch first")

@@ -1,4 +1,5 @@
-"""GMC: the GC hub and the MMHUB (VMID0 GART page table, FB and system apertures, TLB flush) and VRAM allocation.
+"""GMC: the GC hub and the MMHUB (VMID0 GART page table, FB and system apertures, TLB flush), VRAM allocation, and
+the user VMIDs' address spaces (GpuVm, am/ip/vm.py, made by `create_vm`).
 
 Sequence per hub (gfxhub_v3_0.c / mmhub_v3_0.c gart_enable for Navi31; gfxhub_v12_0.c / mmhub_v4_1_0.c for
 Navi48): init_gart_aperture_regs (CONTEXT0 page table base/start/end), init_system_aperture_regs (AGP off, system
@@ -6,11 +7,15 @@ aperture = VRAM), init_tlb_regs (MC_VM_MX_L1_TLB_CNTL), init_cache_regs (VM_L2_C
 (CONTEXT0_CNTL: ENABLE_CONTEXT=1, PAGE_TABLE_DEPTH=0: one flat level of PTEs for the GART, as amdgpu uses it), then
 a flush through invalidation engine 17 (gmc_v11_0_flush_vm_hub: REQ with PER_VMID_INVALIDATE_REQ, poll ACK).
 
-The page-table base is the table's MC address | AMDGPU_PTE_VALID (amdgpu_gmc_pd_addr). PTE bits
-(drivers/gpu/drm/amd/amdgpu/amdgpu_vm.h): VALID 0, SYSTEM 1, SNOOPED 2, EXECUTABLE 4, READABLE 5, WRITEABLE 6;
-MTYPE at bit 48 (AMDGPU_PTE_MTYPE_NV10, GFX11) or bit 54 (AMDGPU_PTE_MTYPE_GFX12); GFX12 PTEs also carry
-AMDGPU_PTE_IS_PTE (bit 63). GART PTE flags: gmc_v11_0.c / gmc_v12_0.c gart_pte_flags (MTYPE_UC = 3, soc21_enum.h /
-soc24_enum.h, + EXECUTABLE [+ IS_PTE]), and amdgpu_gart_map adds VALID | READABLE | WRITEABLE.
+Addresses in page tables and in the page-table base registers are GPU physical: VRAM offset + vram_base_offset
+(MMMC_VM_FB_OFFSET << 24, mmhub_v3_0_get_mc_fb_offset; amdgpu_gmc_vram_mc2pa), so the base is the table's physical
+address | AMDGPU_PTE_VALID (amdgpu_gmc_pd_addr through gmc_v11_0_get_vm_pde). PTE layouts per generation:
+am/ip/pte.py. GART PTE flags: gmc_v11_0.c / gmc_v12_0.c gart_init gart_pte_flags (MTYPE_UC, EXECUTABLE, and IS_PTE on
+GFX12), and amdgpu_gart_map adds VALID | READABLE | WRITEABLE.
+
+VM contexts 1-15 sit at even distances from context 0 (gfxhub_v3_0_init: hub->ctx_distance = CONTEXT1_CNTL -
+CONTEXT0_CNTL, ctx_addr_distance likewise for the PAGE_TABLE_* registers): `context_reg` finds context n's register
+from the named context-0 and context-1 ones.
 """
 from __future__ import annotations
 
@@ -18,39 +23,36 @@ from dataclasses import dataclass
 
 from am.errors import AMError
 from am.ip.base import IpBlock, wait_reg
+from am.ip.pte import FORMATS, PAGE, PTE_ADDRESS, VALID
 
-PAGE = 4096
-AMDGPU_PTE_VALID, AMDGPU_PTE_SYSTEM, AMDGPU_PTE_SNOOPED = 1 << 0, 1 << 1, 1 << 2
-AMDGPU_PTE_EXECUTABLE, AMDGPU_PTE_READABLE, AMDGPU_PTE_WRITEABLE = 1 << 4, 1 << 5, 1 << 6
-AMDGPU_PTE_IS_PTE = 1 << 63
-MTYPE_UC = 3
-PTE_FORMATS = {"gfx11": {"mtype_shift": 48, "mtype_bits": 3, "extra": 0},
-               "gfx12": {"mtype_shift": 54, "mtype_bits": 2, "extra": AMDGPU_PTE_IS_PTE}}
-ADDRESS_MASK = 0x0000FFFFFFFFF000   # bits 47:12 of a PTE hold the page address
-
-
-def encode_pte(fmt: str, address: int, mtype: int = MTYPE_UC, system: bool = False) -> int:
-  """A GART PTE for the 4 KiB page at `address` (VRAM physical, or bus address when `system`)."""
-  f = PTE_FORMATS[fmt]
-  flags = AMDGPU_PTE_VALID | AMDGPU_PTE_READABLE | AMDGPU_PTE_WRITEABLE | AMDGPU_PTE_EXECUTABLE | f["extra"]
-  if system:
-    flags |= AMDGPU_PTE_SYSTEM | AMDGPU_PTE_SNOOPED
-  return (address & ADDRESS_MASK) | flags | (mtype << f["mtype_shift"])
-
-
-def decode_pte(fmt: str, pte: int) -> dict[str, int]:
-  f = PTE_FORMATS[fmt]
-  return {"valid": pte & 1, "system": (pte >> 1) & 1, "readable": (pte >> 5) & 1, "writeable": (pte >> 6) & 1,
-          "executable": (pte >> 4) & 1, "address": pte & ADDRESS_MASK,
-          "mtype": (pte >> f["mtype_shift"]) & ((1 << f["mtype_bits"]) - 1)}
+MAX_VMID = 15
 
 
 @dataclass
 class Allocation:
-  offset: int      # VRAM physical offset
+  offset: int      # VRAM offset
   size: int
   mc: int          # MC address (fb_base + offset)
-  gart: int = 0    # GART virtual address when mapped (0 otherwise)
+  va: int = 0      # GPU virtual address in the address space that mapped it (VMID0 GART or a GpuVm); 0: unmapped
+
+  @property
+  def gart(self) -> int:
+    """The VMID0 GART address of an allocation of Gmc.alloc (the same number as `va`)."""
+    return self.va
+
+
+def context_reg(block, ctx0: str, ctx1: str, vmid: int):
+  """VM context `vmid`'s instance of the register named `ctx0` for context 0 and `ctx1` for context 1.
+
+  Raises:
+    AMError: `vmid` outside 0..15, or no register at the computed address."""
+  if not 0 <= vmid <= MAX_VMID:
+    raise AMError(f"VMID {vmid}: the hubs have VM contexts 0..{MAX_VMID}")
+  first, second = block[ctx0], block[ctx1]
+  name = block.name_at(first.addr + vmid * (second.addr - first.addr))
+  if name is None:
+    raise AMError(f"no register of VM context {vmid} at the {ctx0} + {vmid} x ({ctx1} - {ctx0}) position")
+  return block[name]
 
 
 class VramAllocator:
@@ -87,6 +89,7 @@ class Gmc(IpBlock):
   name = "gmc"
   GART_START = 0x0           # AMDGPU_GART_PLACEMENT_LOW with the FB high in the MC space (amdgpu_gmc_gart_location)
   GART_SIZE = 64 << 20
+  vmid = 0                   # the address space Gmc.alloc maps into (am/queues programs CP_HQD_VMID from it)
 
   def init_sw(self) -> None:
     dev = self.dev
@@ -95,11 +98,18 @@ class Gmc(IpBlock):
     fb = dev.gc.regGCMC_VM_FB_LOCATION_BASE.read_fields()["FB_BASE"]
     self.fb_base = fb << 24     # gfxhub get_fb_location: FB_BASE is in 16 MiB units
     self.fb_end = self.fb_base + dev.vram_size - 1
-    self.pte_format = dev.caps.pte_format
+    self.vram_base = dev.mmhub.regMMMC_VM_FB_OFFSET.read_fields()["FB_OFFSET"] << 24   # vram_base_offset
+    self.pte = FORMATS[dev.caps.pte_format]
+    self.pte_format = self.pte.name
     self.gart_pages = self.GART_SIZE // PAGE
     self.table = self.alloc(self.gart_pages * 8, map_gart=False)
     self.next_gart_page = 1   # GART page 0 stays unmapped: a null pointer faults
     self.dummy = self.alloc(PAGE, map_gart=False)
+    self.vms: dict[int, object] = {}   # VMID -> its am.ip.vm.GpuVm
+
+  def pa(self, offset: int) -> int:
+    """The GPU physical address of VRAM offset `offset` (what PDEs, PTEs and page-table bases hold)."""
+    return self.vram_base + offset
 
   def alloc(self, size: int, align: int = PAGE, map_gart: bool = True) -> Allocation:
     """VRAM for the driver's own use, zeroed; mapped into the VMID0 GART when `map_gart`."""
@@ -108,8 +118,12 @@ class Gmc(IpBlock):
     self.dev.vram.write(offset, bytes(size))
     a = Allocation(offset, size, self.fb_base + offset)
     if map_gart:
-      a.gart = self.map(offset, size)
+      a.va = self.map(offset, size)
     return a
+
+  def gart_pte(self, offset: int) -> int:
+    """The GART PTE of VRAM page `offset` (gart_pte_flags + amdgpu_gart_map's VALID | READABLE | WRITEABLE)."""
+    return self.pte.pte(self.pa(offset), executable=True, mtype="MTYPE_UC", is_pte=self.pte.is_pte is not None)
 
   def map(self, offset: int, size: int) -> int:
     """Map VRAM [offset, +size) into the GART; returns its GPU virtual address."""
@@ -118,8 +132,7 @@ class Gmc(IpBlock):
       raise AMError(f"GART full: {pages} pages asked, {self.gart_pages - self.next_gart_page} left")
     first = self.next_gart_page
     for i in range(pages):
-      pte = encode_pte(self.pte_format, offset + i * PAGE)
-      self.dev.vram.write64(self.table.offset + (first + i) * 8, pte)
+      self.dev.vram.write64(self.table.offset + (first + i) * 8, self.gart_pte(offset + i * PAGE))
     self.next_gart_page += pages
     self.flush()
     return self.GART_START + first * PAGE
@@ -133,9 +146,21 @@ class Gmc(IpBlock):
     if not 0 <= page < self.gart_pages:
       raise AMError(f"0x{va:x} is outside the GART [0x{self.GART_START:x}, +0x{self.GART_SIZE:x})")
     pte = self.dev.vram.read64(self.table.offset + page * 8)
-    if not pte & AMDGPU_PTE_VALID:
+    if not pte & VALID:
       raise AMError(f"GART page of 0x{va:x} is not mapped (PTE 0x{pte:016x})")
-    return (pte & ADDRESS_MASK) | (va & (PAGE - 1))
+    return ((pte & PTE_ADDRESS) - self.vram_base) | (va & (PAGE - 1))
+
+  def create_vm(self, vmid: int | None = None):
+    """A new GPU virtual address space (am.ip.vm.GpuVm) on `vmid` (default: the lowest free of 1..15).
+
+    Raises:
+      AMError: the VMID is taken or outside 1..15, or none is free."""
+    from am.ip.vm import GpuVm
+    if vmid is None:
+      vmid = next((v for v in range(1, MAX_VMID + 1) if v not in self.vms), None)
+      if vmid is None:
+        raise AMError(f"all user VMIDs 1..{MAX_VMID} are taken; destroy a GpuVm first")
+    return GpuVm(self.dev, vmid)
 
   def init_hw(self) -> list[str]:
     out = []
@@ -147,11 +172,11 @@ class Gmc(IpBlock):
                  f"DEPTH={ctx['PAGE_TABLE_DEPTH']}")
     self.flush()
     out.append(f"TLB flush acknowledged on both hubs; PTE format {self.pte_format}: "
-               f"0x{encode_pte(self.pte_format, 0x1000):016x} for page 0x1000")
+               f"0x{self.gart_pte(0x1000):016x} for GART page 0x1000")
     return out
 
   def enable_hub(self, block, p: str) -> None:
-    base = self.table.mc | AMDGPU_PTE_VALID
+    base = self.pa(self.table.offset) | VALID
     end = self.GART_START + self.GART_SIZE - 1
     block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32"].write(base & 0xFFFFFFFF)
     block[f"reg{p}VM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32"].write(base >> 32)
@@ -179,5 +204,7 @@ class Gmc(IpBlock):
       wait_reg(block[f"reg{p}VM_INVALIDATE_ENG17_ACK"], 1 << vmid, 1 << vmid, f"TLB flush of VMID {vmid}")
 
   def fini_hw(self) -> None:
+    for vm in list(self.vms.values()):
+      vm.destroy()
     for block, p in ((self.dev.gc, "GC"), (self.dev.mmhub, "MM")):
       block[f"reg{p}VM_CONTEXT0_CNTL"].update(ENABLE_CONTEXT=0)

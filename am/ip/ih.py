@@ -7,6 +7,12 @@ WPTR_OVERFLOW_ENABLE), IH_RB_RPTR = IH_RB_WPTR = 0, then ih_v6_0_toggle_ring_int
 An IV entry is 8 dwords (amdgpu_irq.c amdgpu_ih_decode_iv_helper): dw0 client_id[7:0] src_id[15:8] ring_id[23:16]
 vmid[27:24] vmid_src[31]; dw1 timestamp[31:0]; dw2 timestamp[47:32] in [15:0], timestamp_src[31]; dw3 pasid[15:0]
 node_id[23:16]; dw4..7 src_data[0..3]. Client and source ids: am/generated/boot/ih.py.
+
+VM faults: the GC hub's UTCL2 posts client SOC21_IH_CLIENTID_GFX, UTCL2_1_0__SRCID__FAULT, the MMHUB's client
+SOC21_IH_CLIENTID_VMC, VMC_1_0__SRCID__VM_FAULT (gmc_v11_0_sw_init / gmc_v12_0_sw_init register both). Decoding as
+gmc_v11_0_process_interrupt and kfd_int_process_v11.c do: address = src_data[0] << 12 | (src_data[1] & 0xf) << 44,
+src_data[1] bit 5 a write (bit 7 a retry fault), the IV's VMID field the context, and ring_id the protection bits
+(0x08 not present, 0x10 read, 0x20 write: kfd_vm_fault_info prot_valid / prot_read / prot_write).
 """
 from __future__ import annotations
 
@@ -19,6 +25,9 @@ from am.ip.base import IpBlock
 IV_BYTES = 32
 CLIENT_NAMES = {v: k for k, v in facts.CLIENTS["soc21_ih_clientid"].items()}
 GFX_SOURCES = {v: k for k, v in facts.SOURCES.items() if k.startswith("GFX_11_0_0")}
+UTCL2_FAULT = facts.SOURCES["UTCL2_1_0__SRCID__FAULT"]
+PROT_NOT_PRESENT, PROT_READ, PROT_WRITE = 0x08, 0x10, 0x20   # kfd_int_process_v11.c: ring_id & 0x08 / 0x10 / 0x20
+FAULT_WRITE = 0x20                                           # src_data[1] & 0x20: write_fault (gmc_v11_0.c)
 FAULT_SOURCES = {"GFX_11_0_0__SRCID__CP_BAD_OPCODE_ERROR", "GFX_11_0_0__SRCID__CP_PRIV_REG_FAULT",
                  "GFX_11_0_0__SRCID__CP_PRIV_INSTR_FAULT", "GFX_11_0_0__SRCID__CP_PM4_PKT_RSVD_BIT_ERROR",
                  "GFX_11_0_0__SRCID__SQ_INTERRUPT_ID", "GFX_11_0_0__SRCID__UTCL2_FAULT"}
@@ -63,19 +72,43 @@ class IVEntry:
     return self.client == "SOC21_IH_CLIENTID_VMC" or self.source in FAULT_SOURCES
 
   @property
+  def is_vm_fault(self) -> bool:
+    """A GC-hub (UTCL2) or MMHUB (VMC) page fault (kfd_int_process_v11.c tests the same two)."""
+    return self.client == "SOC21_IH_CLIENTID_VMC" or (self.client == "SOC21_IH_CLIENTID_GFX"
+                                                      and self.src_id == UTCL2_FAULT)
+
+  @property
   def fault_address(self) -> int | None:
-    """The faulting GPU virtual address of a VMC fault (gmc_v11_0_process_interrupt: src_data[0] << 12 | (src_data[1]
-    & 0xf) << 44), else None."""
-    if self.client != "SOC21_IH_CLIENTID_VMC":
+    """The faulting GPU virtual address (page) of a VM fault, else None."""
+    if not self.is_vm_fault:
       return None
     return self.src_data[0] << 12 | (self.src_data[1] & 0xF) << 44
+
+  @property
+  def fault_write(self) -> bool | None:
+    return bool(self.src_data[1] & FAULT_WRITE) if self.is_vm_fault else None
+
+  @property
+  def fault_kind(self) -> str | None:
+    """What the translation found wrong, from the protection bits in ring_id."""
+    if not self.is_vm_fault:
+      return None
+    if self.ring_id & PROT_WRITE:
+      return "write to a read-only page"
+    if self.ring_id & PROT_READ:
+      return "read of a page without read permission"
+    if self.ring_id & PROT_NOT_PRESENT:
+      return "page not present"
+    return "no protection bits reported"
 
   def describe(self) -> str:
     data = " ".join(f"0x{d:08x}" for d in self.src_data)
     text = f"{self.client} {self.source} ring {self.ring_id} vmid {self.vmid} data {data}"
-    if self.fault_address is not None:
-      kind = "write" if self.src_data[1] & 0x20 else "read"
-      text += f" (VM fault, {kind} of page 0x{self.fault_address:x})"
+    if self.is_vm_fault:
+      hub = "MMHUB" if self.client == "SOC21_IH_CLIENTID_VMC" else "GC hub"
+      access = "write" if self.fault_write else "read"
+      text += f" (GPU page fault on the {hub}: {access} of 0x{self.fault_address:x} in VMID {self.vmid}, " \
+              f"{self.fault_kind})"
     return text
 
 

@@ -17,7 +17,7 @@ GPU memory (KfdMemory): a CPU range is reserved (PROT_NONE) and the same address
 apertures share one address space with the CPU, kfd_flat_memory.c); ALLOC_MEMORY_OF_GPU(va_addr, size, flags);
 mmap of the render node at the returned mmap_offset over the reserved range; MAP_MEMORY_TO_GPU on this gpu_id.
 The device is shaped like am.device.AMDevice where am/queues touches it: `gmc.alloc(size)` returns an allocation whose
-`gart` and `offset` are both the GPU address, `vram` reads and writes by GPU address through the CPU mappings,
+`va`, `gart` and `offset` are all the GPU address, `vram` reads and writes by GPU address through the CPU mappings,
 `soc.hdp_flush()`, `doorbells.write64()`, `ih.faults()`, `caps`, `gc` (register addresses for PM4; the registers
 themselves belong to the kernel here and are not accessible).
 """
@@ -100,9 +100,14 @@ class KfdBuffer:
   def gart(self) -> int:
     return self.offset
 
+  @property
+  def va(self) -> int:
+    return self.offset
+
 
 class KfdMemory:
   """GPU memory of the process (am.ip.gmc.Gmc's `alloc` for am/queues)."""
+  vmid = None   # the kernel picks the process VM's VMID when it maps a queue; user space is not told
 
   def __init__(self, dev):
     self.dev = dev

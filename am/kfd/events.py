@@ -42,6 +42,9 @@ class KfdFault:
   gpu_id: int
   fault_address: int | None
   details: str
+  fault_kind: str | None = None   # VM faults: the failure bits, as am.ip.ih.IVEntry.fault_kind names them
+  vmid: int | None = None         # not reported to user space
+  fault_write: bool | None = None
 
   def describe(self) -> str:
     return self.details
@@ -98,6 +101,7 @@ class Faults:
 
   def __init__(self, dev):
     self.dev = dev
+    self.events: list = []   # other IH entries (end of pipe, traps) do not reach user space on this path
     self.memory = dev.events.create(C["KFD_IOC_EVENT_MEMORY"])
     self.hw = dev.events.create(C["KFD_IOC_EVENT_HW_EXCEPTION"])
 
@@ -110,9 +114,10 @@ class Faults:
       if kind == "memory":
         va = data["memory_exception_data.va"]
         bits = [k for k in ("NotPresent", "ReadOnly", "NoExecute") if data[f"memory_exception_data.failure.{k}"]]
+        what = "write to a read-only page" if "ReadOnly" in bits else "page not present" if bits else None
         out.append(KfdFault(kind, data["memory_exception_data.gpu_id"], va,
                             f"GPU memory fault at 0x{va:x} on gpu_id 0x{data['memory_exception_data.gpu_id']:x}"
-                            f" ({', '.join(bits) or 'no failure bits'})"))
+                            f" ({', '.join(bits) or 'no failure bits'})", what))
       else:
         cause = {C["KFD_HW_EXCEPTION_GPU_HANG"]: "GPU hang", C["KFD_HW_EXCEPTION_ECC"]: "ECC"}.get(
           data["hw_exception_data.reset_cause"], "unknown cause")

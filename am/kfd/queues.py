@@ -57,6 +57,20 @@ class KfdComputeQueue(ComputeQueue):
   def describe(self) -> str:
     return f"KFD queue {self.queue_id}: " + super().describe()
 
+  @property
+  def name(self) -> str:
+    return f"KFD compute queue {self.queue_id}"
+
+  def hqd_state(self) -> str:
+    return "HQD registers belong to the kernel (not readable through /dev/kfd)"
+
+  def reset(self) -> None:
+    """Destroy the queue and create it again (the kernel dequeues the HQD); the timeline goes on."""
+    self.unmap()
+    self.dev.vram.write(self.wb.offset, bytes(16))
+    self.wptr = 0
+    self.program()
+
 
 class KfdSdmaQueue(SdmaQueue):
   """An SDMA queue (KFD_IOC_QUEUE_TYPE_SDMA) of the process: am.queues.sdma's copies, fences and timestamps.

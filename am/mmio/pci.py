@@ -6,6 +6,9 @@ it returns; nothing in the driver knows which implementation it got.
   BAR 2  doorbells (64-bit BAR)
   BAR 5  registers (MMIO, 32-bit BAR; registers past its end go through the NBIO index/data pair, see Registers)
 
+System memory the card reaches by DMA (`alloc_dma`): host pages, locked, with the bus address of each 4 KiB page
+(DmaBuffer.bus_addresses), for PTEs with SYSTEM set (am/ip/vm.py).
+
 Linux sysfs (Documentation/PCI/sysfs-pci.rst): /sys/bus/pci/devices/<BDF>/{config, resource<N>, enable, driver,
 driver/unbind, vendor, device, revision, boot_vga, drm/card<N>/card<N>-<connector>/status}; resource<N> files mmap
 the BAR.
@@ -59,6 +62,9 @@ class PciFunction(Protocol):
 
   def map_bar(self, bar: int) -> Aperture: ...
 
+  def alloc_dma(self, size: int) -> DmaBuffer:
+    """`size` bytes (rounded up to 4 KiB pages) of zeroed host memory the card can read and write by DMA."""
+
   def close(self) -> None: ...
 
 
@@ -96,6 +102,19 @@ class MemoryAperture:
   def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
     self._check(offset, len(data))
     self.bytes[offset:offset + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+
+class DmaBuffer(MemoryAperture):
+  """Host memory for the GPU: the host reads and writes it as a MemoryAperture; `bus_addresses[i]` is the bus
+  address of its 4 KiB page i (what a system PTE holds)."""
+
+  def __init__(self, array: np.ndarray, bus_addresses: list[int], keep=None):
+    super().__init__(array)
+    self.bus_addresses = bus_addresses
+    self.keep = keep   # what must stay alive while the card may access the pages (a mapping)
+
+
+PAGEMAP_PFN = (1 << 55) - 1     # /proc/self/pagemap: bits 0-54 page frame number, bit 63 page present
+PAGEMAP_PRESENT = 1 << 63       # (Documentation/admin-guide/mm/pagemap.rst)
 
 
 def default_lock_dir() -> str:
@@ -165,6 +184,37 @@ class SysfsPciFunction:
       finally:
         os.close(fd)
     return MemoryAperture(np.frombuffer(self._maps[bar], dtype=np.uint8))
+
+  def alloc_dma(self, size: int) -> DmaBuffer:
+    """Anonymous shared pages, touched and locked (mlock) so they stay resident at one physical address, which
+    /proc/self/pagemap gives. That is the bus address only where no IOMMU translates the card's DMA (its IOMMU group
+    type 'identity', or no IOMMU): AM sets up no IOMMU mapping of its own.
+
+    Raises:
+      UnsupportedDevice: an IOMMU translates the card's DMA, the page frame numbers are hidden (reading them needs
+        CAP_SYS_ADMIN), or the pages cannot be locked (RLIMIT_MEMLOCK)."""
+    import ctypes
+    iommu = self.sysfs_read("iommu_group/type")
+    if iommu is not None and iommu.strip() != "identity":
+      raise UnsupportedDevice(f"{self.bdf} sits behind an IOMMU in {iommu.strip()!r} mode; system memory for AM "
+                              "needs it in passthrough (iommu=pt on the kernel command line) or off")
+    pages = -(-size // 4096)
+    m = mmap.mmap(-1, pages * 4096, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE)
+    array = np.frombuffer(m, dtype=np.uint8)
+    array[::4096] = 0   # touch every page
+    libc = ctypes.CDLL(None, use_errno=True)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    if libc.mlock(ctypes.c_void_p(address), ctypes.c_size_t(pages * 4096)):
+      raise UnsupportedDevice(f"mlock of {pages * 4096} bytes failed: {os.strerror(ctypes.get_errno())} (raise "
+                              "RLIMIT_MEMLOCK: ulimit -l)")
+    with open("/proc/self/pagemap", "rb") as f:
+      f.seek(address // 4096 * 8)
+      entries = np.frombuffer(f.read(pages * 8), dtype=np.uint64)
+    pfns = [int(e) & PAGEMAP_PFN for e in entries]
+    if not all(int(e) & PAGEMAP_PRESENT for e in entries) or not all(pfns):
+      raise UnsupportedDevice("/proc/self/pagemap hides the page frame numbers: run as root (CAP_SYS_ADMIN) to "
+                              "give the card system memory")
+    return DmaBuffer(array, [pfn * 4096 for pfn in pfns], keep=m)
 
   def close(self) -> None:
     for m in self._maps.values():

@@ -1,20 +1,25 @@
-"""A kernel compute queue on the MEC, programmed directly through MQD + HQD registers (no MES, no KIQ), with a
-timeline signal.
+"""A compute queue on the MEC, programmed directly through MQD + HQD registers (no MES, no KIQ), with a timeline
+signal; on VMID 0 (the GART) or on a user VMID (its memory from a GpuVm, am/ip/vm.py: GpuVm.queue).
 
-Ring protocol (gfx_v11_0.c ring funcs for compute rings): the ring is 4 << QUEUE_SIZE dwords in the GART; the driver
-writes packets at its write pointer (dwords, 64-bit, never wrapping; the ring offset is wptr modulo the ring size),
-stores the write pointer in the WPTR_POLL slot, flushes HDP (the ring lives in VRAM written through BAR 0), then
-writes the 64-bit write pointer to the queue's doorbell (gfx_v11_0_ring_set_wptr_compute: WDOORBELL64). The CP
-reports its read pointer (dwords modulo the ring) at CP_HQD_PQ_RPTR_REPORT_ADDR. One dword always stays free so that
-a full ring is never mistaken for an empty one.
+Ring protocol (gfx_v11_0.c ring funcs for compute rings): the ring is 4 << QUEUE_SIZE dwords in the queue's address
+space; the driver writes packets at its write pointer (dwords, 64-bit, never wrapping; the ring offset is wptr modulo
+the ring size), stores the write pointer in the WPTR_POLL slot, flushes HDP (the ring lives in VRAM written through BAR
+0), then writes the 64-bit write pointer to the queue's doorbell (gfx_v11_0_ring_set_wptr_compute: WDOORBELL64). The CP
+reports its read pointer (dwords modulo the ring) at CP_HQD_PQ_RPTR_REPORT_ADDR. One dword always stays free so that a
+full ring is never mistaken for an empty one.
 
 Timeline signal: 64-bit value at +0, the GPU clock when the work started at +8 (COPY_DATA from the timestamp source
 at the top of the submission) and when it ended at +16 (RELEASE_MEM DATA_SEL 3), then RELEASE_MEM of the value
 (radv_write_timestamp and si_cp_release_mem use the same two packets for timestamps). Each `exec` returns the value
-that marks its completion; `wait` polls it and the IH ring, so a fault surfaces as AMFault at once.
+that marks its completion; `wait` polls it and the IH ring, so a fault surfaces as AMFault at once, and a queue that
+does not reach the value in time (a kernel that never ends) as AMTimeout. Both name the queue, its VMID, the value
+waited for, the last one reached and the IH entries seen; AMTimeout adds the HQD's state.
 
-Recovery: `reset` dequeues the HQD (CP_HQD_DEQUEUE_REQUEST, polls CP_HQD_ACTIVE = 0) and programs it again with an
-empty ring, as amdgpu's compute ring reset does through the KIQ (gfx_v11_0_reset_kcq: unmap, mqd init, map).
+Dequeue (CP_HQD_DEQUEUE_REQUEST.DEQUEUE_REQ, enum hqd_dequeue_request_type of amdgpu_amdkfd_gfx_v11.c): DRAIN_PIPE (1)
+lets the waves in flight finish, RESET_WAVES (2) kills them; then poll CP_HQD_ACTIVE = 0 (hqd_destroy_v11). `unmap`
+drains and falls back to RESET_WAVES when the drain does not finish (a hung kernel never does). Recovery: `reset`
+does what gfx_v11_0_reset_kcq does: DEQUEUE_REQUEST = RESET_WAVES and SPI_COMPUTE_QUEUE_RESET.RESET = 1 with the queue
+selected, poll CP_HQD_ACTIVE = 0, then the MQD and HQD programmed again with an empty ring.
 """
 from __future__ import annotations
 
@@ -29,15 +34,17 @@ from am.pm4.pm4 import DATA_SEL_64, DATA_SEL_GPU_CLOCK, PM4Stream
 
 GFX11_MEC_HPD_SIZE = 2048   # gfx_v11_0.c (EOP buffer per queue)
 COPY_DATA_SRC_TIMESTAMP, COPY_DATA_DST_MEM = 9, 5   # mesa sid.h COPY_DATA_TIMESTAMP, V_370_MEM
+DRAIN_PIPE, RESET_WAVES = 1, 2   # enum hqd_dequeue_request_type (amdgpu_amdkfd_gfx_v11.c)
+COMPUTE_TIMEOUT_S = 60.0         # amdgpu_device.c: compute_timeout = msecs_to_jiffies(60000) (bare metal)
 
 
 class Signal:
-  """A timeline signal in GART memory: value (u64) at +0, start / end GPU clock (u64) at +8 / +16."""
+  """A timeline signal in the queue's address space: value (u64) at +0, start / end GPU clock (u64) at +8 / +16."""
 
   def __init__(self, dev):
     self.dev = dev
     self.mem = dev.gmc.alloc(4096)
-    self.va = self.mem.gart
+    self.va = self.mem.va
     self.last = 0          # the last value handed out
 
   def value(self) -> int:
@@ -48,46 +55,60 @@ class Signal:
     return self.dev.vram.read64(self.mem.offset + 8), self.dev.vram.read64(self.mem.offset + 16)
 
 
-def wait_value(dev, read, value: int, what: str, timeout_s: float = 2.0, diagnose=None) -> None:
+def wait_value(dev, read, value: int, what: str, timeout_s: float = 2.0, diagnose=None,
+               queue: str | None = None) -> None:
   """Poll `read()` until it reaches `value` (>=), watching the IH ring for faults.
 
+  Args:
+    what: the value's name in messages. diagnose: returns extra text for a timeout. queue: the queue's name, for
+      messages and the exceptions' `queue`.
   Raises:
-    AMFault: the card posted a fault (VM fault, bad packet, shader error); names the entries and the address.
-    AMTimeout: nothing happened in time; names what was waited for and the last value (and `diagnose()`'s text).
+    AMFault: the card posted a fault (VM fault, bad packet, shader error); names the entries, the address and VMID.
+    AMTimeout: nothing happened in time; names what was waited for, the last value, the IH entries that came during
+      the wait and `diagnose()`'s text.
   """
   deadline = time.monotonic() + timeout_s
+  seen = len(dev.ih.events)
   while True:
     got = read()
     if got >= value:
       return
     faults = dev.ih.faults()
     if faults:
-      raise AMFault(f"{what}: waiting for {value}, at {got}; the IH ring reports: "
-                    + "; ".join(f.describe() for f in faults), faults)
+      prefix = f"{queue}: " if queue else ""
+      raise AMFault(f"{prefix}{what}: waiting for {value}, last reached {got}; the IH ring reports: "
+                    + "; ".join(f.describe() for f in faults), faults, queue)
     if time.monotonic() > deadline:
+      entries = dev.ih.events[seen:]
+      ih = "; ".join(e.describe() for e in entries) if entries else "none"
       extra = f"; {diagnose()}" if diagnose else ""
-      raise AMTimeout(f"timed out after {timeout_s}s waiting for {what} to reach {value} (last {got}){extra}")
+      prefix = f"{queue} hung? " if queue else ""
+      raise AMTimeout(f"{prefix}timed out after {timeout_s}s waiting for {what} to reach {value} (last reached "
+                      f"{got}); IH entries during the wait: {ih}{extra}", queue, value, got, entries)
     time.sleep(0)
 
 
 class ComputeQueue:
-  """One kernel compute queue on me 1 / pipe / queue, VMID 0, ring in the GART.
+  """One compute queue on me 1 / pipe / queue, on the VMID of `dev.gmc` (0: the GART; a GpuVm's through its
+  VmDevice), ring and pointers in that address space.
 
   Args:
-    dev: the booted AMDevice (gmc, gc, doorbells). pipe, queue: the HQD. doorbell: 64-bit doorbell slot.
+    dev: the booted AMDevice, or a VmDevice (gmc, gc, doorbells). pipe, queue: the HQD. doorbell: 64-bit doorbell slot.
     ring_bytes: ring size, a power of two (256 B .. 2 MiB, CP_HQD_PQ_CONTROL.QUEUE_SIZE).
+    mqd_gmc: where the MQD goes (default dev.gmc); GpuVm.queue passes the VMID0 Gmc.
   """
 
-  def __init__(self, dev, pipe: int, queue: int, doorbell: int, ring_bytes: int = 64 << 10):
+  def __init__(self, dev, pipe: int, queue: int, doorbell: int, ring_bytes: int = 64 << 10, mqd_gmc=None):
     if ring_bytes & (ring_bytes - 1) or not 256 <= ring_bytes <= 2 << 20:
       raise ValueError(f"compute ring of {ring_bytes} bytes: a power of two from 256 B to 2 MiB")
     gmc = dev.gmc
     self.dev, self.pipe, self.queue, self.doorbell = dev, pipe, queue, doorbell
+    self.vmid = gmc.vmid
     self.ring_bytes = ring_bytes
     self.ring_dw = ring_bytes // 4
     self.ring = gmc.alloc(ring_bytes)
     self.eop = gmc.alloc(GFX11_MEC_HPD_SIZE)
-    self.mqd = gmc.alloc(4096)
+    self.mqd = (mqd_gmc or gmc).alloc(4096)
     self.wb = gmc.alloc(4096)   # rptr report at +0, wptr poll at +8
     self.wptr = 0
     self.signal = Signal(dev)
@@ -97,16 +118,16 @@ class ComputeQueue:
     pq_control = {"QUEUE_SIZE": self.ring_dw.bit_length() - 2, "RPTR_BLOCK_SIZE": 5, "PRIV_STATE": 1}
     if caps.gfx_generation == 12:
       pq_control["KMD_QUEUE"] = 1
-    rptr, wptr = self.wb.gart, self.wb.gart + 8
+    rptr, wptr = self.wb.va, self.wb.va + 8
     return {
-      "regCP_HQD_VMID": 0,
-      "regCP_MQD_BASE_ADDR": self.mqd.gart & 0xFFFFFFFC, "regCP_MQD_BASE_ADDR_HI": self.mqd.gart >> 32,
-      "regCP_HQD_PQ_BASE": (self.ring.gart >> 8) & 0xFFFFFFFF, "regCP_HQD_PQ_BASE_HI": self.ring.gart >> 40,
+      "regCP_HQD_VMID": self.vmid,
+      "regCP_MQD_BASE_ADDR": self.mqd.va & 0xFFFFFFFC, "regCP_MQD_BASE_ADDR_HI": self.mqd.va >> 32,
+      "regCP_HQD_PQ_BASE": (self.ring.va >> 8) & 0xFFFFFFFF, "regCP_HQD_PQ_BASE_HI": self.ring.va >> 40,
       "regCP_HQD_PQ_CONTROL": pq_control,
       "regCP_HQD_PQ_RPTR_REPORT_ADDR": rptr & 0xFFFFFFFC, "regCP_HQD_PQ_RPTR_REPORT_ADDR_HI": rptr >> 32,
       "regCP_HQD_PQ_WPTR_POLL_ADDR": wptr & 0xFFFFFFF8, "regCP_HQD_PQ_WPTR_POLL_ADDR_HI": wptr >> 32,
       "regCP_HQD_PQ_DOORBELL_CONTROL": {"DOORBELL_OFFSET": self.doorbell * 2, "DOORBELL_EN": 1},
-      "regCP_HQD_EOP_BASE_ADDR": (self.eop.gart >> 8) & 0xFFFFFFFF, "regCP_HQD_EOP_BASE_ADDR_HI": self.eop.gart >> 40,
+      "regCP_HQD_EOP_BASE_ADDR": (self.eop.va >> 8) & 0xFFFFFFFF, "regCP_HQD_EOP_BASE_ADDR_HI": self.eop.va >> 40,
       "regCP_HQD_EOP_CONTROL": {"EOP_SIZE": (GFX11_MEC_HPD_SIZE // 4).bit_length() - 2},
       "regCP_HQD_PQ_WPTR_LO": self.wptr & 0xFFFFFFFF, "regCP_HQD_PQ_WPTR_HI": self.wptr >> 32,
     }
@@ -121,7 +142,7 @@ class ComputeQueue:
     values = self.hqd_values(dev.caps)
     mqd_layout = mqd_facts.MQD[dev.caps.mqd_struct]
     mqd = bytearray(mqd_facts.DWORDS[dev.caps.mqd_struct] * 4)
-    gc.regGRBM_GFX_CNTL.write(MEID=1, PIPEID=self.pipe, QUEUEID=self.queue, VMID=0)
+    gc.regGRBM_GFX_CNTL.write(MEID=1, PIPEID=self.pipe, QUEUEID=self.queue, VMID=self.vmid)
     for name, value in values.items():
       reg = gc[name]
       word = reg.encode(**value) if isinstance(value, dict) else value
@@ -185,34 +206,79 @@ class ComputeQueue:
     self.submit(s, timeout_s)
     return value
 
-  def wait(self, value: int | None = None, timeout_s: float = 5.0) -> None:
+  @property
+  def name(self) -> str:
+    vmid = "" if self.vmid is None else f" (VMID {self.vmid})"
+    return f"compute queue me1 pipe{self.pipe} queue{self.queue}{vmid}"
+
+  def wait(self, value: int | None = None, timeout_s: float = COMPUTE_TIMEOUT_S) -> None:
     """Wait for the timeline to reach `value` (default: the last submission).
 
     Raises:
-      AMFault: a fault reached the IH ring first (see reset() to recover the queue). AMTimeout: it never came."""
+      AMFault: a fault reached the IH ring first (see reset() to recover the queue).
+      AMTimeout: the value did not come in time (a hung kernel: reset() recovers the queue); names the value waited
+        for, the last one reached, the IH entries of the wait and the HQD's state."""
     target = self.signal.last if value is None else value
-    wait_value(self.dev, self.signal.value, target, f"compute queue me1 pipe{self.pipe} queue{self.queue} signal",
-               timeout_s, self.describe)
+    wait_value(self.dev, self.signal.value, target, "its signal", timeout_s, self.diagnose, self.name)
 
   def describe(self) -> str:
     """The queue's pointers and the packets it has not consumed, decoded."""
     rptr = self.rptr()
-    words = [self.dev.vram.read32(self.ring.offset + ((rptr + i) % self.ring_dw) * 4)
-             for i in range(min(self.pending(), 64))]
+    count = min((self.wptr - rptr) % self.ring_dw, 64)
+    first = min(count, self.ring_dw - rptr)
+    data = self.dev.vram.read(self.ring.offset + rptr * 4, first * 4)
+    data += self.dev.vram.read(self.ring.offset, (count - first) * 4)
+    words = list(struct.unpack(f"<{count}I", data))
     lines = format_pm4(words, self.dev.caps.gfx_generation)[:12]
     return f"rptr {rptr}, wptr {self.wptr % self.ring_dw} (of {self.ring_dw} dwords); next: " + " | ".join(lines)
 
-  def unmap(self) -> None:
+  def hqd_state(self) -> str:
+    """CP_HQD_ACTIVE and CP_HQD_DEQUEUE_REQUEST of the queue's HQD, read with the queue selected."""
     gc = self.dev.gc
     gc.regGRBM_GFX_CNTL.write(MEID=1, PIPEID=self.pipe, QUEUEID=self.queue)
-    gc.regCP_HQD_DEQUEUE_REQUEST.write(DEQUEUE_REQ=1)
-    wait_reg(gc.regCP_HQD_ACTIVE, 1, 0, "HQD dequeue")
+    active = gc.regCP_HQD_ACTIVE.read_fields()["ACTIVE"]
+    dequeue = gc.regCP_HQD_DEQUEUE_REQUEST.read_fields()["DEQUEUE_REQ"]
     gc.regGRBM_GFX_CNTL.write(0)
+    return f"HQD ACTIVE={active} DEQUEUE_REQ={dequeue}"
+
+  def diagnose(self) -> str:
+    return f"{self.describe()}; {self.hqd_state()}"
+
+  def dequeue(self, request: int, timeout_s: float) -> None:
+    """CP_HQD_DEQUEUE_REQUEST = `request` with the queue selected, then poll CP_HQD_ACTIVE = 0 (hqd_destroy_v11);
+    RESET_WAVES also sets SPI_COMPUTE_QUEUE_RESET.RESET as gfx_v11_0_reset_kcq does.
+
+    Raises:
+      AMTimeout: the HQD stayed active (names the request)."""
+    gc = self.dev.gc
+    gc.regGRBM_GFX_CNTL.write(MEID=1, PIPEID=self.pipe, QUEUEID=self.queue)
+    try:
+      gc.regCP_HQD_DEQUEUE_REQUEST.write(DEQUEUE_REQ=request)
+      if request == RESET_WAVES:
+        gc.regSPI_COMPUTE_QUEUE_RESET.write(RESET=1)
+      what = {DRAIN_PIPE: "DRAIN_PIPE", RESET_WAVES: "RESET_WAVES"}[request]
+      wait_reg(gc.regCP_HQD_ACTIVE, 1, 0, f"{self.name} dequeue ({what})", timeout_s)
+    finally:
+      gc.regGRBM_GFX_CNTL.write(0)
+
+  def unmap(self, drain_timeout_s: float = 0.5) -> None:
+    """Take the queue off its HQD: drain (waves in flight finish), or, when they do not finish in time, kill them.
+
+    Raises:
+      AMTimeout: not even RESET_WAVES deactivated the HQD."""
+    try:
+      self.dequeue(DRAIN_PIPE, drain_timeout_s)
+    except AMTimeout:
+      self.dequeue(RESET_WAVES, 2.0)
 
   def reset(self) -> None:
-    """Recover a hung or faulted queue: dequeue it, empty the ring, map it again. The timeline goes on: values
-    handed out before the reset that never signalled stay unsignalled until a later submission passes them."""
-    self.unmap()
+    """Recover a hung or faulted queue: dequeue it with RESET_WAVES, empty the ring, map it again
+    (gfx_v11_0_reset_kcq). The timeline goes on: values handed out before the reset that never signalled stay
+    unsignalled until a later submission passes them.
+
+    Raises:
+      AMTimeout: the HQD did not deactivate. AMError: the MEC did not take the queue again."""
+    self.dequeue(RESET_WAVES, 2.0)
     self.dev.vram.write(self.wb.offset, bytes(16))
     self.wptr = 0
     self.program()

@@ -27,14 +27,15 @@ KERNARG_ALIGN = 256
 
 
 class Buffer:
-  """GPU memory mapped in the VMID0 GART: `va` for the GPU, read/write from the host through BAR 0."""
+  """GPU memory mapped in dev.gmc's address space (the VMID0 GART; a GpuVm's through its VmDevice): `va` for the GPU,
+  read/write from the host through BAR 0."""
 
   def __init__(self, dev, size: int):
     if size <= 0:
       raise ValueError(f"buffer size must be positive, got {size}")
     self.dev, self.size = dev, size
     self.mem = dev.gmc.alloc(size)
-    self.va = self.mem.gart
+    self.va = self.mem.va
 
   def write(self, data, offset: int = 0) -> Buffer:
     raw = np.ascontiguousarray(data).tobytes() if isinstance(data, np.ndarray) else bytes(data)
@@ -52,8 +53,8 @@ class Buffer:
 
 
 class KernargArena:
-  """Kernarg segments (and dispatch packets) handed out round-robin from one GART buffer; before wrapping it waits
-  for the queue to drain, so a segment is never rewritten while a dispatch may still read it."""
+  """Kernarg segments (and dispatch packets) handed out round-robin from one buffer of the queue's address space; before
+  wrapping it waits for the queue to drain, so a segment is never rewritten while a dispatch may still read it."""
 
   def __init__(self, dev, queue, size: int = KERNARG_ARENA):
     self.buf, self.queue = Buffer(dev, size), queue
@@ -106,9 +107,9 @@ def dispatch(queue, kern: GpuKernel, args, grid, block, dynamic_lds: int = 0) ->
 
 
 class CommandBuffer:
-  """PM4 recorded once into GART memory and run with one INDIRECT_BUFFER packet per submission. Values marked while
-  recording (PM4Stream.mark, set_sh_reg names, write_data name, release_mem name) can be patched between
-  submissions; the patch rewrites those dwords in GPU memory.
+  """PM4 recorded once into GPU memory (dev.gmc's address space) and run with one INDIRECT_BUFFER packet per submission.
+  Values marked while recording (PM4Stream.mark, set_sh_reg names, write_data name, release_mem name) can be patched
+  between submissions; the patch rewrites those dwords in GPU memory.
 
   Args:
     dev: the booted AMDevice. capacity: bytes reserved for the recording (a multiple of 4 KiB is allocated).

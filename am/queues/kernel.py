@@ -1,8 +1,8 @@
 """Kernels on a compute queue: upload a code object, fill the kernarg segment, emit the PM4 of a dispatch.
 
-Upload: the code object's loadable image (compiler.rdna CodeObject.image) is copied to GART memory at a base, each
-relocation gets base + addend (R_AMDGPU_RELATIVE64), the entry is base + Kernel.entry_offset (256-byte aligned,
-AMDGPUUsage kernel descriptor).
+Upload: the code object's loadable image (compiler.rdna CodeObject.image) is copied to GPU memory (dev.gmc's address
+space) at a base, each relocation gets base + addend (R_AMDGPU_RELATIVE64), the entry is base + Kernel.entry_offset
+(256-byte aligned, AMDGPUUsage kernel descriptor).
 
 Dispatch state (what an AQL packet processor would derive from the kernel descriptor, done here by the driver, as
 Mesa's radeonsi does for compute shaders): COMPUTE_PGM_LO/HI = entry >> 8; COMPUTE_PGM_RSRC1/2/3 = the descriptor's
@@ -62,7 +62,7 @@ class GpuKernel:
       raise ValueError(f"kernel {name} uses {self.kernel.private_segment_size} bytes of scratch; AM sets up none yet")
     image = bytearray(code_object.image)
     self.mem = dev.gmc.alloc(max(len(image), 4096))
-    base = self.mem.gart
+    base = self.mem.va
     for offset, addend in code_object.relocations:
       struct.pack_into("<Q", image, offset, base + addend)
     dev.vram.write(self.mem.offset, bytes(image))

@@ -56,7 +56,7 @@ class SdmaQueue:
   def exec(self, stream: SDMAStream) -> int:
     """Submit `stream` followed by a FENCE of the next timeline value; returns it."""
     self.last += 1
-    stream.fence(self.signal.gart, self.last)
+    stream.fence(self.signal.va, self.last)
     self.submit(stream)
     return self.last
 
@@ -76,7 +76,7 @@ class SdmaQueue:
   def timestamp(self) -> int:
     """Write the GPU clock from the engine, wait, and return it."""
     s = SDMAStream(self.dev.caps.sdma_generation)
-    s.timestamp(self.signal.gart + 8)
+    s.timestamp(self.signal.va + 8)
     self.wait(self.exec(s))
     return self.dev.vram.read64(self.signal.offset + 8)
 

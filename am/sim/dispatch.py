@@ -36,7 +36,7 @@ from .memory import FlatMemory, Memory
 from .program import Program
 from .regs import EXEC, WaveGroup
 from .waitcnt import WaitState
-from .wave import run_groups
+from .wave import GroupRunner
 
 __all__ = ["Context", "Stats", "build_kernargs", "dispatch", "run_kernel"]
 CODE_ADDRESS = 0x7F00_0000_0000          # where s_getpc reports the kernel code, unless the caller says otherwise
@@ -58,6 +58,7 @@ class Context:
   max_steps: int
   instructions: int = 0
   lane_slots: int = 0
+  pause_at: int | None = None     # instruction count at which wave groups pause (wave.GroupRunner time slices)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def triple(v, what: str) -> tuple:
 
 def run_kernel(kernel, isa: str, memory: Memory, grid, block, kernarg_address: int = 0, *, dispatch_ptr: int = 0,
                queue_ptr: int = 0, dispatch_id: int = 0, dynamic_lds: int = 0, code_address: int = CODE_ADDRESS,
-               max_steps: int = 50_000_000, batch_waves: int = 256) -> Stats:
+               max_steps: int = 50_000_000, batch_waves: int = 256, slice_steps: int | None = None) -> Stats:
   """Run `kernel` (compiler.rdna Kernel) on the emulator: the low-level entry a simulated command processor calls.
 
   Args:
@@ -126,6 +127,8 @@ def run_kernel(kernel, isa: str, memory: Memory, grid, block, kernarg_address: i
     kernarg_address, dispatch_ptr, queue_ptr, dispatch_id: values of the user SGPRs the kernel enables.
     dynamic_lds: LDS bytes per workgroup on top of the kernel's group_segment_fixed_size.
     max_steps: instruction budget of the whole dispatch. batch_waves: waves run together as one numpy batch.
+    slice_steps: run in time slices of this many instructions, each wave group pausing and resuming where it stopped
+      (wave.GroupRunner, as a simulated card runs dispatches); the results are those of an uninterrupted run.
   Raises:
     DispatchError: a grid, block or kernel the emulator cannot set up.
     SimError and subclasses: faults, unsupported instructions, use-before-wait hazards, step limit.
@@ -151,7 +154,9 @@ def run_kernel(kernel, isa: str, memory: Memory, grid, block, kernarg_address: i
     wgs = np.arange(first, min(n_wg, first + per_batch))
     lds[...] = 0
     group = initial_group(ctx, lay, wgs, grid, block, waves_per_wg, user_values)
-    run_groups([group])
+    runner = GroupRunner([group])
+    while not runner.run(slice_steps):
+      pass
   return Stats(ctx.instructions, ctx.lane_slots, n_wg * waves_per_wg, n_wg, time.perf_counter() - start)
 
 

@@ -9,6 +9,10 @@ Scheduling (run_groups): a group runs until it ends, reaches a barrier, or split
 two groups continue at the two targets). When every live group waits at a barrier, all of them are released: every
 workgroup has then had all its non-ended waves arrive (s_endpgm'd waves no longer count), and groups waiting at the
 same pc merge into one, so waves that diverged run batched again.
+
+Time slices (GroupRunner): with ctx.pause_at set, a group stops (PAUSE) once the dispatch has run that many
+instructions, keeping its pc and registers; GroupRunner.run(budget) resumes where it stopped. A simulated card uses
+this to run a dispatch a slice at a time (am/simcard/shader.py), so a kernel that never ends does not hold the host.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from .salu import BARRIER, END, SPLIT, compile_scalar
 from .valu import compile_vector
 from .vmem import compile_buffer, compile_global, compile_smem
 
-__all__ = ["compile_at", "run_group", "run_groups"]
+__all__ = ["GroupRunner", "PAUSE", "compile_at", "run_group", "run_groups"]
+PAUSE = -4   # run_group: ctx.pause_at reached; g.pc is where the group resumes
 COMPILERS = {"SOP1": compile_scalar, "SOP2": compile_scalar, "SOPC": compile_scalar, "SOPK": compile_scalar,
              "SOPP": compile_scalar, "VOP1": compile_vector, "VOP2": compile_vector, "VOP3": compile_vector,
              "VOPC": compile_vector, "VOP3SD": compile_vector, "VOP3P": compile_vector, "VOPD": compile_vector,
@@ -68,8 +73,8 @@ def install_table(g) -> None:
 
 
 def run_group(g) -> int:
-  """Run g from g.pc until it ends (END), waits at a barrier (BARRIER, g.pc = the instruction after it) or splits
-  (SPLIT, g.split set).
+  """Run g from g.pc until it ends (END), waits at a barrier (BARRIER, g.pc = the instruction after it), splits
+  (SPLIT, g.split set) or uses up the time slice (PAUSE, g.pc = the next instruction; only with ctx.pause_at).
 
   Raises:
     StepLimitExceeded: more than ctx.max_steps instructions in this dispatch.
@@ -82,6 +87,10 @@ def run_group(g) -> int:
   touched = program.touched_table
   pc, steps = g.pc, 0
   limit = ctx.max_steps - ctx.instructions
+  slice_left = None if ctx.pause_at is None else ctx.pause_at - ctx.instructions
+  pausing = slice_left is not None and slice_left < limit
+  if pausing:
+    limit = max(slice_left, 0)
   try:
     with np.errstate(all="ignore"):
       while True:
@@ -97,34 +106,54 @@ def run_group(g) -> int:
           break
         pc = nxt
         if steps > limit:
+          if pausing:
+            nxt = PAUSE
+            break
           raise StepLimitExceeded(f"the dispatch ran {ctx.max_steps} instructions without finishing (wave group at "
                                   f"pc {pc:#x}: {program.at(pc).text!r}); an infinite loop, or raise max_steps")
   finally:
     ctx.instructions += steps
     ctx.lane_slots += steps * g.W * g.L
-  if nxt == SPLIT:
+  if nxt in (SPLIT, PAUSE):
     g.pc = pc
   return nxt
 
 
+class GroupRunner:
+  """The groups of one dispatch, run to completion in slices: run(budget) returns True once every wave ended, False
+  when `budget` instructions ran first (call again to go on)."""
+
+  def __init__(self, groups: list):
+    self.runnable, self.waiting = list(groups), []
+    self.ctx = groups[0].ctx if groups else None
+
+  def run(self, budget: int | None = None) -> bool:
+    if self.ctx is not None:
+      self.ctx.pause_at = None if budget is None else self.ctx.instructions + budget
+    while self.runnable or self.waiting:
+      if not self.runnable:
+        self.runnable = release(self.waiting)
+        self.waiting = []
+        continue
+      g = self.runnable.pop()
+      status = run_group(g)
+      if status == BARRIER:
+        self.waiting.append(g)
+      elif status == SPLIT:
+        taken, target, other = g.split
+        self.runnable.append(g.subset(~taken, other))
+        self.runnable.append(g.subset(taken, target))
+      elif status == PAUSE:
+        self.runnable.append(g)
+        return False
+      elif status != END:
+        raise SimError(f"unexpected status {status} from the wave group at pc {g.pc:#x}")
+    return True
+
+
 def run_groups(groups: list) -> None:
   """Run groups of one dispatch to completion (see the module docstring for the barrier rule)."""
-  runnable, waiting = list(groups), []
-  while runnable or waiting:
-    if not runnable:
-      runnable = release(waiting)
-      waiting = []
-      continue
-    g = runnable.pop()
-    status = run_group(g)
-    if status == BARRIER:
-      waiting.append(g)
-    elif status == SPLIT:
-      taken, target, other = g.split
-      runnable.append(g.subset(~taken, other))
-      runnable.append(g.subset(taken, target))
-    elif status != END:
-      raise SimError(f"unexpected status {status} from the wave group at pc {g.pc:#x}")
+  GroupRunner(groups).run()
 
 
 def release(waiting: list) -> list:

@@ -7,9 +7,20 @@ bootloader ready (C2PMSG_35 = 0x80000000), GCMC/MMMC_VM_FB_LOCATION_BASE/TOP (VR
 0x8000000000, read by gfxhub/mmhub get_fb_location). Everything else is zero until the driver writes it.
 
 Models (one module each): psp.py (bootloader, sOS, KM ring, firmware signatures and order), engines.py (SMU
-mailbox, GART walk, IH writer), mec.py (HQDs and the PM4 executor), shader.py (DISPATCH_DIRECT on the am/sim wave
-emulator), sdma.py (the SDMA engine), gpuvm.py (GPU virtual memory through the GC hub). `card.log` records every step
-the card accepted or refused, with the reason, as a hardware trace would.
+mailbox, IH writer), mec.py (HQDs and the PM4 executor), shader.py (DISPATCH_DIRECT on the am/sim wave emulator),
+sdma.py (the SDMA engine), gpuvm.py (the GC hub: page walks of every VMID, TLB, VM faults; the card's physical
+memory). `card.log` records every step the card accepted or refused, with the reason, as a hardware trace would.
+
+System memory: `alloc_dma` hands out pages of a simulated host pool (SimHostMemory) at bus addresses from
+gpuvm.DMA_BASE; the card reaches them through PTEs with SYSTEM set.
+
+Simulated time: the card is passive; it runs when the host touches it, and its shader engines get the host time that
+passed. A doorbell runs its queue at once, a dispatch for up to one time slice (shader.SLICE_SECONDS) on the wave
+emulator; every host read through BAR 0 or BAR 5 (the host polling a fence, a register, the IH write pointer) first
+gives each busy queue a slice as long as the host time since the card last ran, at most SLICE_SECONDS and at least one
+quantum of shader.QUANTUM wave instructions (`tick`). So a polling host shares its time about evenly with the card,
+and a kernel that never ends keeps its queue busy for as long as the host polls, until CP_HQD_DEQUEUE_REQUEST stops
+it (mec.py).
 
 HDP: the flush register is remapped into the register BAR's MMIO hole (nbio_v4_3.c / nbif_v6_3_1.c: rmmio_remap
 reg_offset = MMIO_REG_HOLE_OFFSET = 0x80000 - PAGE_SIZE, BIF_BX0_REMAP_HDP_MEM_FLUSH_CNTL = that offset +
@@ -31,8 +42,8 @@ import numpy as np
 
 from am.caps import from_discovery
 from am.discovery import DISCOVERY_TMR_OFFSET, parse
-from am.mmio.pci import DOORBELL_BAR, MemoryAperture, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_VENDOR_ID, REGISTER_BAR, \
-  VRAM_BAR
+from am.mmio.pci import DOORBELL_BAR, DmaBuffer, MemoryAperture, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_VENDOR_ID, \
+  REGISTER_BAR, VRAM_BAR
 from am.mmio.regs import RegisterBlock
 from am.simcard.cards import AMD_VENDOR, CARDS
 from am.simcard.discovery_table import build
@@ -43,6 +54,7 @@ MMIO_REG_HOLE_OFFSET = 0x80000 - 4096   # nbio_v4_3.c / nbif_v6_3_1.c
 GPU_CLOCK_HZ = 100_000_000
 DOORBELL_BAR_SIZE = 2 << 20
 FB_BASE = 0x8000000000   # MC address of VRAM as the simulated VBIOS leaves it
+HOST_POOL = 64 << 20     # bytes of simulated host memory the card can reach by DMA
 
 
 class SimDoorbells(MemoryAperture):
@@ -59,6 +71,64 @@ class SimDoorbells(MemoryAperture):
   def write64(self, offset: int, value: int) -> None:
     super().write64(offset, value)
     self.card.doorbell(offset, value)
+
+
+class SimHostMemory:
+  """The simulated host's DMA-able memory: one zeroed pool at bus addresses DMA_BASE.., handed out in pages."""
+
+  def __init__(self, size: int = HOST_POOL):
+    from am.simcard.gpuvm import DMA_BASE
+    self.base = DMA_BASE
+    self.bytes = np.zeros(size, np.uint8)
+    self.top = 0
+
+  def alloc(self, size: int) -> DmaBuffer:
+    size = -(-size // 4096) * 4096
+    if size <= 0 or self.top + size > self.bytes.size:
+      raise ValueError(f"DMA allocation of {size} bytes: the simulated host pool has {self.bytes.size - self.top} "
+                       f"of {self.bytes.size} bytes left")
+    at = self.top
+    self.top += size
+    return DmaBuffer(self.bytes[at:at + size], [self.base + at + i for i in range(0, size, 4096)])
+
+  def holds(self, address: int, size: int) -> bool:
+    return self.base <= address and address + size <= self.base + self.top
+
+
+class HostVram(MemoryAperture):
+  """BAR 0 as the host maps it (or `array`, a view of VRAM the host maps otherwise): each read first lets the busy
+  engines run (SimCard.tick)."""
+
+  def __init__(self, card, array: np.ndarray | None = None):
+    super().__init__(card.vram.bytes if array is None else array)
+    self.card = card
+
+  def read32(self, offset: int) -> int:
+    self.card.tick()
+    return super().read32(offset)
+
+  def read64(self, offset: int) -> int:
+    self.card.tick()
+    return super().read64(offset)
+
+  def read(self, offset: int, size: int) -> bytes:
+    self.card.tick()
+    return super().read(offset, size)
+
+
+class HostRegisters:
+  """BAR 5 as the host maps it: the card's register file; each read first lets the busy engines run."""
+
+  def __init__(self, card):
+    self.card, self.regs = card, card.regs
+    self.size = card.regs.size
+
+  def read32(self, offset: int) -> int:
+    self.card.tick()
+    return self.regs.read32(offset)
+
+  def write32(self, offset: int, value: int) -> None:
+    self.regs.write32(offset, value)
 
 
 class SimCard:
@@ -88,6 +158,7 @@ class SimCard:
     self.firmware_dir = firmware_dir
     self.log: list[str] = []
     self.vram = MemoryAperture(np.zeros(self.spec.vram_size, np.uint8))
+    self.sysmem = SimHostMemory()
     self.doorbells = SimDoorbells(self)
     self.regs = SimRegisters(REGISTER_BAR_SIZE)
     table = build(self.spec.ips, self.spec.gc_info_version, self.spec.gc_info, self.spec.harvested)
@@ -98,8 +169,8 @@ class SimCard:
                    for ip, mod in self.caps.register_modules.items()}
     self.gc, self.nbio = self.blocks["GC"], self.blocks["NBIF"]
     self._power_on()
-    from am.simcard import engines, mec, psp, sdma
-    self.gmc = engines.SimGmc(self)
+    from am.simcard import engines, gpuvm, mec, psp, sdma
+    self.gmc = gpuvm.SimGmc(self)
     self.ih = engines.SimIh(self)
     self.smu = engines.SimSmu(self)
     self.psp = psp.SimPsp(self)
@@ -108,6 +179,9 @@ class SimCard:
     self._indirect()
     self._hdp()
     self._clock = 0
+    self._ticking = False
+    self._idle_since = time.perf_counter()
+    self.host_vram, self.host_regs = HostVram(self), HostRegisters(self)
 
   def note(self, line: str) -> None:
     self.log.append(line)
@@ -150,6 +224,30 @@ class SimCard:
     self._clock = max(now, self._clock + 1)
     return self._clock
 
+  def tick(self) -> None:
+    """A slice of simulated time for the busy engines (the module docstring's time model); no-op when idle."""
+    if self._ticking or not self.cp.busy():
+      return
+    self._ticking = True
+    try:
+      self.cp.tick(time.perf_counter() - self._idle_since)
+      self.settle()
+    finally:
+      self._ticking = False
+      self._idle_since = time.perf_counter()
+
+  def phys_read(self, at: int, size: int) -> bytes:
+    """Bytes at a card-memory address (gpuvm.py: VRAM offset, or a bus address in the DMA pool)."""
+    if at >= self.sysmem.base:
+      return self.sysmem.bytes[at - self.sysmem.base:at - self.sysmem.base + size].tobytes()
+    return self.vram.read(at, size)
+
+  def phys_write(self, at: int, data: bytes) -> None:
+    if at >= self.sysmem.base:
+      self.sysmem.bytes[at - self.sysmem.base:at - self.sysmem.base + len(data)] = np.frombuffer(data, np.uint8)
+    else:
+      self.vram.write(at, data)
+
   def mc_to_vram(self, mc: int, size: int = 4) -> int | None:
     """VRAM offset of an MC address inside the FB aperture, else None."""
     offset = mc - FB_BASE
@@ -161,7 +259,11 @@ class SimCard:
       return
     if not self.cp.doorbell(offset, value) and not self.sdma.doorbell(offset, value):
       self.note(f"doorbell write at 0x{offset:x} (slot {offset // 8}) matched no queue")
-    for _ in range(16):   # engines stalled on a WAIT_REG_MEM / POLL_REGMEM see what this doorbell's work wrote
+    self.settle()
+
+  def settle(self) -> None:
+    """Engines stalled on a WAIT_REG_MEM / POLL_REGMEM see what the work just done wrote."""
+    for _ in range(16):
       if not (self.cp.poll() | self.sdma.poll()):
         break
 
@@ -185,7 +287,14 @@ class SimCard:
   def map_bar(self, bar: int):
     if bar not in (VRAM_BAR, DOORBELL_BAR, REGISTER_BAR):
       raise ValueError(f"BAR {bar} is not mapped on the simulated card (BARs 0, 2, 5)")
-    return {VRAM_BAR: self.vram, DOORBELL_BAR: self.doorbells, REGISTER_BAR: self.regs}[bar]
+    return {VRAM_BAR: self.host_vram, DOORBELL_BAR: self.doorbells, REGISTER_BAR: self.host_regs}[bar]
+
+  def alloc_dma(self, size: int) -> DmaBuffer:
+    """Zeroed pages of the simulated host pool (SimHostMemory), with their bus addresses.
+
+    Raises:
+      ValueError: the pool (HOST_POOL bytes) is used up."""
+    return self.sysmem.alloc(size)
 
   def close(self) -> None:
     pass

@@ -2,23 +2,25 @@
 
 Design: a KFD process finds the card already running, brought up by amdgpu.ko. Here the AM driver (am.device.AMDevice)
 plays amdgpu.ko: it boots the simulated card (firmware through the simulated PSP, MEC, SDMA, IH, GART) and its VRAM
-allocator and IH ring are the "kernel's". The process's GPU VM is VMID 8 (the first KFD VMID of amdgpu on GFX11/12);
-the GC hub of the card is replaced by ProcessHub, which translates VMID 8 through the process's page map (which
-pages of VRAM back which virtual pages, with the write permission) and everything else as the card's VMID0 hub does.
-The multi-level page-table encoding of VMIDs 1-15 in VRAM is not modelled. GTT buffers are backed by VRAM (system
-memory is not modelled; a CPU mapping is a view of that VRAM); userptr allocations are refused (EOPNOTSUPP).
+allocator and IH ring are the "kernel's". The process's GPU VM is VMID 8 (first_kfd_vmid of gmc_v11_0.c /
+gmc_v12_0.c), an am.ip.vm.GpuVm of that driver: MAP_MEMORY_TO_GPU / UNMAP write its multi-level page table in VRAM
+(with the TLB flush), and the card's GC hub walks it as it walks any VMID (am/simcard/gpuvm.py). GTT buffers are
+backed by VRAM (a CPU mapping is a view of that VRAM, not the host pool); userptr allocations are refused
+(EOPNOTSUPP).
 
-Queues: CREATE_QUEUE of a compute queue programs an HQD of the card (me1 pipe1, VMID 8, ring / read and write
-pointers / EOP at the process's addresses) through the AM driver's register blocks, as amdgpu's scheduler would map
-the MQD, so the card's simulated MEC runs its PM4 (DISPATCH_DIRECT on the wave emulator through ProcessHub: a wave's
-access to an unmapped page is a VM fault). An SDMA queue runs on UserSdma, the card's SDMA packet handlers
+Queues: CREATE_QUEUE of a compute queue programs an HQD of the card (me1 pipe1, VMID 8, ring / read and write pointers /
+EOP at the process's addresses) through the AM driver's register blocks, as amdgpu's scheduler would map the MQD, so the
+card's simulated MEC runs its PM4 (DISPATCH_DIRECT on the wave emulator, translated through VMID 8's page table: a
+wave's access to an unmapped page is a VM fault). An SDMA queue runs on UserSdma, the card's SDMA packet handlers
 (am/simcard/sdma.py) over the process's ring. Doorbells: the process's doorbell page is BAR 2's first 8 KiB; a write
 runs the queue at once. Then the kernel's interrupt handling (kfd_int_process_v11.c) reads the IH ring: a
 CP_EOP_INTERRUPT signals the event whose id is its context id if that event's slot was written
-(kfd_signal_event_interrupt); a VM fault signals the process's memory events with kfd_hsa_memory_exception_data and
-stops its queues (kfd_dqm_evict_pasid); a bad packet or shader error signals HW-exception events (GPU_HANG), as the
-hang detection and reset that follow on hardware would. Nothing runs between ioctls, so an unsatisfied WAIT_EVENTS
-sleeps its timeout and reports KFD_IOC_WAIT_RESULT_TIMEOUT.
+(kfd_signal_event_interrupt); a VM fault (VMC, or GFX UTCL2) signals the process's memory events with
+kfd_hsa_memory_exception_data (NotPresent = ring_id & 0x08, ReadOnly = ring_id & 0x20, as event_interrupt_wq_v11 reads
+them) and stops its queues (kfd_dqm_evict_pasid); a bad packet or shader error signals HW-exception events (GPU_HANG),
+as the hang detection and reset that follow on hardware would. The card runs as the host touches it (card.py's time
+model: reads of the process's mappings give busy queues time); WAIT_EVENTS gives them time until the events come or the
+timeout passes, then reports KFD_IOC_WAIT_RESULT_TIMEOUT.
 
 ioctl checks, each with the kernel's errno (kfd_chardev.c unless named): an unknown nr ENOTTY (kfd_ioctl); a request
 word that differs from kfd_ioctl.h's EINVAL (the kernel copies min(sizes); the simulator refuses, to catch driver
@@ -49,8 +51,7 @@ from am.device import AMDevice
 from am.ip.ih import IVEntry
 from am.kfd import generated as facts
 from am.mmio.pci import MemoryAperture
-from am.simcard.card import MMIO_REG_HOLE_OFFSET, SimCard
-from am.simcard.engines import SimGmc
+from am.simcard.card import MMIO_REG_HOLE_OFFSET, HostVram, SimCard
 from am.simcard.gpuvm import write_va
 from am.simcard.sdma import SimSdma
 
@@ -108,30 +109,6 @@ class SimQueue:
   engine: object | None = None    # UserSdma of an SDMA queue
 
 
-class ProcessHub(SimGmc):
-  """The card's GC hub with the process VM: requests tagged VMID 8 (an HQD's CP_HQD_VMID, or `forced` while a user
-  SDMA queue runs) translate through `pages` (virtual page -> (VRAM offset of the page, writable))."""
-
-  def __init__(self, card):
-    super().__init__(card)
-    self.pages: dict[int, tuple[int, bool]] = {}
-    self.forced: int | None = None
-
-  def vmid(self) -> int:
-    return self.forced if self.forced is not None else self.card.gc.regCP_HQD_VMID.read()
-
-  def lookup(self, va: int, write: bool = False) -> tuple[int | None, str]:
-    if self.vmid() != KFD_VMID:
-      return super().lookup(va, write)
-    entry = self.pages.get(va >> 12)
-    if entry is None:
-      return None, f"0x{va:x} is not mapped in the process VM (VMID {KFD_VMID})"
-    at, writable = entry
-    if write and not writable:
-      return None, f"write to 0x{va:x}, mapped read-only in the process VM"
-    return at + (va & 0xFFF), ""
-
-
 class UserSdma(SimSdma):
   """A process's SDMA queue on the card's SDMA packet handlers: the ring and pointers are the queue's, the
   translation the process VM's. Read pointer written back as 64-bit bytes, as for the kernel's queue."""
@@ -140,18 +117,11 @@ class UserSdma(SimSdma):
     self.card, self.ring, self.ring_bytes, self.rptr_va = card, ring, ring_bytes, rptr_va
     self.rptr = self.wptr = self.packets = 0
     self.hung: str | None = None
+    self.vmid = KFD_VMID
 
   def run(self) -> None:
-    hub = self.card.gmc
-    hub.forced = KFD_VMID
-    try:
-      self._run()
-    finally:
-      hub.forced = None
-
-  def _run(self) -> None:
     self.execute_ring(self.ring, self.ring_bytes)
-    write_va(self.card, self.rptr_va, struct.pack("<Q", self.rptr), "SDMA rptr write-back")
+    write_va(self.card, self.rptr_va, struct.pack("<Q", self.rptr), "SDMA rptr write-back", self.vmid)
 
 
 class DoorbellPage(MemoryAperture):
@@ -193,8 +163,7 @@ class SimKfd:
     self.card = SimCard(card, firmware_dir)
     self.amdgpu = AMDevice(self.card, firmware_dir)
     self.amdgpu.boot()
-    self.hub = ProcessHub(self.card)
-    self.card.gmc = self.hub
+    self.vm = self.amdgpu.gmc.create_vm(KFD_VMID)
     self.version = version or (C["KFD_IOCTL_MAJOR_VERSION"], C["KFD_IOCTL_MINOR_VERSION"])
     self.gpu_id = (zlib.crc32(card.encode()) & 0xFFFF) or 1   # kfd_topology.c: a 16-bit hash of the device
     self.log: list[str] = []
@@ -309,7 +278,7 @@ class SimKfd:
       if bo is None or size > bo.size or address != bo.va:
         raise OSError(errno.EINVAL, f"mmap of the render node at 0x{offset:x} (0x{size:x} bytes at 0x{address:x}): "
                       "no such buffer, too long, or not at the buffer's reserved address")
-      aperture = MemoryAperture(self.card.vram.bytes[bo.vram:bo.vram + size])
+      aperture = HostVram(self.card, self.card.vram.bytes[bo.vram:bo.vram + size])
       aperture.address = address
       return aperture
     raise OSError(errno.EBADF, f"mmap on fd {fd}: not open")
@@ -438,10 +407,9 @@ class SimKfd:
       raise KfdErrno(errno.EINVAL, f"n_success {args['n_success']} > n_devices {args['n_devices']}")
     for gpu in ids[args["n_success"]:]:
       self.need_gpu(gpu)
-    if bo.vram is not None:
-      writable = bool(bo.flags & C["KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE"])
-      for i in range(bo.size // PAGE):
-        self.hub.pages[(bo.va >> 12) + i] = (bo.vram + i * PAGE, writable)
+    if bo.vram is not None and not bo.mapped:
+      self.vm.map(bo.va, bo.size, vram=bo.vram, writeable=bool(bo.flags & C["KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE"]),
+                  executable=bool(bo.flags & C["KFD_IOC_ALLOC_MEM_FLAGS_EXECUTABLE"]))
     bo.mapped = True
     return {"n_success": args["n_devices"]}
 
@@ -452,8 +420,8 @@ class SimKfd:
       raise KfdErrno(errno.EINVAL, f"buffer 0x{bo.handle:x} is not mapped")
     if bo.queue_refs:
       raise KfdErrno(errno.EBUSY, f"buffer at 0x{bo.va:x} is used by {bo.queue_refs} queue(s) (queue_refcount)")
-    for i in range(bo.size // PAGE):
-      self.hub.pages.pop((bo.va >> 12) + i, None)
+    if bo.vram is not None:
+      self.vm.unmap(bo.va)
     bo.mapped = False
     return {"n_success": args["n_devices"]}
 
@@ -613,10 +581,17 @@ class SimKfd:
       raise KfdErrno(errno.EINVAL, f"events_ptr 0x{ptr:x}, num_events {n}")
     entries = [lay.unpack(ctypes.string_at(ptr + i * lay.size, lay.size)) for i in range(n)]
     events = [self.event(e["event_id"]) for e in entries]
-    self.interrupts()
-    done = [e.signaled for e in events]
+    deadline = time.monotonic() + args["timeout"] / 1000
+    while True:
+      self.interrupts()
+      done = [e.signaled for e in events]
+      if (all(done) if args["wait_for_all"] else any(done)) or time.monotonic() >= deadline:
+        break
+      if not self.card.cp.busy():
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        continue
+      self.card.tick()
     if not (all(done) if args["wait_for_all"] else any(done)):
-      time.sleep(args["timeout"] / 1000)
       return {"wait_result": C["KFD_IOC_WAIT_RESULT_TIMEOUT"]}
     for i, ev in enumerate(events):
       if ev.signaled and ev.data:
@@ -652,11 +627,11 @@ class SimKfd:
       if ev and self.signal_page is not None and self.card.vram.read64(self.signal_page.vram + 8 * ev.id) != UNSIGNALED:
         ev.signaled = True
       return
-    if e.client == "SOC21_IH_CLIENTID_VMC":
+    if e.is_vm_fault:
       va = e.fault_address
       data = {"memory_exception_data.va": va, "memory_exception_data.gpu_id": self.gpu_id,
-              "memory_exception_data.failure.NotPresent": 1,
-              "memory_exception_data.failure.ReadOnly": int(bool(e.src_data[1] & 0x20))}
+              "memory_exception_data.failure.NotPresent": int(bool(e.ring_id & 0x08)),
+              "memory_exception_data.failure.ReadOnly": int(bool(e.ring_id & 0x20))}
       self.raise_events(C["KFD_IOC_EVENT_MEMORY"], data, f"VM fault at 0x{va:x}")
     elif e.is_fault:
       data = {"hw_exception_data.reset_type": C["KFD_HW_EXCEPTION_PER_ENGINE_RESET"],

@@ -1,9 +1,16 @@
 """The simulated MEC (compute micro-engine): HQD activation and the PM4 executor of its queues.
 
 HQD state: registers banked per GRBM_GFX_CNTL me/pipe/queue (regfile.py); CP_HQD_ACTIVE is accepted only for a
-queue whose PQ base translates, whose doorbell is enabled inside CP_MEC_DOORBELL_RANGE and whose EOP base is set;
-CP_HQD_DEQUEUE_REQUEST drops the queue (and whatever it was running). The MEC stays halted until the RLC autoload
-put its firmware in place (CP_MEC_RS64_CNTL.MEC_HALT).
+queue whose PQ base translates, whose doorbell is enabled inside CP_MEC_DOORBELL_RANGE and whose EOP base is set.
+The queue's VMID is CP_HQD_VMID.VMID when it is activated: every address of the queue (ring, read/write pointers,
+IBs, packet operands) and of its dispatches translates in that VMID (gpuvm.py). IB_CONTROL.VMID is not modelled (an
+IB runs on the queue's VMID; a different non-zero value is noted in the card log). The MEC stays halted until the RLC
+autoload put its firmware in place (CP_MEC_RS64_CNTL.MEC_HALT).
+
+Dequeue: CP_HQD_DEQUEUE_REQUEST.DEQUEUE_REQ as enum hqd_dequeue_request_type (amdgpu_amdkfd_gfx_v11.c): DRAIN_PIPE
+(1) stops fetching and lets the dispatch in flight finish, CP_HQD_ACTIVE going to 0 only then (never, for a kernel
+that does not end); RESET_WAVES (2) and SAVE_WAVES (3, context save is not modelled) drop the dispatch's waves and
+the queue at once. SPI_COMPUTE_QUEUE_RESET, which gfx_v11_0_reset_kcq writes after RESET_WAVES, is stored only.
 
 A doorbell write (64-bit, the write pointer in dwords, gfx_v11_0_ring_set_wptr_compute) runs the queue from its read
 pointer: packets are fetched through the GC hub (read_va) from the ring or from an indirect buffer (the ring is
@@ -27,7 +34,8 @@ CP_HQD_PQ_RPTR_REPORT_ADDR. Packet layouts are am/pm4/packets.py's (decoded with
                           current IB instead of returning to it
   COPY_DATA               SRC_SEL 0 register, 1 memory, 5 immediate, 9 GPU clock; DST_SEL 0 register, 5 memory;
                           COUNT_SEL 1 copies 64 bits (sid.h COPY_DATA_*)
-  DISPATCH_DIRECT         the wave launch of shader.py
+  DISPATCH_DIRECT         the wave launch of shader.py; the queue fetches nothing more until the dispatch's waves
+                          have ended (they run in time slices, card.py), so the packets after it see its results
 Anything else (an opcode without a handler, a type-0 packet, a selector value not listed) posts
 CP_BAD_OPCODE_ERROR (data: opcode, dword position) and stops the queue until it is dequeued and mapped again.
 """
@@ -48,6 +56,7 @@ SRC = ih_facts.SOURCES
 MAX_IB_DEPTH = 2            # IB1 and IB2
 COMPARE = {v: k for k, v in WAIT_FUNCTIONS.items()}
 WAIT = "wait"
+DRAIN_PIPE, RESET_WAVES = 1, 2   # enum hqd_dequeue_request_type (amdgpu_amdkfd_gfx_v11.c)
 
 
 def compare(function: int, value: int, reference: int) -> bool:
@@ -72,6 +81,9 @@ class QueueState:
   frames: list = field(default_factory=list)
   hung: str | None = None
   packets: int = 0
+  vmid: int = 0                  # CP_HQD_VMID.VMID at activation
+  busy: shader.Dispatch | None = None   # the dispatch in flight
+  draining: bool = False         # DRAIN_PIPE asked: fetch nothing more, deactivate once `busy` ends
 
   @property
   def ring_id(self) -> int:
@@ -117,8 +129,9 @@ class SimCp:
     if gc.regCP_MEC_RS64_CNTL.read_fields()["MEC_HALT"]:
       return "MEC halted"
     pq = (gc.regCP_HQD_PQ_BASE.read() | gc.regCP_HQD_PQ_BASE_HI.read() << 32) << 8
-    if self.card.gmc.translate(pq, what="HQD PQ base") is None:
-      return f"PQ base 0x{pq:x} does not translate"
+    vmid = gc.regCP_HQD_VMID.read_fields()["VMID"]
+    if self.card.gmc.translate(pq, what="HQD PQ base", vmid=vmid) is None:
+      return f"PQ base 0x{pq:x} does not translate in VMID {vmid}"
     db = gc.regCP_HQD_PQ_DOORBELL_CONTROL.read_fields()
     lower, upper = gc.regCP_MEC_DOORBELL_RANGE_LOWER.read(), gc.regCP_MEC_DOORBELL_RANGE_UPPER.read()
     if not db["DOORBELL_EN"] or not lower <= db["DOORBELL_OFFSET"] * 4 <= upper:
@@ -140,18 +153,39 @@ class SimCp:
       gc.regCP_HQD_ACTIVE.write(0)
       return
     wptr = gc.regCP_HQD_PQ_WPTR_LO.read() | gc.regCP_HQD_PQ_WPTR_HI.read() << 32
-    self.active[sel] = QueueState(sel, rptr=wptr, wptr=wptr)
-    self.card.note(f"cp: HQD me{sel[0]} pipe{sel[1]} queue{sel[2]} active")
+    vmid = gc.regCP_HQD_VMID.read_fields()["VMID"]
+    self.active[sel] = QueueState(sel, rptr=wptr, wptr=wptr, vmid=vmid)
+    self.card.note(f"cp: HQD me{sel[0]} pipe{sel[1]} queue{sel[2]} active on VMID {vmid}")
 
   def dequeue(self, value: int) -> None:
     gc = self.card.gc
     sel = self._select(gc.regGRBM_GFX_CNTL.read())
-    dropped = self.active.pop(sel, None)
-    if dropped is not None:
-      self.card.note(f"cp: HQD {sel} dequeued at rptr {dropped.rptr}" + (f" (hung: {dropped.hung})"
-                                                                         if dropped.hung else ""))
-    gc.regCP_HQD_ACTIVE.write(0)
-    gc.regCP_HQD_DEQUEUE_REQUEST.write(0)
+    request = gc.regCP_HQD_DEQUEUE_REQUEST.decode(value)["DEQUEUE_REQ"]
+    state = self.active.get(sel)
+    if not request:
+      return
+    if state is not None and state.busy is not None:
+      if request == DRAIN_PIPE:
+        state.draining = True
+        self.card.note(f"cp: HQD {sel} draining: waits for {state.busy.what}")
+        return
+      state.busy.kill()
+      state.busy = None
+    self.drop(state, sel, request)
+
+  def drop(self, state: QueueState | None, sel: tuple, request: int) -> None:
+    """The HQD leaves the MEC: CP_HQD_ACTIVE and the request go to 0 (in the queue's own register bank)."""
+    self.active.pop(sel, None)
+    if state is not None:
+      why = f" (hung: {state.hung})" if state.hung else ""
+      how = {DRAIN_PIPE: "DRAIN_PIPE", RESET_WAVES: "RESET_WAVES"}.get(request, f"DEQUEUE_REQ {request}")
+      self.card.note(f"cp: HQD {sel} dequeued ({how}) at rptr {state.rptr}{why}")
+    saved = self._banked(sel)
+    try:
+      self.card.gc.regCP_HQD_ACTIVE.write(0)
+      self.card.gc.regCP_HQD_DEQUEUE_REQUEST.write(0)
+    finally:
+      self.card.regs.raw.bank = saved
 
   # ---- execution ----
   def _banked(self, sel: tuple):
@@ -175,10 +209,28 @@ class SimCp:
         raw.bank = saved
     return False
 
+  def busy(self) -> bool:
+    """A dispatch is in flight on some queue."""
+    return any(state.busy is not None for state in self.active.values())
+
+  def tick(self, seconds: float) -> None:
+    """A time slice of up to `seconds` for every queue with a dispatch in flight; a queue whose dispatch ends goes
+    on fetching."""
+    for state in list(self.active.values()):
+      if state.busy is not None:
+        saved = self._banked(state.sel)
+        try:
+          self.run(state, seconds)
+        finally:
+          self.card.regs.raw.bank = saved
+
   def poll(self) -> bool:
-    """Run queues stalled on WAIT_REG_MEM again; True if any made progress."""
+    """Run queues stalled on WAIT_REG_MEM again; True if any made progress (a queue with a dispatch in flight is
+    left to `tick`)."""
     progress = False
     for state in list(self.active.values()):
+      if state.busy is not None:
+        continue
       before = (state.rptr, [f.pos for f in state.frames])
       saved = self._banked(state.sel)
       try:
@@ -188,11 +240,18 @@ class SimCp:
       progress |= before != (state.rptr, [f.pos for f in state.frames])
     return progress
 
-  def run(self, state: QueueState) -> None:
+  def run(self, state: QueueState, seconds: float = shader.SLICE_SECONDS) -> None:
+    """Fetch and execute the queue's packets until it is empty, stalls, stops, or its dispatch in flight has had a
+    slice of `seconds` without ending."""
     gc = self.card.gc
     pq = (gc.regCP_HQD_PQ_BASE.read() | gc.regCP_HQD_PQ_BASE_HI.read() << 32) << 8
     ring_dw = 2 << gc.regCP_HQD_PQ_CONTROL.read_fields()["QUEUE_SIZE"]   # QUEUE_SIZE = log2(dwords) - 1
     while state.hung is None:
+      if state.busy is not None and not self.advance_dispatch(state, seconds):
+        break
+      if state.draining:
+        self.drop(state, state.sel, DRAIN_PIPE)
+        break
       fetched = self.fetch(state, pq, ring_dw)
       if fetched is None:
         break
@@ -210,7 +269,19 @@ class SimCp:
       self.advance(state, len(words), result)
       state.packets += 1
     report = gc.regCP_HQD_PQ_RPTR_REPORT_ADDR.read() | gc.regCP_HQD_PQ_RPTR_REPORT_ADDR_HI.read() << 32
-    write_va(self.card, report, struct.pack("<I", state.rptr % ring_dw), "rptr report")
+    write_va(self.card, report, struct.pack("<I", state.rptr % ring_dw), "rptr report", state.vmid)
+
+  def advance_dispatch(self, state: QueueState, seconds: float) -> bool:
+    """One time slice of the queue's dispatch; True once it ended (the queue may fetch again)."""
+    dispatch = state.busy
+    dispatch.advance(seconds)
+    if dispatch.error:
+      state.hung, state.busy = dispatch.error, None
+      return False
+    if dispatch.done:
+      state.busy = None
+      return True
+    return False
 
   def fetch(self, state: QueueState, pq: int, ring_dw: int) -> tuple[list[int], str] | None:
     """The next packet's dwords and where it is, None when the queue is empty; ([], where) on a fetch fault."""
@@ -218,23 +289,23 @@ class SimCp:
       state.frames.pop()
     if state.frames:
       top = state.frames[-1]
-      header = read_va(self.card, top.base + top.pos * 4, 4, "IB fetch")
+      header = read_va(self.card, top.base + top.pos * 4, 4, "IB fetch", state.vmid)
       if header is None:
         return [], f"IB 0x{top.base:x} dword {top.pos}"
       n = packet_dwords(int.from_bytes(header, "little"))
       n = min(n, top.ndw - top.pos)
-      data = read_va(self.card, top.base + top.pos * 4, 4 * n, "IB fetch")
+      data = read_va(self.card, top.base + top.pos * 4, 4 * n, "IB fetch", state.vmid)
       where = f"IB 0x{top.base:x} dword {top.pos}"
     else:
       if state.rptr >= state.wptr:
         return None
-      header = read_va(self.card, pq + (state.rptr % ring_dw) * 4, 4, "ring fetch")
+      header = read_va(self.card, pq + (state.rptr % ring_dw) * 4, 4, "ring fetch", state.vmid)
       if header is None:
         return [], f"ring dword {state.rptr}"
       n = min(packet_dwords(int.from_bytes(header, "little")), state.wptr - state.rptr)
       data = bytearray()
       for i in range(n):
-        word = read_va(self.card, pq + ((state.rptr + i) % ring_dw) * 4, 4, "ring fetch")
+        word = read_va(self.card, pq + ((state.rptr + i) % ring_dw) * 4, 4, "ring fetch", state.vmid)
         if word is None:
           return [], f"ring dword {state.rptr + i}"
         data += word
@@ -318,7 +389,7 @@ def do_write_data(cp, state, packet, body):
   dst = body["DST_ADDR_LO"][0] | body["DST_ADDR_HI"][0] << 32
   data = data_words(packet, "DATA[")
   if control["DST_SEL"] == 5:
-    ok = write_va(cp.card, dst, struct.pack(f"<{len(data)}I", *data), "WRITE_DATA")
+    ok = write_va(cp.card, dst, struct.pack(f"<{len(data)}I", *data), "WRITE_DATA", state.vmid)
     return None if ok else fault(state, f"WRITE_DATA to 0x{dst:x}")
   if control["DST_SEL"] == 0:
     for i, value in enumerate(data):
@@ -338,7 +409,8 @@ def do_release_mem(cp, state, packet, body):
     return f"DATA_SEL {sel} / DST_SEL {cntl['DST_SEL']} not modelled"
   if sel == 3:
     value = cp.card.gpu_clock()
-  if sel and not write_va(cp.card, dst, value.to_bytes(8, "little")[:4 if sel == 1 else 8], "RELEASE_MEM"):
+  if sel and not write_va(cp.card, dst, value.to_bytes(8, "little")[:4 if sel == 1 else 8], "RELEASE_MEM",
+                          state.vmid):
     return fault(state, f"RELEASE_MEM to 0x{dst:x}")
   if cntl["INT_SEL"]:
     cp.card.ih.post(CLIENT["SOC21_IH_CLIENTID_GRBM_CP"], SRC["GFX_11_0_0__SRCID__CP_EOP_INTERRUPT"],
@@ -358,7 +430,7 @@ def do_wait_reg_mem(cp, state, packet, body):
   if cntl["FUNCTION"] not in COMPARE:
     return f"FUNCTION {cntl['FUNCTION']} not in nvd.h"
   if cntl["MEM_SPACE"] == 1:
-    data = read_va(cp.card, lo | hi << 32, 4, "WAIT_REG_MEM")
+    data = read_va(cp.card, lo | hi << 32, 4, "WAIT_REG_MEM", state.vmid)
     if data is None:
       return fault(state, f"WAIT_REG_MEM on 0x{lo | hi << 32:x}")
     value = int.from_bytes(data, "little")
@@ -382,6 +454,8 @@ def do_indirect_buffer(cp, state, packet, body):
   depth = len(state.frames) + (0 if control["CHAIN"] and state.frames else 1)
   if depth > MAX_IB_DEPTH:
     return f"IB nesting deeper than {MAX_IB_DEPTH}"
+  if control["VMID"] and control["VMID"] != state.vmid:
+    cp.card.note(f"cp: IB_CONTROL.VMID {control['VMID']} not modelled: the IB runs on the queue's VMID {state.vmid}")
   return PendingIB(base, control["IB_SIZE"], bool(control["CHAIN"]))
 
 
@@ -394,7 +468,7 @@ def do_copy_data(cp, state, packet, body):
   if sel == 0:
     value = cp.card.regs.read32(src * 4) | (cp.card.regs.read32(src * 4 + 4) << 32 if size == 8 else 0)
   elif sel == 1:
-    data = read_va(cp.card, src, size, "COPY_DATA source")
+    data = read_va(cp.card, src, size, "COPY_DATA source", state.vmid)
     if data is None:
       return fault(state, f"COPY_DATA from 0x{src:x}")
     value = int.from_bytes(data, "little")
@@ -405,7 +479,7 @@ def do_copy_data(cp, state, packet, body):
   else:
     return f"COPY_DATA SRC_SEL {sel} not modelled (0, 1, 5, 9)"
   if control["DST_SEL"] == 5:
-    if not write_va(cp.card, dst, value.to_bytes(8, "little")[:size], "COPY_DATA"):
+    if not write_va(cp.card, dst, value.to_bytes(8, "little")[:size], "COPY_DATA", state.vmid):
       return fault(state, f"COPY_DATA to 0x{dst:x}")
   elif control["DST_SEL"] == 0:
     for i in range(size // 4):
@@ -417,9 +491,11 @@ def do_copy_data(cp, state, packet, body):
 
 def do_dispatch_direct(cp, state, packet, body):
   dims = (body["DIM_X"][0], body["DIM_Y"][0], body["DIM_Z"][0])
-  error = shader.launch(cp.card, dims, body["DISPATCH_INITIATOR"][0], state.ring_id)
-  if error:
-    state.hung = error
+  started = shader.launch(cp.card, dims, body["DISPATCH_INITIATOR"][0], state.ring_id, state.vmid)
+  if isinstance(started, str):
+    state.hung = started
+  else:
+    state.busy = started
   return None
 
 

@@ -49,6 +49,7 @@ class SimSdma:
     self.wptr = 0
     self.hung: str | None = None
     self.packets = 0
+    self.vmid = 0        # the kernel ring runs on VMID 0 (a KFD user queue on the process's: simcard/kfd.py)
 
   def halt(self, value: int) -> None:
     reg = self.card.gc[self.halt_reg]
@@ -62,7 +63,7 @@ class SimSdma:
       return
     base = self.ring_base()
     halted = gc[self.halt_reg].read_fields()[self.halt_field]
-    if halted or self.card.gmc.translate(base, what="SDMA ring base") is None:
+    if halted or self.card.gmc.translate(base, what="SDMA ring base", vmid=self.vmid) is None:
       self.card.note(f"sdma: RB_ENABLE refused (halted={halted}, ring 0x{base:x})")
       gc.regSDMA0_QUEUE0_RB_CNTL.update(RB_ENABLE=0)
       return
@@ -102,7 +103,7 @@ class SimSdma:
       return
     words = []
     for at in range(self.rptr, self.wptr, 4):
-      data = read_va(self.card, base + at % ring_bytes, 4, "SDMA ring fetch")
+      data = read_va(self.card, base + at % ring_bytes, 4, "SDMA ring fetch", self.vmid)
       if data is None:
         self.hung = f"ring fetch at byte {at} faulted"
         return
@@ -127,7 +128,7 @@ class SimSdma:
     self.execute_ring(self.ring_base(), 4 << gc.regSDMA0_QUEUE0_RB_CNTL.read_fields()["RB_SIZE"])
     wb = gc.regSDMA0_QUEUE0_RB_RPTR_ADDR_LO.read() | gc.regSDMA0_QUEUE0_RB_RPTR_ADDR_HI.read() << 32
     if gc.regSDMA0_QUEUE0_RB_CNTL.read_fields()["RPTR_WRITEBACK_ENABLE"]:
-      write_va(self.card, wb, struct.pack("<Q", self.rptr), "SDMA rptr write-back")
+      write_va(self.card, wb, struct.pack("<Q", self.rptr), "SDMA rptr write-back", self.vmid)
 
   def execute(self, packet) -> str | None:
     if packet.note:
@@ -153,8 +154,8 @@ def do_nop(sdma, packet, body):
 def do_copy_linear(sdma, packet, body):
   size = body["COUNT"][1]["count"] + 1
   src, dst = addr(body, "SRC_ADDR_LO", "SRC_ADDR_HI"), addr(body, "DST_ADDR_LO", "DST_ADDR_HI")
-  data = read_va(sdma.card, src, size, "SDMA copy source")
-  if data is None or not write_va(sdma.card, dst, data, "SDMA copy destination"):
+  data = read_va(sdma.card, src, size, "SDMA copy source", sdma.vmid)
+  if data is None or not write_va(sdma.card, dst, data, "SDMA copy destination", sdma.vmid):
     sdma.fault(f"COPY_LINEAR 0x{src:x} -> 0x{dst:x}")
   return None
 
@@ -162,14 +163,14 @@ def do_copy_linear(sdma, packet, body):
 def do_write(sdma, packet, body):
   data = [value for name, value, _ in packet.dwords if name.startswith("DATA")]
   dst = addr(body, "DST_ADDR_LO", "DST_ADDR_HI")
-  if not write_va(sdma.card, dst, struct.pack(f"<{len(data)}I", *data), "SDMA write"):
+  if not write_va(sdma.card, dst, struct.pack(f"<{len(data)}I", *data), "SDMA write", sdma.vmid):
     sdma.fault(f"WRITE to 0x{dst:x}")
   return None
 
 
 def do_fence(sdma, packet, body):
   dst = addr(body, "ADDR_LO", "ADDR_HI")
-  if not write_va(sdma.card, dst, struct.pack("<I", body["DATA"][0]), "SDMA fence"):
+  if not write_va(sdma.card, dst, struct.pack("<I", body["DATA"][0]), "SDMA fence", sdma.vmid):
     sdma.fault(f"FENCE to 0x{dst:x}")
   return None
 
@@ -187,7 +188,7 @@ def do_poll_regmem(sdma, packet, body):
     regs.write32(body["ADDR_HI"][0], body["VALUE"][0])
   if h["mem_poll"]:
     at = addr(body, "ADDR_LO", "ADDR_HI")
-    data = read_va(sdma.card, at, 4, "SDMA poll")
+    data = read_va(sdma.card, at, 4, "SDMA poll", sdma.vmid)
     if data is None:
       sdma.fault(f"POLL_REGMEM on 0x{at:x}")
       return None
@@ -201,7 +202,7 @@ def do_poll_regmem(sdma, packet, body):
 
 def do_timestamp(sdma, packet, body):
   dst = body["WRITE_ADDR_LO"][1]["write_addr_31_3"] << 3 | body["WRITE_ADDR_HI"][0] << 32
-  if not write_va(sdma.card, dst, struct.pack("<Q", sdma.card.gpu_clock()), "SDMA timestamp"):
+  if not write_va(sdma.card, dst, struct.pack("<Q", sdma.card.gpu_clock()), "SDMA timestamp", sdma.vmid):
     sdma.fault(f"TIMESTAMP to 0x{dst:x}")
   return None
 

@@ -1,5 +1,6 @@
 """DISPATCH_DIRECT on the simulated card: the SPI's wave launch from the COMPUTE_* registers, run on the wave emulator
-(am/sim) with every memory access translated through the GC hub's VMID0 page tables (am/simcard/gpuvm.py).
+(am/sim) with every memory access translated through the GC hub's page tables of the queue's VMID
+(am/simcard/gpuvm.py).
 
 What the launch reads (names from the generated GC tables; meanings from LLVM 19 AMDGPUUsage "compute_pgm_rsrc1/2"
 and "Initial Kernel Execution State", which describe the values these registers receive):
@@ -16,42 +17,117 @@ and "Initial Kernel Execution State", which describe the values these registers 
 Code is fetched from the entry address page by page until an unmapped page or MAX_CODE bytes (the wave emulator
 decodes lazily, so bytes after the kernel are never decoded unless the kernel runs into them).
 
-A wave's memory fault becomes a UTCL2 VM-fault IH entry with the faulting address; any other emulator error (an
-unsupported or illegal instruction, a runaway loop) an SQ_INTERRUPT_ID entry (the SQ interrupt word encoding is not
-modelled: src_data is 0) with the details in the card log. Either way the queue stops, as a hung queue would.
+Time: `launch` returns a Dispatch in flight; the MEC gives it time slices (`advance`: the host time card.py grants,
+at most SLICE_SECONDS, in quanta of QUANTUM wave-group instructions, at least one quantum). There is no instruction
+limit: a kernel that never ends runs for as long as the queue is not dequeued (mec.py: RESET_WAVES drops it).
+
+A wave's failed translation becomes a UTCL2 VM-fault IH entry (gpuvm.py) with the faulting address, the VMID, read or
+write and the protection bits; any other emulator error (an unsupported or illegal instruction, an LDS access out of
+range) an SQ_INTERRUPT_ID entry (the SQ interrupt word encoding is not modelled: src_data is 0) with the details in the
+card log. Either way the queue stops, as a hung queue would.
 """
 from __future__ import annotations
+
+import sys
+import time
 
 import numpy as np
 
 from am.generated.boot import ih as ih_facts
 from am.sim.dispatch import Context, Layout, cached_program, initial_group
 from am.sim.errors import MemoryFault, SimError
-from am.sim.wave import run_groups
+from am.sim.wave import GroupRunner
 from am.simcard.gpuvm import PAGE, GpuMemory
 
 LDS_GRANULE = 128 * 4
 MAX_CODE = 64 << 10
 MAX_LDS = 64 << 10
-MAX_STEPS = 20_000_000
 BATCH_WAVES = 256
+SLICE_SECONDS = 0.02      # host time one slice may take
+QUANTUM = 1024            # wave-group instructions between looks at the clock
 
 
-def fetch_code(card, entry: int) -> bytes:
+def fetch_code(card, entry: int, vmid: int) -> bytes:
   out = bytearray()
   va = entry
   while len(out) < MAX_CODE:
-    at, _ = card.gmc.lookup(va)
+    at, _, _ = card.gmc.lookup(va, vmid=vmid)
     if at is None:
       break
     chunk = PAGE - va % PAGE
-    out += card.vram.read(at, chunk)
+    out += card.phys_read(at, chunk)
     va += chunk
   return bytes(out)
 
 
-def launch(card, dims: tuple[int, int, int], initiator: int, ring_id: int) -> str | None:
-  """Run one DISPATCH_DIRECT; None when it completed, else why the queue stops (the IH entry is already posted)."""
+class Dispatch:
+  """One DISPATCH_DIRECT in flight: the workgroup batches still to run and the wave groups of the current one.
+  `done` once every wave ended; `error` (why the queue stops, the IH entry posted) after a fault."""
+
+  def __init__(self, card, code: bytes, entry: int, layout: Layout, grid: tuple, block: tuple, user: list,
+               lds_size: int, vmid: int, ring_id: int):
+    self.card, self.vmid, self.ring_id, self.grid, self.block, self.user = card, vmid, ring_id, grid, block, user
+    self.layout = layout
+    program = cached_program(code, card.caps.gfx_target)
+    wg_items = block[0] * block[1] * block[2]
+    self.waves_per_wg = -(-wg_items // layout.wave_size)
+    self.per_batch = max(1, BATCH_WAVES // self.waves_per_wg)
+    self.lds = np.zeros(max(self.per_batch * lds_size, 16), dtype=np.uint8)
+    self.memory = GpuMemory(card, vmid)
+    self.ctx = Context(program, self.memory, layout.wave_size, layout.vgprs, lds_size, self.lds, entry, sys.maxsize)
+    n_wg = grid[0] * grid[1] * grid[2]
+    self.batches = iter(range(0, n_wg, self.per_batch))
+    self.n_wg = n_wg
+    self.runner: GroupRunner | None = None
+    self.done, self.error = False, None
+    self.what = f"dispatch {grid} x {block} wave{layout.wave_size} at 0x{entry:x} on VMID {vmid}"
+
+  def step(self, budget: int) -> bool:
+    """Run about `budget` instructions; True once every wave ended. Raises the emulator's errors."""
+    start = self.ctx.instructions
+    while True:
+      if self.runner is None:
+        first = next(self.batches, None)
+        if first is None:
+          return True
+        wgs = np.arange(first, min(self.n_wg, first + self.per_batch))
+        self.lds[...] = 0
+        group = initial_group(self.ctx, self.layout, wgs, self.grid, self.block, self.waves_per_wg, {})
+        group.S[:, :len(self.user)] = np.array(self.user, dtype=np.uint32)
+        self.runner = GroupRunner([group])
+      left = budget - (self.ctx.instructions - start)
+      if not self.runner.run(max(left, 1)):
+        return False
+      self.runner = None
+
+  def advance(self, seconds: float = SLICE_SECONDS) -> None:
+    """One time slice of up to `seconds` (at least one quantum); sets `done`, or `error` after posting the fault."""
+    deadline = time.perf_counter() + min(seconds, SLICE_SECONDS)
+    try:
+      while not self.done:
+        self.done = self.step(QUANTUM)
+        if time.perf_counter() >= deadline:
+          break
+    except MemoryFault as e:
+      if self.memory.fault is None:   # not a translation (an LDS access out of range): the SQ reports it
+        self.error = sq_error(self.card, f"wave memory error: {e}", self.ring_id)
+        return
+      address, write, prot, why = self.memory.fault
+      self.card.note(f"spi: wave memory fault: {e}")
+      self.card.gmc.fault(address, f"shader access: {why}", write, self.vmid, prot)
+      self.error = f"shader memory fault at 0x{address:x} (VMID {self.vmid})"
+    except SimError as e:
+      self.error = sq_error(self.card, f"wave error: {e}", self.ring_id)
+    if self.done:
+      self.card.note(f"spi: {self.what} done")
+
+  def kill(self) -> None:
+    self.card.note(f"spi: {self.what} killed after {self.ctx.instructions} instructions")
+    self.done, self.runner = True, None
+
+
+def launch(card, dims: tuple[int, int, int], initiator: int, ring_id: int, vmid: int) -> Dispatch | str:
+  """Start one DISPATCH_DIRECT on `vmid`: a Dispatch in flight, or why the queue stops (the IH entry is posted)."""
   gc = card.gc
   gc.regCOMPUTE_DISPATCH_INITIATOR.write(initiator)
   init = gc.regCOMPUTE_DISPATCH_INITIATOR.decode(initiator)
@@ -72,10 +148,10 @@ def launch(card, dims: tuple[int, int, int], initiator: int, ring_id: int) -> st
   if refusal:
     return sq_error(card, f"dispatch refused: {refusal}", ring_id)
   entry = (gc.regCOMPUTE_PGM_LO.read() | gc.regCOMPUTE_PGM_HI.read() << 32) << 8
-  code = fetch_code(card, entry)
+  code = fetch_code(card, entry, vmid)
   if not code:
-    card.gmc.translate(entry, what="shader instruction fetch")
-    return f"shader entry 0x{entry:x} does not translate"
+    card.gmc.translate(entry, what="shader instruction fetch", vmid=vmid)
+    return f"shader entry 0x{entry:x} does not translate in VMID {vmid}"
   wave = 32 if init["CS_W32_EN"] else 64
   user = [gc[f"regCOMPUTE_USER_DATA_{i}"].read() for i in range(rsrc2["USER_SGPR"])]
   system, sgpr = {}, len(user)
@@ -87,31 +163,9 @@ def launch(card, dims: tuple[int, int, int], initiator: int, ring_id: int) -> st
   vgprs = (rsrc1["VGPRS"] + 1) * (8 if wave == 32 else 4)
   layout = Layout(wave, vgprs, {}, system, rsrc2["TIDIG_COMP_CNT"])
   try:
-    run(card, code, entry, layout, dims, block, user, rsrc2["LDS_SIZE"] * LDS_GRANULE)
-  except MemoryFault as e:
-    card.note(f"spi: wave memory fault: {e}")
-    card.gmc.fault(e.address, f"shader access: {e.reason}")
-    return f"shader memory fault at 0x{e.address:x}"
+    return Dispatch(card, code, entry, layout, dims, block, user, rsrc2["LDS_SIZE"] * LDS_GRANULE, vmid, ring_id)
   except SimError as e:
-    return sq_error(card, f"wave error: {e}", ring_id)
-  card.note(f"spi: dispatch {dims} x {block} wave{wave} at 0x{entry:x} done")
-  return None
-
-
-def run(card, code: bytes, entry: int, layout: Layout, grid: tuple, block: tuple, user: list, lds_size: int) -> None:
-  program = cached_program(code, card.caps.gfx_target)
-  wg_items = block[0] * block[1] * block[2]
-  waves_per_wg = -(-wg_items // layout.wave_size)
-  per_batch = max(1, BATCH_WAVES // waves_per_wg)
-  lds = np.zeros(max(per_batch * lds_size, 16), dtype=np.uint8)
-  ctx = Context(program, GpuMemory(card), layout.wave_size, layout.vgprs, lds_size, lds, entry, MAX_STEPS)
-  n_wg = grid[0] * grid[1] * grid[2]
-  for first in range(0, n_wg, per_batch):
-    wgs = np.arange(first, min(n_wg, first + per_batch))
-    lds[...] = 0
-    group = initial_group(ctx, layout, wgs, grid, block, waves_per_wg, {})
-    group.S[:, :len(user)] = np.array(user, dtype=np.uint32)
-    run_groups([group])
+    return sq_error(card, f"wave launch: {e}", ring_id)
 
 
 def sq_error(card, why: str, ring_id: int) -> str:

@@ -86,3 +86,45 @@ def test_fault_then_recovery(device):
     queue.wait(dispatch(queue, kern, [a.va, a.va, 0x40003000], (1,), (64,)), timeout_s=2)
   queue.reset()
   test_scratch_register_through_the_ring(device)
+
+
+def test_kernel_on_a_user_vmid(device):
+  from am.queues.samples import run_vector_add_vm
+  dev = booted(device)
+  assert "matches numpy" in run_vector_add_vm(dev)[1]
+
+
+def test_system_pages_on_a_user_vmid(device):
+  import numpy as np
+
+  from am.errors import UnsupportedDevice
+  from am.ip.soc import DOORBELL_MEC_RING0
+  from am.queues.dispatch import dispatch
+  from am.queues.kernel import GpuKernel
+  from am.queues.samples import BLOCK, VM_SAMPLE_VA, vector_add_code_object
+  dev = booted(device)
+  try:
+    host = dev.pci.alloc_dma(3 * 4096)
+  except UnsupportedDevice as e:
+    pytest.skip(str(e))
+  n = 4 * BLOCK
+  a, b = np.random.default_rng().standard_normal((2, n)).astype(np.float32)
+  host.write(0, a.tobytes())
+  host.write(4096, b.tobytes())
+  vm = dev.gmc.create_vm()
+  try:
+    queue = vm.queue(pipe=0, queue=1, doorbell=DOORBELL_MEC_RING0 + 1)
+    vm.map(VM_SAMPLE_VA, 3 * 4096, dma=host)
+    kern = GpuKernel(vm.device, vector_add_code_object(dev.caps.gfx_target), "vector_add")
+    vas = [VM_SAMPLE_VA, VM_SAMPLE_VA + 4096, VM_SAMPLE_VA + 8192]
+    queue.wait(dispatch(queue, kern, vas, (n // BLOCK,), (BLOCK,)), timeout_s=2)
+    assert np.array_equal(np.frombuffer(host.read(8192, 4 * n), np.float32), a + b)
+    queue.unmap()
+  finally:
+    vm.destroy()
+
+
+def test_hung_kernel_detected_and_queue_recovered(device):
+  from am.queues.samples import hang_and_recover
+  dev = booted(device)
+  assert "matches numpy" in hang_and_recover(dev, timeout_s=1.0)[1]
