@@ -24,8 +24,13 @@ CARDS = {"navi31": "gfx1100", "navi48": "gfx1201"}
 
 
 def forget_amd_kernels() -> None:
+  """Drop what the frontend keeps per AMD device between tests: compiled kernels and the random-number state (whose
+  counters live on the device, so Tensor.manual_seed would realize them on an AMD no longer opened)."""
   for key in [k for k in kernel_cache if k[0] == "AMD"]:
     del kernel_cache[key]
+  Tensor._rng_counters.pop("AMD", None)
+  for key in [k for k in Tensor._rng_index if k[1] == "AMD"]:
+    del Tensor._rng_index[key]
 
 
 @pytest.fixture(scope="module", params=list(CARDS))
