@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # One pass over everything the nvdrv issue checks on a GPU machine, each step bounded, logs under $OUT (default
 # out/hw): the GPU's state, hwtests/nv, the benchmark against PyTorch, the device-independent test suite on DEV=NV,
-# a DEBUG=4 kernel dump and a short training run (scikit-learn digits: the GPU machine is offline).
+# a DEBUG=4 kernel dump and a short training run (scikit-learn digits: the GPU machine is offline); on request also the
+# replay benchmark against PyTorch eager and CUDA graphs, and the SmolLM2 decode benchmark.
 # Run from the repository root with numpy, cffi and pyelftools importable:
-#   bash hwtests/nv/run_all.sh [steps...]      steps: gpu hw bench tests debug mnist (default: all, in that order)
+#   bash hwtests/nv/run_all.sh [steps...]      steps: gpu hw bench tests debug mnist replay llm
+#                                              (default: gpu hw bench tests debug mnist, in that order)
+# llm needs the model file: SOV_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf, or its two halves in .m1/p and .m2/p
+# (`split -n 2` of it: the machine is offline and one call carries at most 64 MiB; carry .m1 in one call, .m2 in the
+# next while the machine is warm).
 set -u
 OUT="${OUT:-out/hw}"
 mkdir -p "$OUT"
@@ -36,6 +41,16 @@ for step in "${steps[@]}"; do
     mnist)
       DEV=NV timeout 120 python -m tools.sov train-mnist --dataset digits --steps 150 --out /tmp/sov-mnist 2>&1 \
         | tr '\r' '\n' | tee "$OUT/mnist.log" | tail -4 ;;
-    *) echo "unknown step $step (gpu hw bench tests debug mnist)" ;;
+    replay)
+      timeout 240 python tools/bench_replay.py --device NV --steps 200 2>&1 | tee "$OUT/bench_replay.log" | tail -5 ;;
+    llm)
+      export SOV_CACHE="${SOV_CACHE:-/tmp/sov-cache}"
+      model="$SOV_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+      if [ ! -f "$model" ] && [ -f .m1/p ] && [ -f .m2/p ]; then
+        mkdir -p "$SOV_CACHE/models" && cat .m1/p .m2/p > "$model"
+      fi
+      DEV=NV timeout 120 python -m tools.sov run "The capital of France is" --max-tokens 24 2>&1 | tee "$OUT/llm_run.log" | tail -3
+      timeout 300 python tools/bench_llm.py --device NV --tokens 64 2>&1 | tee "$OUT/bench_llm.log" | tail -8 ;;
+    *) echo "unknown step $step (gpu hw bench tests debug mnist replay llm)" ;;
   esac
 done
