@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from frontend import Tensor, TinyJit, nn
-from frontend.nn.optim import Adam
-from frontend.nn.state import get_parameters, get_state_dict
+from frontend.nn.state import get_state_dict
 from tests.test_amd_sim_frontend import amd  # noqa: F401  (the simulated-card device fixture, both cards)
+from tests.test_replay_file import make_training as make_seeded_training
 from tools import replay, replay_format
 from tools.replay import ReplayError
 
@@ -35,18 +35,7 @@ class TinyMLP:
 
 
 def make_training():
-  Tensor.manual_seed(0)
-  model = TinyMLP()
-  Tensor.realize(*get_parameters(model))
-  opt = Adam(get_parameters(model), lr=0.05)
-
-  def train_step(x: Tensor, y: Tensor) -> Tensor:
-    opt.zero_grad()
-    loss = model(x).sparse_categorical_crossentropy(y)
-    loss.backward()
-    Tensor.realize(loss, *opt.schedule_step())
-    return loss
-  return model, opt, train_step
+  return make_seeded_training(0, TinyMLP, lr=0.05)
 
 
 def batches():
@@ -174,7 +163,7 @@ def test_fresh_process_boots_the_card_and_continues(amd, runs, tmp_path, fw_dir)
   proc = subprocess.run([sys.executable, "-c", FRESH.format(argv=[path, "--inputs", npz, "--save-state", state])],
                         cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
   assert proc.returncode == 0, proc.stderr
-  assert f"on AMD" in proc.stdout and f"loss {float(eager[-1]):.6g}" in proc.stdout, proc.stdout
+  assert "on AMD" in proc.stdout and f"loss {float(eager[-1]):.6g}" in proc.stdout, proc.stdout
   with np.load(state) as saved_state:
     assert_same_weights(dict(saved_state), eager_weights)
 

@@ -37,12 +37,14 @@ class SmallConvNet:
     return self.fc(self.conv(x).relu().max_pool2d().flatten(1))
 
 
-def make_training(seed: int = 0):
+def make_training(seed: int = 0, model_class=None, lr: float = 0.01):
+  """(model, optimizer, train_step) for `model_class` (default SmallConvNet) with Adam; the step realizes the loss
+  and the optimizer's updates, as a TinyJit capture needs."""
   Tensor.manual_seed(seed)
-  model = SmallConvNet()
+  model = (model_class or SmallConvNet)()
   params = get_parameters(model)
   Tensor.realize(*params)
-  opt = Adam(params, lr=0.01)
+  opt = Adam(params, lr=lr)
 
   def train_step(x: Tensor, y: Tensor) -> Tensor:
     opt.zero_grad()
