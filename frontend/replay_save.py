@@ -2,8 +2,8 @@
 
 The file holds what a process without the frontend and the compiler needs to run the captured step again: the
 kernels as the device runs them (CPU: the compiled shared objects, with their C source for reference; NV: cubins
-with their launch geometry; AMD: RDNA code objects with theirs), the launches in order with their arguments as indices into a buffer table, and the
-initial contents of every buffer whose contents carry from one step to the next.
+with their launch geometry; AMD: RDNA code objects with theirs), the launches in order with their arguments as
+indices into a buffer table, and the initial contents of every buffer whose contents carry from one step to the next.
 
 Buffer roles, in order of precedence:
   input            a tensor argument of the jitted function (fed every step), or a `feeds` tensor (host-written,
