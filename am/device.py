@@ -14,8 +14,12 @@ then COMMON and IH in phase 1, the PSP firmware load, then the rest in IP order)
   sdma       SDMA engine unhalted, one ring with doorbell
 
 GPU states handled: a cold card (sOS not alive: the bootloader path); a card left running by amdgpu or by an
-earlier AM run (sOS alive, C2PMSG_81 != 0: the bootloader stages are skipped as psp_v13_0/14_0 do, and the KM ring
-is created again). Nothing here knows whether the PciFunction is real or simulated.
+earlier AM run, torn down or not (sOS alive, C2PMSG_81 != 0: the bootloader stages are skipped as psp_v13_0/14_0 do,
+the KM ring is created again, an HQD still active is dequeued before it is programmed as gfx_v11_0_kiq_init_register
+does, the IH and SDMA rings are disabled before they are programmed); a BAR 0 smaller than VRAM (resized first, as
+amdgpu_device_resize_fb_bar does). A stage that fails tears down the stages started before it (and itself), in
+reverse, so nothing stays half-initialised and the card boots again. Nothing here knows whether the PciFunction is
+real or simulated. AM_DEBUG >= 1 logs each stage and the teardown (am/debug.py).
 """
 from __future__ import annotations
 
@@ -23,9 +27,9 @@ import time
 from dataclasses import dataclass, field
 from importlib import import_module
 
-from am import discovery
+from am import debug, discovery
 from am.caps import Capabilities, from_discovery
-from am.errors import UnsupportedDevice
+from am.errors import AMError, UnsupportedDevice
 from am.ip.base import wait_for
 from am.mmio.claim import DeviceLock, refuse_display
 from am.mmio.pci import DOORBELL_BAR, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_VENDOR_ID, REGISTER_BAR, VRAM_BAR, \
@@ -46,7 +50,7 @@ class Mmio:
 
   def __init__(self, bar, nbio_bases: tuple[int, ...] = ()):
     self.bar = bar
-    self.size = bar.size
+    self.size = 0 if bar is None else bar.size
     self.nbio_bases = nbio_bases
 
   def _index_data(self) -> tuple[int, int]:
@@ -123,9 +127,14 @@ class AMDevice:
     refuse_display(pci, allow_display)
     pci.enable()
     self.revision = pci.config_read(PCI_REVISION_ID, 1)
-    self.vram = pci.map_bar(VRAM_BAR)
-    self.doorbells = pci.map_bar(DOORBELL_BAR)
-    self.mmio = Mmio(pci.map_bar(REGISTER_BAR))
+    self.mmio = Mmio(None)
+    self._map_bars()
+
+  def _map_bars(self) -> None:
+    self.vram = self.pci.map_bar(VRAM_BAR)
+    self.doorbells = self.pci.map_bar(DOORBELL_BAR)
+    self.mmio.bar = self.pci.map_bar(REGISTER_BAR)
+    self.mmio.size = self.mmio.bar.size
 
   # ---- discovery ----
   def read_discovery(self) -> discovery.Discovery:
@@ -133,11 +142,29 @@ class AMDevice:
     wait_for(lambda: self.mmio.read32(mmMP0_SMN_C2PMSG_33 * 4), 0x80000000, 0x80000000,
              "MP0 C2PMSG_33 bit 31 (IFWI init done)")
     self.vram_size = self.mmio.read32(mmRCC_CONFIG_MEMSIZE * 4) << 20
-    if not self.vram_size or self.vram_size > self.vram.size:
-      raise UnsupportedDevice(f"RCC_CONFIG_MEMSIZE says {self.vram_size >> 20} MiB of VRAM but BAR 0 maps "
-                              f"{self.vram.size >> 20} MiB; resize BAR 0 (resizable BAR in the firmware setup)")
+    if not self.vram_size:
+      raise UnsupportedDevice(f"RCC_CONFIG_MEMSIZE of {self.pci.bdf} reads 0: the VBIOS has not initialised the card")
+    if self.vram_size > self.vram.size:
+      self.resize_vram_bar()
     pos = self.vram_size - discovery.DISCOVERY_TMR_OFFSET
     return discovery.parse(self.vram.read(pos, discovery.DISCOVERY_TMR_SIZE))
+
+  def resize_vram_bar(self) -> None:
+    """amdgpu_device_resize_fb_bar: grow BAR 0 to the smallest size the card offers that covers VRAM. Every BAR
+    mapping is dropped first (sysfs-bus-pci: raw users of resourceN must be gone before a resize) and made again.
+
+    Raises:
+      UnsupportedDevice: the card offers no such size or the kernel refused (names the sizes and what to do)."""
+    before = self.vram.size
+    self.vram = self.doorbells = self.mmio.bar = None   # the PciFunction can only unmap what nobody holds
+    try:
+      self.pci.resize_bar(VRAM_BAR, self.vram_size)
+    finally:
+      self._map_bars()
+    if self.vram.size < self.vram_size:
+      raise UnsupportedDevice(f"BAR 0 of {self.pci.bdf} is {self.vram.size >> 20} MiB after the resize, VRAM is "
+                              f"{self.vram_size >> 20} MiB")
+    debug.log(debug.STAGES, f"BAR 0 of {self.pci.bdf} resized from {before >> 20} to {self.vram.size >> 20} MiB")
 
   def regs(self, ip: str, instance: int = 0) -> RegisterBlock:
     """The register block of discovery IP `ip` (GC, MMHUB, OSSSYS, MP0, MP1, NBIF, HDP, SMUIO, ATHUB)."""
@@ -161,34 +188,63 @@ class AMDevice:
     """Bring the card up; `on_stage(report)` is called after each stage.
 
     Raises:
-      AMError subclasses: the stage that failed says what it waited for or what the card refused.
+      AMError subclasses: the stage that failed says what it waited for or what the card refused; the stages begun
+        before it have been torn down again (a note on the exception lists them), so the card boots again.
     """
     from am.ip import gfx, gmc, ih, psp, sdma, smu, soc
+    if self.blocks:
+      raise AMError(f"{self.pci.bdf} is booted already; fini() it first")
     self._stage("discover", self.discover, on_stage)
     self.soc, self.gmc, self.ih = soc.Soc(self), gmc.Gmc(self), ih.Ih(self)
     self.psp, self.smu, self.gfx, self.sdma = psp.Psp(self), smu.Smu(self), gfx.Gfx(self), sdma.Sdma(self)
-    self.blocks = [self.soc, self.gmc, self.ih, self.psp, self.smu, self.gfx, self.sdma]
-    for block in self.blocks:
+    blocks = [self.soc, self.gmc, self.ih, self.psp, self.smu, self.gfx, self.sdma]
+    for block in blocks:
       block.init_sw()
-    for block in self.blocks:
-      self._stage(block.name, block.init_hw, on_stage)
+    for block in blocks:
+      self.blocks.append(block)   # before init_hw: a block that fails halfway is torn down too
+      try:
+        self._stage(block.name, block.init_hw, on_stage)
+      except BaseException as e:
+        self._roll_back(e)
+        raise
     return self.reports
+
+  def _roll_back(self, error: BaseException) -> None:
+    """fini_hw of every block begun, in reverse, after `error` stopped the boot; failures are noted on `error`."""
+    names = [block.name for block in self.blocks]
+    failed = []
+    for block in reversed(self.blocks):
+      try:
+        block.fini_hw()
+      except Exception as e:   # noqa: BLE001 (go on: the other blocks still need their teardown)
+        failed.append(f"{block.name}.fini_hw: {e}")
+    self.blocks = []
+    note = f"AM tore down the stages it had begun ({', '.join(reversed(names))}); the card can be booted again"
+    if failed:
+      note += "; teardown failures: " + "; ".join(failed)
+    error.add_note(note)
+    debug.log(debug.STAGES, f"boot of {self.pci.bdf} failed: {error}; {note}")
 
   def _stage(self, name: str, fn, on_stage) -> None:
     start = time.perf_counter()
     verified = fn()
     report = StageReport(name, time.perf_counter() - start, verified or [])
     self.reports.append(report)
+    debug.log(debug.STAGES, f"[{name}] {report.seconds * 1000:.1f} ms" + "".join(f"\n    {v}" for v in report.verified))
     if on_stage:
       on_stage(report)
 
   def fini(self) -> None:
     """Tear down in reverse order so that the card boots again (queues unmapped, engines halted), then release the
     card's lock: another AMDevice (here or in another process) may take it."""
-    for block in reversed(self.blocks):
-      block.fini_hw()
-    self.blocks = []
-    self.lock.release()
+    blocks, self.blocks = self.blocks, []
+    try:
+      for block in reversed(blocks):
+        block.fini_hw()
+      if blocks:
+        debug.log(debug.STAGES, f"{self.pci.bdf} torn down: {', '.join(b.name for b in reversed(blocks))}")
+    finally:
+      self.lock.release()
 
   def close(self) -> None:
     """fini() if the card was booted, else just release the card's lock (idempotent)."""

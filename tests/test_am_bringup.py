@@ -11,6 +11,7 @@ import pytest
 from am.device import AMDevice
 from am.errors import AMFault, FirmwareLoadError, UnsupportedDevice
 from am.pm4.pm4 import PM4Stream
+from am.queues.samples import run_vector_add
 from am.simcard.card import SimCard
 
 STAGES = ["discover", "soc", "gmc", "ih", "psp", "smu", "gfx", "sdma"]
@@ -24,7 +25,16 @@ def test_boot_and_reboot(fw_dir, name):
   reports = dev.boot()
   assert [r.name for r in reports] == STAGES
   assert any("ring test" in line for line in reports[-2].verified)
+  if name == "navi31":   # nbio_v4_3's S2A doorbell entries lie past the register BAR: reached through RSMU index/data
+    assert "past the register BAR: RSMU index/data" in reports[1].verified[1]
+    entry = dev.nbio.regS2A_DOORBELL_ENTRY_2_CTRL
+    assert entry.byte_offset >= card.bar_size(5) and card.regs.raw.read32(entry.byte_offset) == entry.read() != 0
   assert dev.gfx.ring_test(0x12345678) == 0x12345678
+  # clocks: the DPM range read by PPCLK_e id (smu13/14 driver_if headers); a clock without DPM is refused
+  assert dev.smu.dpm_mhz["GFXCLK"] == (500, {"navi31": 2500, "navi48": 2970}[name])
+  refused = r"SMU refused PPSMC_MSG_GetMaxDpmFreq\(0x[ca]0000\): PPSMC_Result_Failed"
+  with pytest.raises(FirmwareLoadError, match=refused):
+    dev.smu.send("GetMaxDpmFreq", dev.smu.clocks["PPCLK_DTBCLK"] << 16)
   dev.fini()
   # the card stays powered with its sOS alive: a second driver instance skips the bootloader, as amdgpu does
   again = AMDevice(card, fw_dir).boot()
@@ -43,9 +53,83 @@ def test_corrupt_firmware_is_refused(fw_dir, tmp_path):
   os.unlink(tmp_path / step.file)
   (tmp_path / step.file).write_bytes(bytes(data))
   card = SimCard("navi31", fw_dir)
-  with pytest.raises(FirmwareLoadError, match="PSP refused GFX_CMD_ID_LOAD_IP_FW GFX_FW_TYPE_RLC_G"):
-    AMDevice(card, str(tmp_path)).boot()
+  dev = AMDevice(card, str(tmp_path))
+  with pytest.raises(FirmwareLoadError, match="PSP refused GFX_CMD_ID_LOAD_IP_FW GFX_FW_TYPE_RLC_G") as info:
+    dev.boot()
   assert any("RLC_G: image signature check failed" in line for line in card.log)
+  # nothing stays half-initialised: the stages begun (psp, ih, gmc, soc) were torn down, in reverse
+  assert "AM tore down the stages it had begun (psp, ih, gmc, soc)" in "".join(info.value.__notes__)
+  assert dev.blocks == [] and "psp: rings destroyed" in card.log
+  assert card.blocks["OSSSYS"].regIH_RB_CNTL.read_fields()["RB_ENABLE"] == 0
+  assert card.gc.regGCVM_CONTEXT0_CNTL.read_fields()["ENABLE_CONTEXT"] == 0
+  assert card.nbio.regRCC_DEV0_EPF0_RCC_DOORBELL_APER_EN.read_fields()["BIF_DOORBELL_APER_EN"] == 0
+  dev.close()
+  # ... and the card boots again with the right firmware (its sOS alive: the bootloader is skipped)
+  good = AMDevice(card, fw_dir)
+  assert [r.name for r in good.boot()] == STAGES and good.gfx.ring_test(0x600D) == 0x600D
+  good.close()
+
+
+@pytest.mark.parametrize("name", ["navi31", "navi48"])
+def test_card_left_running_without_teardown_is_reinitialised(fw_dir, name):
+  # an earlier AM run that died without fini (its lock went with the process): queues active, engines running,
+  # the IH ring holding an old fault. The next run takes the card over, dequeuing the active HQD first
+  # (gfx_v11_0_kiq_init_register), and sees no stale IH entry.
+  card = SimCard(name, fw_dir)
+  first = AMDevice(card, fw_dir)
+  first.boot()
+  s = PM4Stream(first.caps.gfx_generation).write_data(first.gmc.GART_SIZE - 4096 * 2, 1)   # an unmapped GART page
+  first.gfx.queue.submit(s)
+  assert first.ih.faults()
+  first.lock.release()    # the process is gone; nothing was torn down
+  second = AMDevice(card, fw_dir)
+  reports = second.boot()
+  assert [r.name for r in reports] == STAGES
+  assert "after dequeuing the queue left active there" in reports[6].verified[1]
+  assert any("dequeued (DRAIN_PIPE)" in line for line in card.log)
+  assert run_vector_add(second, 128)[0].startswith("vector_add on 128 float32: matches numpy")
+  # the re-initialised IH ring starts empty: a new fault is the first and only entry the driver reads
+  second.gfx.queue.submit(PM4Stream(second.caps.gfx_generation).write_data(second.gmc.GART_SIZE - 4096 * 2, 1))
+  assert len(second.ih.faults()) == 1 and second.ih.events == []
+  second.close()
+
+
+def test_small_vram_bar_is_resized(fw_dir):
+  # amdgpu_device_resize_fb_bar: BAR 0 grown (resource0_resize) to the smallest offered size that covers VRAM
+  card = SimCard("navi48", fw_dir, vram_bar=256 << 20)
+  dev = AMDevice(card, fw_dir)
+  assert dev.vram.size == 256 << 20
+  dev.boot()
+  assert dev.vram.size == card.spec.vram_size == card.bar_size(0)
+  assert "pci: BAR 0 resized to 512 MiB (resource0_resize bit 9)" in card.log
+  dev.close()
+  small = SimCard("navi31", fw_dir, vram_bar=256 << 20)
+  small.sysfs["resource0_resize"] = "0000000000000100\n"    # 256 MiB only
+  dev = AMDevice(small, fw_dir)
+  with pytest.raises(UnsupportedDevice, match="VRAM is 512 MiB but BAR 0 of sim-navi31 maps 256 MiB; "
+                                              "resource0_resize offers 256 MiB, none large enough"):
+    dev.boot()
+  del small.sysfs["resource0_resize"]
+  with pytest.raises(UnsupportedDevice, match="Re-Size BAR Support"):
+    dev.discover()
+  dev.close()
+
+
+def test_am_debug_levels_log_stages_submissions_and_packets(fw_dir, monkeypatch, capsys):
+  monkeypatch.setenv("AM_DEBUG", "1")
+  dev = AMDevice(SimCard("navi31", fw_dir), fw_dir)
+  dev.boot()
+  err = capsys.readouterr().err
+  assert "am: [psp]" in err and "am: [sdma]" in err and "ring test: TIMESTAMP_GET_GLOBAL" in err
+  assert "am: compute queue me1 pipe0 queue0 (VMID 0): " in err and "am: SDMA queue: " in err
+  assert "am.mmio" not in err and "PACKET3_RELEASE_MEM" not in err
+  monkeypatch.setenv("AM_DEBUG", "2")
+  dev.gfx.ring_test(0x1234)
+  err = capsys.readouterr().err
+  assert "PACKET3_WRITE_DATA" in err and "PACKET3_RELEASE_MEM" in err and "am.mmio" not in err
+  monkeypatch.setenv("AM_DEBUG", "1")
+  dev.close()
+  assert "am: sim-navi31 torn down: sdma, gfx, smu, psp, ih, gmc, soc" in capsys.readouterr().err
 
 
 def test_bootloader_order_is_checked(fw_dir):

@@ -103,13 +103,40 @@ def test_name_at_reverse_lookup(gc):
 
 
 def test_am_debug_traces_every_access_by_name(monkeypatch, capsys):
-  monkeypatch.setenv("AM_DEBUG", "1")
+  monkeypatch.setenv("AM_DEBUG", "3")   # am/debug.py: level 3 adds every register access
   gc = RegisterBlock(gc_11_0_0, MemoryMMIO(), GC_BASES)
   gc.regCP_HQD_PQ_CONTROL.write(QUEUE_SIZE=7)
   gc.regCP_HQD_PQ_CONTROL.read()
   err = capsys.readouterr().err.splitlines()
   assert err[0].startswith("am.mmio W GC regCP_HQD_PQ_CONTROL=0x00000007 {QUEUE_SIZE=0x7}")
   assert err[1].startswith("am.mmio R GC regCP_HQD_PQ_CONTROL=0x00000007")
+
+
+@pytest.mark.parametrize("value", ["", "0", "1", "2"])
+def test_am_debug_below_3_traces_no_register(monkeypatch, capsys, value):
+  monkeypatch.setenv("AM_DEBUG", value)
+  gc = RegisterBlock(gc_11_0_0, MemoryMMIO(), GC_BASES)
+  gc.regCP_HQD_PQ_CONTROL.write(QUEUE_SIZE=7)
+  assert capsys.readouterr().err == ""
+
+
+def test_indirect_access_past_the_register_bar():
+  # amdgpu_device_indirect_rreg/_wreg: an address past BAR 5 goes to the NBIO RSMU index register (NBIF segment 1,
+  # dword 0), is read back to post it, then the value moves through the data register (dword 1)
+  from am.device import Mmio
+  bar = MemoryMMIO(size=0x1000)
+  mmio = Mmio(bar)
+  with pytest.raises(Exception, match="before IP discovery"):
+    mmio.read32(0x2000)
+  mmio.nbio_bases = (0x0, 0x14)
+  index, data = 0x14 * 4, 0x15 * 4
+  mmio.write32(0x40, 7)                   # inside the BAR: direct
+  mmio.write32(0x90A0000, 0xABCD)         # past it: index, read back, data
+  assert bar.log[-4:] == [("w", 0x40, 7), ("w", index, 0x90A0000), ("r", index, 0x90A0000), ("w", data, 0xABCD)]
+  bar.values[data] = 0x1234               # what the card answers through the data register
+  assert mmio.read32(0x90A0004) == 0x1234
+  assert bar.log[-3:] == [("w", index, 0x90A0004), ("r", index, 0x90A0004), ("r", data, 0x1234)]
+  assert mmio.smn_read(0x3B10024) == 0x1234 and bar.values[index] == 0x3B10024   # SMN addresses the same way
 
 
 def test_memory_mmio_rejects_bad_offsets():

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from am.device import AMDevice
-from am.errors import DeviceBusy, DisplayInUse
+from am.errors import DeviceBusy, DisplayInUse, UnsupportedDevice
 from am.mmio import pci as pci_module
 from am.mmio.claim import display_use, lock_path
 from am.mmio.pci import SysfsPciFunction
@@ -115,3 +115,70 @@ def test_sysfs_function_reads_boot_vga_and_connectors(tmp_path, monkeypatch):
   (function / "drm" / "card0" / "card0-DP-1" / "status").write_text("disconnected\n")
   (function / "boot_vga").write_text("1\n")
   assert display_use(pci) == ["boot_vga = 1 (the firmware's boot display)"]
+
+
+def fake_function(tmp_path, monkeypatch, driver: str | None = None):
+  """A directory shaped as /sys/bus/pci/devices/<BDF> (drivers/pci/pci-sysfs.c), with `driver` bound if given."""
+  bdf = "0000:03:00.0"
+  function = tmp_path / "devices" / bdf
+  function.mkdir(parents=True)
+  (function / "enable").write_text("0\n")
+  if driver:
+    bound = tmp_path / "drivers" / driver
+    bound.mkdir(parents=True)
+    (bound / "unbind").write_text("")
+    (function / "driver").symlink_to(bound)
+  monkeypatch.setattr(pci_module, "SYSFS", str(tmp_path / "devices"))
+  return bdf, function
+
+
+def test_card_bound_to_amdgpu_is_refused_unless_unbind(tmp_path, monkeypatch):
+  bdf, function = fake_function(tmp_path, monkeypatch, driver="amdgpu")
+  with pytest.raises(DeviceBusy, match=r"0000:03:00.0 is bound to amdgpu; pass --unbind \(or unbind=True\)"):
+    SysfsPciFunction(bdf, lock_dir=str(tmp_path)).enable()
+  assert (tmp_path / "drivers" / "amdgpu" / "unbind").read_text() == ""
+  assert (function / "enable").read_text() == "0\n"   # nothing touched
+  SysfsPciFunction(bdf, unbind=True, lock_dir=str(tmp_path)).enable()
+  assert (tmp_path / "drivers" / "amdgpu" / "unbind").read_text() == bdf
+  assert (function / "enable").read_text() == "1"
+
+
+def test_sysfs_bar_resize_writes_the_smallest_fitting_size(tmp_path, monkeypatch):
+  # sysfs-bus-pci resourceN_resize: reads as a hex bitmap (bit n = 2**n MiB), takes the bit number
+  bdf, function = fake_function(tmp_path, monkeypatch)
+  with open(function / "resource0", "wb") as f:
+    f.truncate(256 << 20)
+  (function / "resource0_resize").write_text("0000000000007f00\n")   # 256 MiB .. 16 GiB
+  pci = SysfsPciFunction(bdf, lock_dir=str(tmp_path))
+  pci.resize_bar(0, 3 << 30)                                        # 3 GiB of VRAM -> 4 GiB (bit 12)
+  assert (function / "resource0_resize").read_text() == "12\n"
+  (function / "resource0_resize").write_text("0000000000000300\n")   # 256 and 512 MiB only
+  with pytest.raises(UnsupportedDevice, match="VRAM is 1024 MiB but BAR 0 of 0000:03:00.0 maps 256 MiB; "
+                                              "resource0_resize offers 256 MiB, 512 MiB, none large enough"):
+    pci.resize_bar(0, 1 << 30)
+  (function / "resource0_resize").unlink()
+  with pytest.raises(UnsupportedDevice, match="no resource0_resize in sysfs.*Re-Size BAR Support"):
+    pci.resize_bar(0, 1 << 30)
+
+
+def test_sysfs_dma_memory_behind_a_translating_iommu_is_refused(tmp_path, monkeypatch):
+  bdf, function = fake_function(tmp_path, monkeypatch)
+  (function / "iommu_group").mkdir()
+  (function / "iommu_group" / "type").write_text("DMA-FQ\n")
+  with pytest.raises(UnsupportedDevice, match="behind an IOMMU in 'DMA-FQ' mode.*iommu=pt"):
+    SysfsPciFunction(bdf, lock_dir=str(tmp_path)).alloc_dma(4096)
+
+
+def test_sysfs_dma_memory_has_the_page_frames_as_bus_addresses(tmp_path, monkeypatch):
+  # locked anonymous pages, their frame numbers from /proc/self/pagemap (Documentation/admin-guide/mm/pagemap.rst):
+  # the bus addresses where no IOMMU translates (iommu_group/type identity, as here: none)
+  bdf, function = fake_function(tmp_path, monkeypatch)
+  try:
+    buf = SysfsPciFunction(bdf, lock_dir=str(tmp_path)).alloc_dma(3 * 4096 - 100)
+  except UnsupportedDevice as e:   # not root, or RLIMIT_MEMLOCK too small: what the error says to fix
+    pytest.skip(str(e))
+  assert len(buf.bus_addresses) == 3 and len(set(buf.bus_addresses)) == 3
+  assert all(a and a % 4096 == 0 for a in buf.bus_addresses)
+  assert buf.read(0, 3 * 4096) == bytes(3 * 4096)
+  buf.write32(8192, 0xC0FFEE)
+  assert buf.read32(8192) == 0xC0FFEE

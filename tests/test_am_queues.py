@@ -167,3 +167,38 @@ def test_compute_waits_for_sdma(dev):
   q.wait(q.exec(SDMAStream(dev.caps.sdma_generation).fence(word.va, 5)))
   queue.wait(value)
   assert out.read(np.uint32, 1)[0] == 0xAB
+
+
+def test_write_pointer_past_2_to_the_32_and_hdp_flushes(dev):
+  # gfx_v11_0_ring_set_wptr_compute rings a 64-bit doorbell (WDOORBELL64) with the 64-bit write pointer: past 2**32
+  # the CP gets it whole (a 32-bit doorbell would hand it the low half, behind its read pointer, and nothing would
+  # run). Before each doorbell the driver flushes HDP through the remapped register (hdp_v6_0_flush_hdp).
+  queue = dev.gfx.queue
+  queue.unmap()
+  queue.wptr = (1 << 32) - 8
+  dev.vram.write32(queue.wb.offset, queue.wptr % queue.ring_dw)   # the read pointer report of an empty ring
+  queue.program()
+  flushes = dev.card.hdp_flushes
+  for i in range(3):
+    s = PM4Stream(dev.caps.gfx_generation).set_uconfig_reg(dev.gc.regSCRATCH_REG0, 0x100 + i)
+    queue.wait(queue.exec(s), timeout_s=2)
+    assert dev.gc.regSCRATCH_REG0.read() == 0x100 + i
+  assert queue.wptr > 1 << 32 and dev.card.hdp_flushes == flushes + 3
+
+
+def test_sdma_waits_for_compute_and_flushes_hdp(dev):
+  """POLL_REGMEM stalls the SDMA queue until the compute queue's WRITE_DATA writes the word it polls; its HDP_FLUSH
+  form (sdma_v6_0_ring_emit_hdp_flush) writes GPU_HDP_FLUSH_REQ and waits for the same bits in GPU_HDP_FLUSH_DONE."""
+  word, out = Buffer(dev, 8), Buffer(dev, 8)
+  nbio = dev.nbio
+  q = dev.sdma.queue
+  s = SDMAStream(dev.caps.sdma_generation).poll_regmem(1, word.va, 5, 0xFFFFFFFF, function="==")
+  s.hdp_flush(nbio.regBIF_BX_PF0_GPU_HDP_FLUSH_REQ.addr, nbio.regBIF_BX_PF0_GPU_HDP_FLUSH_DONE.addr, 1 << 2)
+  s.write(out.va, 0xCD)
+  value = q.exec(s)
+  assert out.read(np.uint32, 1)[0] == 0 and dev.vram.read32(q.signal.offset) < value   # stalled on the poll
+  queue = dev.gfx.queue
+  queue.wait(queue.exec(PM4Stream(dev.caps.gfx_generation).write_data(word.va, 5)))
+  q.wait(value, timeout_s=2)
+  assert out.read(np.uint32, 1)[0] == 0xCD
+  assert nbio.regBIF_BX_PF0_GPU_HDP_FLUSH_DONE.read() & (1 << 2)

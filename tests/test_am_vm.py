@@ -317,6 +317,21 @@ def test_system_pages(dev):
   np.testing.assert_array_equal(np.frombuffer(host.read(8192, 4 * n), np.float32), a + b)
 
 
+def test_vram_allocator_first_fit_alignment_merge_and_exhaustion():
+  from am.ip.gmc import VramAllocator
+  a = VramAllocator(1 << 20, 64 << 10)          # the top 64 KiB stay reserved (the discovery TMR)
+  x, y = a.alloc(100), a.alloc(4096, align=64 << 10)
+  assert (x, y) == (0, 0x10000)                  # whole pages, aligned as asked
+  a.release(x, 100)
+  assert a.alloc(4096) == 0                      # first fit takes the freed page again
+  a.release(0, 4096)
+  a.release(y, 4096)
+  assert a.free == [(0, 0xF0000)]                # neighbours merged back into one range
+  with pytest.raises(AMError, match=r"out of VRAM: no free range of 0xf1000 bytes aligned to 0x1000 \(free: "
+                                    r"0xf0000 bytes in 1 pieces\)"):
+    a.alloc(0xF1000)
+
+
 def test_vm_refusals(dev):
   vm = dev.gmc.create_vm(12)
   with pytest.raises(AMError, match="VMID 12"):

@@ -16,7 +16,8 @@ Output (am/generated/boot/, each module headed "generated ... do not edit"):
   member -> dword index.
 - smu.py: PPSMC_MSG_* and PPSMC_Result_* of pm/swsmu/inc/pmfw_if/smu_v13_0_0_ppsmc.h (Navi31 MP1 13.0.0) and
   smu_v14_0_2_ppsmc.h (Navi48 MP1 14.0.3, driven by smu_v14_0_2_ppt.c), and the SMN addresses of
-  pm/swsmu/inc/smu_v13_0.h / smu_v14_0.h (MP1_Public, smnMP1_FIRMWARE_FLAGS).
+  pm/swsmu/inc/smu_v13_0.h / smu_v14_0.h (MP1_Public, smnMP1_FIRMWARE_FLAGS), and the PPCLK_e clock ids of
+  pmfw_if/smu13_driver_if_v13_0_0.h / smu14_driver_if_v14_0.h.
 - ih.py: IH client ids (include/soc15_ih_clientid.h), source ids of include/ivsrcid/gfx/irqsrcs_gfx_11_0_0.h and
   ivsrcid/vmc/irqsrcs_vmc_1_0.h, and the SQ interrupt word layout of amdkfd/kfd_int_process_v11.c.
 - vm.py: GPUVM page-table entry bits and fields of amdgpu/amdgpu_vm.h (AMDGPU_PTE_*, AMDGPU_PDE_*), enum
@@ -332,14 +333,25 @@ def render_mqd(root: str, version: str) -> str:
 
 
 SMU_HEADERS = (("13_0_0", "smu_v13_0_0_ppsmc.h", "smu_v13_0.h"), ("14_0_2", "smu_v14_0_2_ppsmc.h", "smu_v14_0.h"))
+SMU_DRIVER_IF = (("13_0_0", "smu13_driver_if_v13_0_0.h"), ("14_0_2", "smu14_driver_if_v14_0.h"))
+
+
+def typedef_enum(text: str, name: str) -> dict[str, int]:
+  """The values of `typedef enum { ... } name;` (an anonymous enum known by its typedef)."""
+  m = re.search(r"typedef\s+enum\s*\{([^}]*)\}\s*" + name + r"\s*;", strip_comments(text))
+  if m is None:
+    raise SystemExit(f"no typedef enum {{...}} {name}")
+  return parse_enums(f"enum {name} {{{m.group(1)}}}", (name,))[name]
 
 
 def render_smu(root: str, version: str) -> str:
   base = f"{AMD}/pm/swsmu/inc"
   lines = head(version, [f"SMU message ids and results of {base}/pmfw_if/smu_v13_0_0_ppsmc.h",
                          "and smu_v14_0_2_ppsmc.h;",
-                         f"SMN addresses of {base}/smu_v13_0.h and smu_v14_0.h.", "",
-                         "MESSAGES / RESULTS / SMN: version ('13_0_0', '14_0_2') -> {name: value}."])
+                         f"SMN addresses of {base}/smu_v13_0.h and smu_v14_0.h;",
+                         f"the PPCLK_e clock ids of {base}/pmfw_if/smu13_driver_if_v13_0_0.h and",
+                         "smu14_driver_if_v14_0.h (GetMinDpmFreq / GetMaxDpmFreq take it in param bits 31:16).", "",
+                         "MESSAGES / RESULTS / SMN / CLOCKS: version ('13_0_0', '14_0_2') -> {name: value}."])
   for table, pattern, header_index in (("MESSAGES", r"PPSMC_MSG_\w+", 1), ("RESULTS", r"PPSMC_Result_\w+", 1),
                                        ("SMN", r"MP1_Public|smnMP1_FIRMWARE_FLAGS", 2)):
     lines.append(f"{table} = {{")
@@ -349,6 +361,11 @@ def render_smu(root: str, version: str) -> str:
       items = [f'"{k}": {v}' if v < 256 else f'"{k}": 0x{v:X}' for k, v in values.items()]
       lines += pack(items, "    ", f'  "{ver}": {{', "},")
     lines += ["}", ""]
+  lines.append("CLOCKS = {")
+  for ver, driver_if in SMU_DRIVER_IF:
+    values = typedef_enum(read(root, f"{base}/pmfw_if/{driver_if}"), "PPCLK_e")
+    lines += pack([f'"{k}": {v}' for k, v in values.items()], "    ", f'  "{ver}": {{', "},")
+  lines += ["}", ""]
   return "\n".join(lines)
 
 

@@ -290,17 +290,25 @@ def am_bringup(args: argparse.Namespace) -> int:
     print(f"[{report.name:8s}] {report.seconds * 1000:8.1f} ms")
     for line in report.verified:
       print(f"    {line}")
-  dev.boot(show)
-  print(f"{dev.caps.asic} is up: {sum(r.seconds for r in dev.reports) * 1000:.1f} ms in all")
-  if not args.no_kernel:
-    from am.queues.samples import hang_and_recover, run_vector_add, run_vector_add_vm
-    for stage, run in (("kernel", lambda: run_vector_add(dev, args.n)), ("vm", lambda: run_vector_add_vm(dev)),
-                       ("hang", lambda: hang_and_recover(dev))):
-      start = time.perf_counter()
-      lines = run()
-      print(f"[{stage:8s}] {(time.perf_counter() - start) * 1000:8.1f} ms")
-      for line in lines:
-        print(f"    {line}")
+  try:
+    dev.boot(show)
+    print(f"{dev.caps.asic} is up: {sum(r.seconds for r in dev.reports) * 1000:.1f} ms in all")
+    if not args.no_kernel:
+      from am.queues.samples import hang_and_recover, run_vector_add, run_vector_add_vm
+      for stage, run in (("kernel", lambda: run_vector_add(dev, args.n)), ("vm", lambda: run_vector_add_vm(dev)),
+                         ("hang", lambda: hang_and_recover(dev))):
+        start = time.perf_counter()
+        lines = run()
+        print(f"[{stage:8s}] {(time.perf_counter() - start) * 1000:8.1f} ms")
+        for line in lines:
+          print(f"    {line}")
+    start = time.perf_counter()
+    dev.fini()
+    print(f"[{'fini':8s}] {(time.perf_counter() - start) * 1000:8.1f} ms")
+    print("    queues unmapped, SDMA and MEC halted, SMU features off, PSP rings destroyed, IH and doorbells off; "
+          "lock released")
+  finally:
+    dev.close()
   return 0
 
 
@@ -309,22 +317,25 @@ def am_ring(args: argparse.Namespace) -> int:
   --kernel, a vector_add dispatch)."""
   from am.pm4.decode import format_pm4, format_sdma
   dev = am_device(args)
-  dev.boot()
-  if args.kernel:
-    from am.queues.samples import run_vector_add
-    run_vector_add(dev, 256)
-  if args.queue == "sdma":
-    q = dev.sdma.queue
-    words = [dev.vram.read32(q.ring.offset + i) for i in range(0, min(q.wptr, q.ring_bytes), 4)]
-    lines = format_sdma(words, dev.caps.sdma_generation)
-    print(f"SDMA0 queue 0: ring GART 0x{q.ring.gart:x}, rptr 0x{q.rptr():x}, wptr 0x{q.wptr:x} (bytes)")
-  else:
-    q = dev.gfx.queue
-    words = [dev.vram.read32(q.ring.offset + 4 * i) for i in range(min(q.wptr, q.ring_dw))]
-    lines = format_pm4(words, dev.caps.gfx_generation, dev.gc)
-    print(f"compute queue me1 pipe{q.pipe} queue{q.queue}: ring GART 0x{q.ring.gart:x}, rptr {q.rptr()}, "
-          f"wptr {q.wptr} (dwords)")
-  print("\n".join(lines[-args.last:] if args.last else lines))
+  try:
+    dev.boot()
+    if args.kernel:
+      from am.queues.samples import run_vector_add
+      run_vector_add(dev, 256)
+    if args.queue == "sdma":
+      q = dev.sdma.queue
+      words = [dev.vram.read32(q.ring.offset + i) for i in range(0, min(q.wptr, q.ring_bytes), 4)]
+      lines = format_sdma(words, dev.caps.sdma_generation)
+      print(f"SDMA0 queue 0: ring GART 0x{q.ring.gart:x}, rptr 0x{q.rptr():x}, wptr 0x{q.wptr:x} (bytes)")
+    else:
+      q = dev.gfx.queue
+      words = [dev.vram.read32(q.ring.offset + 4 * i) for i in range(min(q.wptr, q.ring_dw))]
+      lines = format_pm4(words, dev.caps.gfx_generation, dev.gc)
+      print(f"compute queue me1 pipe{q.pipe} queue{q.queue}: ring GART 0x{q.ring.gart:x}, rptr {q.rptr()}, "
+            f"wptr {q.wptr} (dwords)")
+    print("\n".join(lines[-args.last:] if args.last else lines))
+  finally:
+    dev.close()
   return 0
 
 
@@ -333,27 +344,30 @@ def am_ib(args: argparse.Namespace) -> int:
   run it, and decode that."""
   from am.pm4.decode import format_pm4
   dev = am_device(args)
-  dev.boot()
-  va, ndw = args.va, args.dwords
-  if va is None:
-    import numpy as np
+  try:
+    dev.boot()
+    va, ndw = args.va, args.dwords
+    if va is None:
+      import numpy as np
 
-    from am.queues.dispatch import Buffer, CommandBuffer, kernel_user_values
-    from am.queues.kernel import GpuKernel
-    from am.queues.samples import vector_add_code_object
-    n, queue = 256, dev.gfx.queue
-    kern = GpuKernel(dev, vector_add_code_object(dev.caps.gfx_target), "vector_add")
-    bufs = [Buffer(dev, 4 * n).write(np.ones(n, np.float32)) for _ in range(3)]
-    cb = CommandBuffer(dev)
-    kern.emit(cb.stream, (n // 64,), (64,), kernel_user_values(queue, kern, [b.va for b in bufs], (n // 64,), (64,)))
-    queue.wait(cb.submit(queue))
-    va, ndw = cb.buf.va, len(cb.stream)
-    print(f"vector_add recorded as an IB and run ({'ok' if (bufs[2].read(np.float32, n) == 2).all() else 'WRONG'})")
-  if ndw is None:
-    raise RunError("--va needs --dwords (the IB size)")
-  words = [dev.vram.read32(dev.gmc.vram_offset(va + 4 * i)) for i in range(ndw)]
-  print(f"IB at GART 0x{va:x}, {ndw} dwords:")
-  print("\n".join(format_pm4(words, dev.caps.gfx_generation, dev.gc)))
+      from am.queues.dispatch import Buffer, CommandBuffer, kernel_user_values
+      from am.queues.kernel import GpuKernel
+      from am.queues.samples import vector_add_code_object
+      n, queue = 256, dev.gfx.queue
+      kern = GpuKernel(dev, vector_add_code_object(dev.caps.gfx_target), "vector_add")
+      bufs = [Buffer(dev, 4 * n).write(np.ones(n, np.float32)) for _ in range(3)]
+      cb = CommandBuffer(dev)
+      kern.emit(cb.stream, (n // 64,), (64,), kernel_user_values(queue, kern, [b.va for b in bufs], (n // 64,), (64,)))
+      queue.wait(cb.submit(queue))
+      va, ndw = cb.buf.va, len(cb.stream)
+      print(f"vector_add recorded as an IB and run ({'ok' if (bufs[2].read(np.float32, n) == 2).all() else 'WRONG'})")
+    if ndw is None:
+      raise RunError("--va needs --dwords (the IB size)")
+    words = [dev.vram.read32(dev.gmc.vram_offset(va + 4 * i)) for i in range(ndw)]
+    print(f"IB at GART 0x{va:x}, {ndw} dwords:")
+    print("\n".join(format_pm4(words, dev.caps.gfx_generation, dev.gc)))
+  finally:
+    dev.close()
   return 0
 
 
@@ -361,30 +375,36 @@ def am_regs(args: argparse.Namespace) -> int:
   """`sov am regs`: read registers by name, decoded; NAME=VALUE writes a whole value, NAME.FIELD=VALUE one field
   (masked read-modify-write). The card is discovered (not booted) unless --boot."""
   dev = am_device(args)
-  if args.boot:
-    dev.boot()
-  else:
-    dev.discover()
-  block = dev.regs(args.ip)
-  for item in args.names:
-    target, _, value = item.partition("=")
-    name, _, field = target.partition(".")
-    name = name if name.startswith("reg") else "reg" + name
-    reg = block[name]
-    if value and field:
-      reg.update(**{field: int(value, 0)})
-    elif value:
-      reg.write(int(value, 0))
-    print(f"{args.ip} {reg.spec.describe(reg.read())} @0x{reg.byte_offset:x}")
+  try:
+    if args.boot:
+      dev.boot()
+    else:
+      dev.discover()
+    block = dev.regs(args.ip)
+    for item in args.names:
+      target, _, value = item.partition("=")
+      name, _, field = target.partition(".")
+      name = name if name.startswith("reg") else "reg" + name
+      reg = block[name]
+      if value and field:
+        reg.update(**{field: int(value, 0)})
+      elif value:
+        reg.write(int(value, 0))
+      print(f"{args.ip} {reg.spec.describe(reg.read())} @0x{reg.byte_offset:x}")
+  finally:
+    dev.close()
   return 0
 
 
 def am_discovery(args: argparse.Namespace) -> int:
   """`sov am discovery`: the decoded IP-discovery table and the capabilities derived from it."""
   dev = am_device(args)
-  dev.discover()
-  print(dev.disc.describe())
-  print(dev.caps)
+  try:
+    dev.discover()
+    print(dev.disc.describe())
+    print(dev.caps)
+  finally:
+    dev.close()
   return 0
 
 

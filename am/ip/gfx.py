@@ -9,7 +9,7 @@ MES and no KIQ (gfx_v11_0.c / gfx_v12_0.c).
       CP_HQD_PQ_CONTROL (QUEUE_SIZE = log2(dwords) - 1, RPTR_BLOCK_SIZE 5, PRIV_STATE, [KMD_QUEUE on GFX12]),
       CP_HQD_PQ_RPTR_REPORT_ADDR, CP_HQD_PQ_WPTR_POLL_ADDR, CP_HQD_PQ_DOORBELL_CONTROL (DOORBELL_OFFSET in dwords,
       DOORBELL_EN), CP_HQD_EOP_BASE_ADDR (>> 8) / CP_HQD_EOP_CONTROL (EOP_SIZE = log2(dwords) - 1),
-      CP_HQD_PQ_WPTR_LO/HI = 0, CP_HQD_ACTIVE = 1
+      CP_HQD_PQ_WPTR_LO/HI = 0, CP_HQD_ACTIVE = 1 (a queue still active there is dequeued first)
   CP_MEC_DOORBELL_RANGE_LOWER/UPPER: the doorbell byte range the MEC answers (gfx_v11_0_kiq_init_register)
 
 The MQD (struct v11_compute_mqd / v12_compute_mqd, am/generated/boot/mqd.py) is written with the same values, as
@@ -45,9 +45,10 @@ class Gfx(IpBlock):
     gc.regCP_MEC_DOORBELL_RANGE_UPPER.write(DOORBELL_SDMA_ENGINE0 * 8 - 8)
     self.queue.program()
     value = self.ring_test()
+    taken = ", after dequeuing the queue left active there" if self.queue.took_over else ""
     return ["RLC autoload complete (RLC_RLCS_BOOTLOAD_STATUS.BOOTLOAD_COMPLETE=1), MEC RS64 running",
             f"compute queue me1 pipe0 queue0: ring GART 0x{self.queue.ring.gart:x}, doorbell {DOORBELL_MEC_RING0}, "
-            "CP_HQD_ACTIVE=1",
+            f"CP_HQD_ACTIVE=1{taken}",
             f"ring test: WRITE_DATA wrote 0x{value:08x}, RELEASE_MEM fence {self.fence} signalled, rptr "
             f"{self.queue.rptr()}"]
 

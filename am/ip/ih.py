@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from am import debug
 from am.generated.boot import ih as facts
 from am.ip.base import IpBlock
 
@@ -146,6 +147,8 @@ class Ih(IpBlock):
       out.append(IVEntry.decode(self.dev.vram.read(self.ring.offset + self.rptr, IV_BYTES)))
       self.rptr = (self.rptr + IV_BYTES) % self.RING_BYTES
     self.dev.oss.regIH_RB_RPTR.write(self.rptr)
+    for entry in out:
+      debug.log(debug.STAGES, f"IH: {entry.describe()}")
     return out
 
   def faults(self) -> list[IVEntry]:

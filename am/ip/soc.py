@@ -47,9 +47,11 @@ class Soc(IpBlock):
                                                              DOORBELL_SELFRING_GPA_APER_MODE=1)
     aper = nbio.regRCC_DEV0_EPF0_RCC_DOORBELL_APER_EN.read_fields()["BIF_DOORBELL_APER_EN"]
     sdma = nbio[f"{entry}2_CTRL"].read_fields()
+    where = nbio[f"{entry}2_CTRL"].byte_offset
+    via = "past the register BAR: RSMU index/data" if where >= self.dev.mmio.size else "in the register BAR"
     return [f"doorbell aperture BIF_DOORBELL_APER_EN={aper} (BAR 2, {self.dev.doorbells.size >> 10} KiB)",
             f"S2A entry 2 routes SDMA doorbells from dword 0x{sdma['S2A_DOORBELL_PORT2_RANGE_OFFSET']:x} "
-            f"(+{sdma['S2A_DOORBELL_PORT2_RANGE_SIZE']}), indirect access for NBIO segment 3 through RSMU index/data"]
+            f"(+{sdma['S2A_DOORBELL_PORT2_RANGE_SIZE']}); the S2A entries at byte 0x{where:x} are {via}"]
 
   def hdp_flush(self) -> None:
     """Make host writes through BAR 0 visible to the GPU (hdp_v6_0_flush_hdp)."""

@@ -2,16 +2,17 @@
 presents the same things (am/simcard). The driver reaches hardware only through `PciFunction` and the apertures
 it returns; nothing in the driver knows which implementation it got.
 
-  BAR 0  VRAM (64-bit BAR; the whole of VRAM when the BAR is resized, amdgpu_device_resize_fb_bar)
+  BAR 0  VRAM (64-bit BAR; the whole of VRAM once resized through resource0_resize, as amdgpu_device_resize_fb_bar
+         does in the kernel; AMDevice.resize_vram_bar)
   BAR 2  doorbells (64-bit BAR)
   BAR 5  registers (MMIO, 32-bit BAR; registers past its end go through the NBIO index/data pair, see Registers)
 
 System memory the card reaches by DMA (`alloc_dma`): host pages, locked, with the bus address of each 4 KiB page
 (DmaBuffer.bus_addresses), for PTEs with SYSTEM set (am/ip/vm.py).
 
-Linux sysfs (Documentation/PCI/sysfs-pci.rst): /sys/bus/pci/devices/<BDF>/{config, resource<N>, enable, driver,
-driver/unbind, vendor, device, revision, boot_vga, drm/card<N>/card<N>-<connector>/status}; resource<N> files mmap
-the BAR.
+Linux sysfs (Documentation/PCI/sysfs-pci.rst, Documentation/ABI/testing/sysfs-bus-pci): /sys/bus/pci/devices/<BDF>/
+{config, resource<N>, resource<N>_resize, enable, driver, driver/unbind, vendor, device, revision, boot_vga,
+drm/card<N>/card<N>-<connector>/status}; resource<N> files mmap the BAR.
 
 Taking a function is in two steps so that nothing irreversible happens before the driver holds the card's lock and
 has checked what the card is doing (am/mmio/claim.py): constructing a PciFunction only finds it; `enable()` detaches
@@ -62,6 +63,10 @@ class PciFunction(Protocol):
 
   def map_bar(self, bar: int) -> Aperture: ...
 
+  def resize_bar(self, bar: int, size: int) -> int:
+    """Resize BAR `bar` to the smallest size it offers that holds `size` bytes; every mapping of the function is
+    dropped first (the caller maps again). Returns the new size. Raises UnsupportedDevice when it cannot."""
+
   def alloc_dma(self, size: int) -> DmaBuffer:
     """`size` bytes (rounded up to 4 KiB pages) of zeroed host memory the card can read and write by DMA."""
 
@@ -111,6 +116,26 @@ class DmaBuffer(MemoryAperture):
     super().__init__(array)
     self.bus_addresses = bus_addresses
     self.keep = keep   # what must stay alive while the card may access the pages (a mapping)
+
+
+def rebar_choice(bdf: str, bar: int, bitmap_text: str | None, size: int, current: int) -> int:
+  """The bit to write to resource<bar>_resize for the smallest offered size >= `size` bytes (sysfs-bus-pci: the
+  file reads as a hex bitmap, bit n = 2**n MiB, the PCIe Resizable BAR capability's encoding).
+
+  Raises:
+    UnsupportedDevice: no resize file (no Resizable BAR capability, or it is off) or no offered size is large enough;
+      names the sizes and what to do."""
+  need = f"VRAM is {size >> 20} MiB but BAR {bar} of {bdf} maps {current >> 20} MiB"
+  if bitmap_text is None:
+    raise UnsupportedDevice(f"{need} and the function offers no resizing (no resource{bar}_resize in sysfs): turn on "
+                            "'Above 4G Decoding' and 'Re-Size BAR Support' in the firmware setup")
+  bitmap = int(bitmap_text.strip() or "0", 16)
+  offered = [n for n in range(64) if bitmap >> n & 1]
+  fits = [n for n in offered if (1 << (n + 20)) >= size]
+  if not fits:
+    sizes = ", ".join(f"{1 << n} MiB" for n in offered) or "none"
+    raise UnsupportedDevice(f"{need}; resource{bar}_resize offers {sizes}, none large enough")
+  return fits[0]
 
 
 PAGEMAP_PFN = (1 << 55) - 1     # /proc/self/pagemap: bits 0-54 page frame number, bit 63 page present
@@ -184,6 +209,29 @@ class SysfsPciFunction:
       finally:
         os.close(fd)
     return MemoryAperture(np.frombuffer(self._maps[bar], dtype=np.uint8))
+
+  def resize_bar(self, bar: int, size: int) -> int:
+    """Through resource<bar>_resize (sysfs-bus-pci): the smallest offered size that holds `size` bytes. The kernel
+    wants no driver bound (enable() detached it) and no mapping of resource<N> alive, so every mapping of this
+    function is closed first; the caller must hold none of them (AMDevice drops its apertures).
+
+    Raises:
+      UnsupportedDevice: no such size (rebar_choice), a mapping still in use, or the kernel refused the write
+        (a bridge window too small for the new size, a driver still bound)."""
+    current = self.bar_size(bar)
+    bit = rebar_choice(self.bdf, bar, self.sysfs_read(f"resource{bar}_resize"), size, current)
+    try:
+      self.close()
+    except BufferError as e:
+      raise UnsupportedDevice(f"cannot resize BAR {bar} of {self.bdf}: a mapping of it is still in use ({e})") from e
+    try:
+      with open(os.path.join(self.path, f"resource{bar}_resize"), "w") as f:
+        f.write(f"{bit}\n")
+    except OSError as e:
+      raise UnsupportedDevice(f"the kernel refused to resize BAR {bar} of {self.bdf} to {1 << bit} MiB "
+                              f"({e.strerror}): the bridge above it may lack the address space (see sysfs-bus-pci on "
+                              f"soft-removing peer devices), or a driver is still bound") from e
+    return self.bar_size(bar)
 
   def alloc_dma(self, size: int) -> DmaBuffer:
     """Anonymous shared pages, touched and locked (mlock) so they stay resident at one physical address, which

@@ -14,17 +14,18 @@ the PCI BAR mapping on hardware, `MemoryMMIO` in tests, a simulated card later. 
   gc.regCP_HQD_PQ_CONTROL.update(UNORD_DISPATCH=1)                    # masked read-modify-write
   gc.regCP_HQD_PQ_CONTROL.read_fields()                               # {'QUEUE_SIZE': 7, ...}
 
-AM_DEBUG=1 (read when a block is made) prints every access to stderr: direction, IP, register name, address,
-value and the decoded fields.
+AM_DEBUG=3 (am/debug.py; read when a block is made) prints every access to stderr: direction, IP, register name,
+address, value and the decoded fields.
 """
 from __future__ import annotations
 
 import difflib
-import os
 import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable, Iterable, Mapping, Protocol, Sequence
+
+from am import debug
 
 
 class MMIO(Protocol):
@@ -242,7 +243,7 @@ class RegisterBlock:
     table: a generated register module (e.g. am.generated.gc_11_0_0) or a RegisterTable of one.
     mmio: the register aperture (read32/write32 at byte offsets).
     bases: dword base address of each segment (BASE_IDX 0, 1, ...) of this IP instance, as IP discovery reports.
-    trace: called with one line per access; default: print to stderr when AM_DEBUG is set to a non-zero value.
+    trace: called with one line per access; default: print to stderr when AM_DEBUG >= 3 (am/debug.py).
   """
 
   def __init__(self, table: ModuleType | RegisterTable, mmio: MMIO, bases: Sequence[int],
@@ -250,7 +251,7 @@ class RegisterBlock:
     self.table = table if isinstance(table, RegisterTable) else RegisterTable(table)
     self.mmio = mmio
     self.bases = tuple(bases)
-    if trace is None and os.environ.get("AM_DEBUG", "0") not in ("", "0"):
+    if trace is None and debug.enabled(debug.REGISTERS):
       trace = _stderr_trace
     self._trace = trace
     self._registers: dict[str, Register] = {}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import struct
 import time
 
+from am import debug
 from am.errors import AMError, AMFault, AMTimeout
 from am.generated.boot import mqd as mqd_facts
 from am.ip.base import wait_reg
@@ -113,6 +114,7 @@ class ComputeQueue:
     self.wptr = 0
     self.signal = Signal(dev)
     self.kernargs = None        # am.queues.dispatch.KernargArena, made on the first dispatch
+    self.took_over = False      # program() found the HQD active and dequeued it first
 
   def hqd_values(self, caps) -> dict[str, dict[str, int] | int]:
     pq_control = {"QUEUE_SIZE": self.ring_dw.bit_length() - 2, "RPTR_BLOCK_SIZE": 5, "PRIV_STATE": 1}
@@ -133,12 +135,17 @@ class ComputeQueue:
     }
 
   def program(self) -> None:
-    """Write the MQD and the HQD registers and activate the queue (gfx_v11_0_kiq_init_register's sequence).
+    """Write the MQD and the HQD registers and activate the queue (gfx_v11_0_kiq_init_register's sequence). A queue
+    still active on the HQD (left by amdgpu, or by an AM run that ended without fini) is dequeued first, as
+    gfx_v11_0_kiq_init_register does ("disable the queue if it's active"); `took_over` says whether there was one.
 
     Raises:
-      AMError: the MEC did not activate the HQD."""
+      AMError: the MEC did not activate the HQD. AMTimeout: the HQD left active would not dequeue."""
     dev = self.dev
     gc = dev.gc
+    self.took_over = self.hqd_active()
+    if self.took_over:
+      self.unmap()
     values = self.hqd_values(dev.caps)
     mqd_layout = mqd_facts.MQD[dev.caps.mqd_struct]
     mqd = bytearray(mqd_facts.DWORDS[dev.caps.mqd_struct] * 4)
@@ -192,6 +199,15 @@ class ComputeQueue:
     self.dev.vram.write64(self.wb.offset + 8, self.wptr)
     self.dev.soc.hdp_flush()
     self.dev.doorbells.write64(self.doorbell * 8, self.wptr)
+    if debug.enabled(debug.STAGES):
+      self.trace(stream)
+
+  def trace(self, stream: PM4Stream) -> None:
+    """AM_DEBUG: the submission (>= 1) and its packets decoded (>= 2)."""
+    debug.log(debug.STAGES, f"{self.name}: {len(stream)} dwords submitted, wptr {self.wptr}")
+    if debug.enabled(debug.PACKETS):
+      regs = getattr(self.dev, "gc", None)
+      debug.log(debug.PACKETS, "\n".join("    " + line for line in format_pm4(list(stream.words), stream.gfx, regs)))
 
   def exec(self, stream: PM4Stream, timeout_s: float = 2.0) -> int:
     """Submit `stream` framed by the timeline signal's timestamps and value; returns the value to wait for."""
@@ -231,6 +247,14 @@ class ComputeQueue:
     words = list(struct.unpack(f"<{count}I", data))
     lines = format_pm4(words, self.dev.caps.gfx_generation)[:12]
     return f"rptr {rptr}, wptr {self.wptr % self.ring_dw} (of {self.ring_dw} dwords); next: " + " | ".join(lines)
+
+  def hqd_active(self) -> bool:
+    """CP_HQD_ACTIVE of the queue's HQD, read with the queue selected."""
+    gc = self.dev.gc
+    gc.regGRBM_GFX_CNTL.write(MEID=1, PIPEID=self.pipe, QUEUEID=self.queue)
+    active = gc.regCP_HQD_ACTIVE.read_fields()["ACTIVE"]
+    gc.regGRBM_GFX_CNTL.write(0)
+    return bool(active)
 
   def hqd_state(self) -> str:
     """CP_HQD_ACTIVE and CP_HQD_DEQUEUE_REQUEST of the queue's HQD, read with the queue selected."""

@@ -8,6 +8,7 @@ at most MAX_COPY bytes (the COUNT field, sdma_v6_0_0_pkt_open.h).
 """
 from __future__ import annotations
 
+from am import debug
 from am.pm4.decode import format_sdma
 from am.pm4.sdma import MAX_COPY, SDMAStream
 from am.queues.compute import wait_value
@@ -52,6 +53,10 @@ class SdmaQueue:
     self.wptr += len(data)
     self.dev.soc.hdp_flush()
     self.dev.doorbells.write64(self.doorbell * 8, self.wptr)
+    debug.log(debug.STAGES, f"SDMA queue: {len(data) // 4} dwords submitted, wptr 0x{self.wptr:x} (bytes)")
+    if debug.enabled(debug.PACKETS):
+      lines = format_sdma(list(stream.words), stream.version)
+      debug.log(debug.PACKETS, "\n".join("    " + line for line in lines))
 
   def exec(self, stream: SDMAStream) -> int:
     """Submit `stream` followed by a FENCE of the next timeline value; returns it."""

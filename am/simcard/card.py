@@ -10,6 +10,7 @@ Models (one module each): psp.py (bootloader, sOS, KM ring, firmware signatures 
 mailbox, IH writer), mec.py (HQDs and the PM4 executor), shader.py (DISPATCH_DIRECT on the am/sim wave emulator),
 sdma.py (the SDMA engine), gpuvm.py (the GC hub: page walks of every VMID, TLB, VM faults; the card's physical
 memory). `card.log` records every step the card accepted or refused, with the reason, as a hardware trace would.
+MODELLED.md lists what each model covers, from which source, and what it leaves out.
 
 System memory: `alloc_dma` hands out pages of a simulated host pool (SimHostMemory) at bus addresses from
 gpuvm.DMA_BASE; the card reaches them through PTEs with SYSTEM set.
@@ -43,7 +44,7 @@ import numpy as np
 from am.caps import from_discovery
 from am.discovery import DISCOVERY_TMR_OFFSET, parse
 from am.mmio.pci import DOORBELL_BAR, DmaBuffer, MemoryAperture, PCI_DEVICE_ID, PCI_REVISION_ID, PCI_VENDOR_ID, \
-  REGISTER_BAR, VRAM_BAR
+  REGISTER_BAR, VRAM_BAR, rebar_choice
 from am.mmio.regs import RegisterBlock
 from am.simcard.cards import AMD_VENDOR, CARDS
 from am.simcard.discovery_table import build
@@ -138,23 +139,30 @@ class SimCard:
     lock_dir: where drivers lock this card (am.mmio.claim); default a directory of this card object's own, so two
       SimCards are two cards. Cards built with the same lock_dir and name are one card, also across processes.
 
+    vram_bar: the size BAR 0 has before the driver resizes it (default: all of VRAM, as after a resize). The card
+      offers the resizable-BAR sizes from 256 MiB to VRAM's (sysfs resource0_resize, a hex bitmap, bit n = 2**n MiB).
+
   Attributes:
     sysfs: the sysfs attributes the card answers, by path relative to its PCI directory. Not driving a display by
       default (boot_vga 0, no DRM connectors); tests set e.g. sysfs["boot_vga"] = "1\n" or
-      sysfs["drm/card0/card0-DP-1/status"] = "connected\n".
+      sysfs["drm/card0/card0-DP-1/status"] = "connected\n", or change sysfs["resource0_resize"].
 
   Raises:
     ValueError: an unknown card name (names the known ones).
   """
 
-  def __init__(self, name: str, firmware_dir: str | None = None, lock_dir: str | None = None):
+  def __init__(self, name: str, firmware_dir: str | None = None, lock_dir: str | None = None,
+               vram_bar: int | None = None):
     if name not in CARDS:
       raise ValueError(f"no simulated card {name!r}; have {', '.join(CARDS)}")
     self.spec = CARDS[name]
     self.bdf = f"sim-{name}"
     self._own_lock_dir = None if lock_dir else tempfile.TemporaryDirectory(prefix=f"am-{name}-")
     self.lock_dir = lock_dir or self._own_lock_dir.name
-    self.sysfs: dict[str, str] = {"boot_vga": "0\n"}
+    vram_mib = self.spec.vram_size >> 20
+    rebar = sum(1 << n for n in range(8, vram_mib.bit_length()) if 1 << n <= vram_mib)   # 256 MiB .. VRAM
+    self.sysfs: dict[str, str] = {"boot_vga": "0\n", "resource0_resize": f"{rebar:016x}\n"}
+    self.vram_bar = vram_bar or self.spec.vram_size
     self.firmware_dir = firmware_dir
     self.log: list[str] = []
     self.vram = MemoryAperture(np.zeros(self.spec.vram_size, np.uint8))
@@ -181,7 +189,7 @@ class SimCard:
     self._clock = 0
     self._ticking = False
     self._idle_since = time.perf_counter()
-    self.host_vram, self.host_regs = HostVram(self), HostRegisters(self)
+    self.host_vram, self.host_regs = HostVram(self, self.vram.bytes[:self.vram_bar]), HostRegisters(self)
 
   def note(self, line: str) -> None:
     self.log.append(line)
@@ -282,7 +290,20 @@ class SimCard:
     return config.get(offset, 0) & ((1 << (8 * size)) - 1)
 
   def bar_size(self, bar: int) -> int:
-    return {VRAM_BAR: self.vram.size, DOORBELL_BAR: DOORBELL_BAR_SIZE, REGISTER_BAR: REGISTER_BAR_SIZE}[bar]
+    return {VRAM_BAR: self.vram_bar, DOORBELL_BAR: DOORBELL_BAR_SIZE, REGISTER_BAR: REGISTER_BAR_SIZE}[bar]
+
+  def resize_bar(self, bar: int, size: int) -> int:
+    """resource<bar>_resize as the kernel answers it (SysfsPciFunction.resize_bar): the smallest offered size that
+    holds `size` bytes; only BAR 0 is resizable.
+
+    Raises:
+      UnsupportedDevice: no offered size is large enough, or another BAR (the names and sizes, via rebar_choice)."""
+    text = self.sysfs.get("resource0_resize") if bar == VRAM_BAR else None
+    bit = rebar_choice(self.bdf, bar, text, size, self.bar_size(bar))
+    self.vram_bar = min(1 << (bit + 20), self.vram.size)
+    self.host_vram = HostVram(self, self.vram.bytes[:self.vram_bar])
+    self.note(f"pci: BAR 0 resized to {self.vram_bar >> 20} MiB (resource0_resize bit {bit})")
+    return self.vram_bar
 
   def map_bar(self, bar: int):
     if bar not in (VRAM_BAR, DOORBELL_BAR, REGISTER_BAR):

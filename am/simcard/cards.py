@@ -8,7 +8,8 @@ simulator's choice, except the two amdgpu reads before discovery: mmMP0_SMN_C2PM
 mmRCC_CONFIG_MEMSIZE = 0xde3 (amdgpu_discovery.c), which fix MP0 segment 0 at 0x16000 and NBIO segment 2 at 0xd20.
 A real card's bases come from its own table. gc_info values: the shader-engine/array/WGP counts give the public CU
 counts (96 for Navi31, 64 for Navi48); the other numbers are plausible, not measured. VRAM is small (the simulator
-holds it in host memory).
+holds it in host memory). DPM ranges: the GFXCLK maxima are the boards' public boost clocks (2500 MHz RX 7900 XTX,
+2970 MHz RX 9070 XT); the minima and the UCLK range are plausible, not measured.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class CardSpec:
   gc_info_version: tuple[int, int]
   gc_info: dict
   harvested: tuple[tuple[str, int], ...] = ()
+  dpm_mhz: tuple[tuple[str, int, int], ...] = ()   # (PPCLK_e name, min, max MHz) the simulated PMFW reports
 
 
 def _common_bases(mp1_seg1: int) -> dict[str, tuple[int, ...]]:
@@ -65,7 +67,8 @@ NAVI31 = CardSpec(
            "gc_num_tcp_per_sa": 8, "gc_num_sdp_interface": 16, "gc_num_tcps": 96, "gc_num_tcp_per_wpg": 2,
            "gc_tcp_l1_size": 32, "gc_num_sqc_per_wgp": 1, "gc_l1_instruction_cache_size_per_sqc": 32,
            "gc_l1_data_cache_size_per_sqc": 16, "gc_gl1c_per_sa": 1, "gc_gl1c_size_per_instance": 256,
-           "gc_gl2c_per_gpu": 6144})
+           "gc_gl2c_per_gpu": 6144},
+  dpm_mhz=(("PPCLK_GFXCLK", 500, 2500), ("PPCLK_UCLK", 96, 1250)))
 NAVI48 = CardSpec(
   name="navi48", device_id=0x7550, revision=0xC0, firmware_asic="navi48", vram_size=512 << 20,
   ips=_ips({"GC": (12, 0, 1), "MMHUB": (4, 1, 0), "ATHUB": (4, 1, 0), "OSSSYS": (7, 0, 0), "HDP": (7, 0, 0),
@@ -76,5 +79,6 @@ NAVI48 = CardSpec(
   gc_info={**NAVI31.gc_info, "gc_num_se": 4, "gc_num_gl2c": 16, "gc_num_tcps": 64, "gc_gl2c_per_gpu": 8192,
            "gc_tcp_size_per_cu": 32, "gc_tcp_cache_line_size": 128, "gc_instruction_cache_size_per_sqc": 64,
            "gc_instruction_cache_line_size": 128, "gc_scalar_data_cache_size_per_sqc": 32,
-           "gc_scalar_data_cache_line_size": 64, "gc_tcc_size": 8192, "gc_tcc_cache_line_size": 128})
+           "gc_scalar_data_cache_line_size": 64, "gc_tcc_size": 8192, "gc_tcc_cache_line_size": 128},
+  dpm_mhz=(("PPCLK_GFXCLK", 500, 2970), ("PPCLK_UCLK", 96, 1258)))
 CARDS = {"navi31": NAVI31, "navi48": NAVI48}

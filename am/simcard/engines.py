@@ -2,10 +2,14 @@
 models only what the driver's bring-up and smoke tests touch, and each check names its source:
 
 SimIh   writes 8-dword IV entries (am/ip/ih.py layout: client, source, ring_id, VMID, src_data) at the ring's write
-        pointer once IH_RB_CNTL.RB_ENABLE is set, and the write pointer to IH_RB_WPTR and the write-back slot.
+        pointer once IH_RB_CNTL.RB_ENABLE is set, and the write pointer to IH_RB_WPTR and the write-back slot; a
+        driver write to IH_RB_WPTR moves the write pointer (a re-initialised ring starts empty). An entry posted while
+        RB_ENABLE is 0 is dropped (noted in the card log); ring overflow is not modelled.
 SimSmu  PMFW mailbox (smu_cmn.c): answers only once the PSP loaded the SMU image (then MP1_FIRMWARE_FLAGS
         INTERRUPTS_ENABLED = 1); unknown ids -> PPSMC_Result_UnknownCmd; EnableAllSmuFeatures before both
-        SetAllowedFeaturesMask halves -> PPSMC_Result_CmdRejectedPrereq.
+        SetAllowedFeaturesMask halves -> PPSMC_Result_CmdRejectedPrereq; GetMinDpmFreq / GetMaxDpmFreq answer the
+        card's DPM range (cards.py) in MHz for the PPCLK_e id in param bits 31:16, PPSMC_Result_Failed for a clock
+        without one (that code for it is the simulator's choice).
 """
 from __future__ import annotations
 
@@ -19,6 +23,11 @@ class SimIh:
   def __init__(self, card):
     self.card = card
     self.wptr = 0
+    card.regs.hook(card.blocks["OSSSYS"], "regIH_RB_WPTR", write=self.set_wptr)
+
+  def set_wptr(self, value: int) -> None:
+    """The driver (re)initialising the ring sets the write pointer (ih_v6_0_irq_init writes IH_RB_WPTR = 0)."""
+    self.wptr = value
 
   def post(self, client: int, src: int, data0: int = 0, data1: int = 0, ring: int = 0, vmid: int = 0) -> None:
     oss = self.card.blocks["OSSSYS"]
@@ -45,6 +54,9 @@ class SimSmu:
     self.names = {v: k for k, v in smu_facts.MESSAGES[key].items()}
     self.ok, res = smu_facts.RESULTS[key]["PPSMC_Result_OK"], smu_facts.RESULTS[key]
     self.unknown, self.prereq = res["PPSMC_Result_UnknownCmd"], res["PPSMC_Result_CmdRejectedPrereq"]
+    self.failed = res["PPSMC_Result_Failed"]
+    clock_ids = smu_facts.CLOCKS[key]
+    self.dpm = {clock_ids[name]: (lo, hi) for name, lo, hi in card.spec.dpm_mhz}
     smn = smu_facts.SMN[key]
     self.flags_addr = smn["MP1_Public"] | smn["smnMP1_FIRMWARE_FLAGS"]
     self.running = False
@@ -88,6 +100,12 @@ class SimSmu:
       answer = self.enabled & 0xFFFFFFFF
     elif name == "PPSMC_MSG_GetRunningSmuFeaturesHigh":
       answer = self.enabled >> 32
+    elif name in ("PPSMC_MSG_GetMinDpmFreq", "PPSMC_MSG_GetMaxDpmFreq"):
+      limits = self.dpm.get(param >> 16)
+      if limits is None:
+        result = self.failed
+      else:
+        answer = limits[0] if name == "PPSMC_MSG_GetMinDpmFreq" else limits[1]
     self.card.note(f"smu: {name or msg} -> {result}")
     self.mp1.regMP1_SMN_C2PMSG_82.write(answer)
     self.mp1.regMP1_SMN_C2PMSG_90.write(result)

@@ -2,8 +2,9 @@
 
   AM_PCI=0000:03:00.0 AM_UNBIND=1 python -m pytest hwtests/am -q
 
-Needs root (sysfs resource mmaps), the card not driving a display (AM_ALLOW_DISPLAY=1 takes one anyway), resizable
-BAR 0 covering VRAM, and the firmware of firmware-amd-graphics (AM_FIRMWARE_DIR or /lib/firmware/amdgpu). Every test
+Needs root (sysfs resource mmaps), the card not driving a display (AM_ALLOW_DISPLAY=1 takes one anyway), BAR 0
+covering VRAM or resizable to it (the driver resizes it through resource0_resize; Resizable BAR on in the firmware
+setup), and the firmware of firmware-amd-graphics (AM_FIRMWARE_DIR or /lib/firmware/amdgpu). Every test
 skips cleanly unless an AMD function with a supported device id is present; stages run in order and each bounded poll
 times out with an AMTimeout."""
 from __future__ import annotations

@@ -128,3 +128,20 @@ def test_hung_kernel_detected_and_queue_recovered(device):
   from am.queues.samples import hang_and_recover
   dev = booted(device)
   assert "matches numpy" in hang_and_recover(dev, timeout_s=1.0)[1]
+
+
+def test_teardown_leaves_the_card_bootable(device):
+  # last stage: fini (queues unmapped, engines halted, PSP rings destroyed, lock released), then a second driver
+  # instance boots the card again; its sOS stays alive, so the bootloader stages are skipped
+  import os
+
+  from am.device import AMDevice
+  dev = booted(device)
+  dev.fini()
+  again = AMDevice(dev.pci, allow_display=os.environ.get("AM_ALLOW_DISPLAY") == "1")
+  try:
+    reports = again.boot()
+    assert any("bootloader stages skipped" in line for line in reports[4].verified)
+    assert again.gfx.ring_test(0x600DB007) == 0x600DB007
+  finally:
+    again.close()
