@@ -1,5 +1,6 @@
-"""A SIMT emulator for the PTX subset compiler/render_ptx.py emits, so its kernels can be checked against the CPU
-backend without a GPU (tests/test_render_ptx.py). Not a general PTX interpreter: it knows the instructions the
+"""A SIMT emulator for the PTX subset compiler/render_ptx.py emits, so its kernels can be checked without a GPU:
+against the CPU backend kernel by kernel (tests/test_render_ptx.py), and the whole frontend on DEV=NV with
+NV_EMULATE=1 (frontend/runtime/nv.py, NVEmuRuntime). Not a general PTX interpreter: it knows the instructions the
 renderer uses and fails loudly (EmulatorError naming the line) on anything else.
 
 Every thread of the grid is one lane of numpy arrays; each register is a uint64 array of raw bits, interpreted by

@@ -154,8 +154,13 @@ Device.register("CPU", _probe_cpu)
 
 
 def _probe_nv():
+  # NV_EMULATE=1: the PTX renderer's kernels on the PTX emulator, no GPU (frontend/runtime/nv.py)
+  if os.environ.get("NV_EMULATE", "") not in ("", "0"):
+    from frontend.runtime.nv import NVEmuRuntime
+    return NVEmuRuntime()
   if not os.path.exists("/dev/nvidiactl"):
-    raise DeviceUnavailable("NV: no /dev/nvidiactl (no NVIDIA GPU or kernel module on this machine)")
+    raise DeviceUnavailable("NV: no /dev/nvidiactl (no NVIDIA GPU or kernel module on this machine); NV_EMULATE=1 runs "
+                            "the PTX kernels on the PTX emulator instead")
   try:
     from frontend.runtime.nv import NVRuntime
     return NVRuntime()

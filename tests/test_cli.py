@@ -19,8 +19,10 @@ GPU_KINDS = ("NV", "AMD", "QCOM")
 
 
 def run_sov(*args: str, env_update: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-  """`sov ARGS` in a fresh interpreter (python -m tools.sov, so it runs from this checkout), from the repo root."""
-  env = {k: v for k, v in os.environ.items() if k not in ("DEV", "DEBUG")}
+  """`sov ARGS` in a fresh interpreter (python -m tools.sov, so it runs from this checkout), from the repo root, with
+  no device chosen and no emulated or simulated GPU (the suite may run under DEV=NV NV_EMULATE=1 or AMD_SIM=...)."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("DEV", "DEBUG", "NV_EMULATE", "AMD_EMULATE", "AMD_SIM", "QCOM_SIM")}
   env.update(env_update or {})
   return subprocess.run([sys.executable, "-m", "tools.sov", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=timeout)

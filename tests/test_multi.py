@@ -251,6 +251,7 @@ def test_multinode_repr_and_layout():
 
 # ---- sov train-mnist --devices N ----------------------------------------------------------------------------------
 def _train_digits(tmp_path, devices: int, steps: int):
+  """sov train-mnist on the digits over CPU, CPU:1, ... (the tests pin DEV=CPU: data parallelism is built on CPU)."""
   from tools import train_mnist
   pytest.importorskip("sklearn", reason="the digits data set comes from scikit-learn")
   for module in ("tqdm", "matplotlib", "safetensors"):
@@ -261,7 +262,7 @@ def _train_digits(tmp_path, devices: int, steps: int):
 
 
 @pytest.mark.slow
-def test_train_mnist_data_parallel_steps_match_one_device(tmp_path):
+def test_train_mnist_data_parallel_steps_match_one_device(tmp_path, on_cpu):
   """The CNN (with batch norm over the whole sharded batch) takes the same steps on 2 devices as on one."""
   one = _train_digits(tmp_path, 1, 3)
   two = _train_digits(tmp_path, 2, 3)
@@ -271,7 +272,7 @@ def test_train_mnist_data_parallel_steps_match_one_device(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_mnist_data_parallel_converges_like_one_device(tmp_path):
+def test_train_mnist_data_parallel_converges_like_one_device(tmp_path, on_cpu):
   one = _train_digits(tmp_path, 1, 30)
   three = _train_digits(tmp_path, 3, 30)
   assert three.test_accuracy > 0.8 and abs(three.test_accuracy - one.test_accuracy) < 0.03

@@ -5,7 +5,7 @@ softmax, layernorm, casts and bitcasts of every dtype pair, where, integer divis
 gather and getitem, pad/shrink/flip/expand views, cumsum, assign) is
   - lowered for the GPU, verified against the loop-level grammar, and checked for its launch geometry;
   - rendered to PTX that `ptxas -arch=sm_90` assembles (skipped, with the reason, when no ptxas is installed);
-  - run through tests/ptx_emulator.py (every thread of the grid, with bounds and barrier checks) and compared
+  - run through compiler/ptx_emulator.py (every thread of the grid, with bounds and barrier checks) and compared
     with the CPU backend running the same graph: integers and bools exactly, floats within the dtype's tolerance.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ptx_emulator import EmulatorError, PTXEmulator
+from compiler.ptx_emulator import EmulatorError, PTXEmulator
 
 from compiler.dtypes import ALL_DTYPES, dtypes
 from compiler.ir import IRError, Node, Ops, print_ir, verify
@@ -423,3 +423,29 @@ def test_emulator_catches_out_of_bounds_and_divergent_barriers():
     PTXEmulator(_UNGUARDED.replace("BODY", store).replace("@!%p1 bra $L1;", "")).run([buf], 1, 32)
   with pytest.raises(EmulatorError, match="bar.sync"):
     PTXEmulator(_UNGUARDED.replace("BODY", "bar.sync 0;")).run([buf], 1, 32)
+
+
+def test_nv_emulate_runs_the_frontend_on_the_ptx_emulator(monkeypatch, rng):
+  """NV_EMULATE=1 makes DEV=NV a PTX-emulator device (frontend/runtime/nv.py NVEmuRuntime): the same renderer's
+  kernels, run lane by lane, agree with numpy (the whole frontend suite runs this way with NV_EMULATE=1 DEV=NV)."""
+  from frontend.device import Device
+  from frontend.realize import kernel_cache
+  from frontend.runtime.nv import NVEmuRuntime
+  before = Device._opened.pop("NV", None)
+  saved = {k: v for k, v in kernel_cache.items() if k[0] == "NV"}
+  for k in saved:
+    del kernel_cache[k]
+  monkeypatch.setenv("NV_EMULATE", "1")
+  try:
+    assert isinstance(Device["NV"], NVEmuRuntime)
+    a = rng.standard_normal((33, 20)).astype(np.float32)
+    b = rng.standard_normal((20, 7)).astype(np.float32)
+    got = (Tensor(a, device="NV") @ Tensor(b, device="NV")).relu().sum(0).numpy()
+    np.testing.assert_allclose(got, np.maximum(a.astype(np.float64) @ b, 0).sum(0), rtol=1e-5, atol=1e-5)
+  finally:
+    Device._opened.pop("NV", None)
+    if before is not None:
+      Device._opened["NV"] = before
+    for k in [k for k in kernel_cache if k[0] == "NV"]:
+      del kernel_cache[k]
+    kernel_cache.update(saved)

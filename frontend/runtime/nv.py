@@ -5,6 +5,11 @@ Kernels: the scheduler's kernel IR is lowered for the GPU (compiler/lower_gpu.py
 launched by nvdrv.program on the compute channel; launches queue without waiting, in order. Buffers: device memory
 from nvdrv, with freed blocks kept per size for reuse (reuse is safe: every later copy or launch is ordered after
 the work already queued). Reading a buffer back (Buffer.numpy) goes through the copy engine after the queued work.
+
+NV_EMULATE=1: no GPU; the same PTX runs on compiler/ptx_emulator.py (every thread of the grid as a numpy lane, with
+bounds and barrier checks), each launch to completion inside the call, buffers are host byte arrays. It checks the
+PTX renderer on the whole frontend suite without a GPU (NV_EMULATE=1 DEV=NV python -m pytest tests/test_ops_*.py);
+it says nothing about nvdrv, ptxas or timing.
 """
 from __future__ import annotations
 
@@ -95,6 +100,67 @@ class NVGraph:
 
   def run(self) -> None:
     self.cb.submit()
+
+
+class NVEmuAllocator:
+  """Buffers as host byte arrays; a buffer's "address" is its array (what PTXEmulator.run takes per parameter)."""
+  host_memory = False
+
+  def alloc(self, nbytes: int) -> np.ndarray:
+    return np.zeros(max(nbytes, 1), np.uint8)
+
+  def free(self, mem, nbytes: int) -> None:
+    pass
+
+  def copyin(self, dst: np.ndarray, src: np.ndarray) -> None:
+    if src.nbytes:
+      dst[:src.nbytes] = src.reshape(-1).view(np.uint8)
+
+  def copyout(self, dst: np.ndarray, src: np.ndarray) -> None:
+    if dst.nbytes:
+      dst.reshape(-1).view(np.uint8)[:] = src[:dst.nbytes]
+
+  def address(self, mem: np.ndarray) -> np.ndarray:
+    return mem
+
+
+class NVEmuProgram:
+  """A rendered kernel run on the PTX emulator; call with the buffers' arrays (runs to completion)."""
+  threads = 1
+
+  def __init__(self, ptx: str, info):
+    from compiler.ptx_emulator import PTXEmulator
+    self.emulator, self.info = PTXEmulator(ptx), info
+    if tuple(info.global_size[1:]) != (1, 1) or tuple(info.local_size[1:]) != (1, 1):
+      raise NotImplementedError(f"kernel {info.name}: the PTX emulator runs 1-D launches; got grid "
+                                f"{info.global_size}, block {info.local_size}")
+
+  def __call__(self, addresses: list[np.ndarray]) -> None:
+    self.emulator.run(addresses, self.info.global_size[0], self.info.local_size[0])
+
+
+class NVEmuRuntime:
+  """DEV=NV with NV_EMULATE=1: PTX from the same renderer, run on the PTX emulator (no GPU, no ptxas)."""
+  name = "NV"
+  dtypes = ALL_DTYPES
+
+  def __init__(self):
+    self.allocator = NVEmuAllocator()
+
+  def describe(self) -> str:
+    return "NV: PTX on the emulator (NV_EMULATE=1; no GPU)"
+
+  def lower(self, ast):
+    from compiler.lower_gpu import lower_gpu
+    return lower_gpu(ast)
+
+  def program(self, kernel):
+    from compiler.render_ptx import render_ptx
+    _, ptx, info = render_ptx(kernel)
+    return NVEmuProgram(ptx, info), ptx
+
+  def synchronize(self) -> None:
+    """Launches run to completion inside the call."""
 
 
 class NVRuntime:
