@@ -6,6 +6,14 @@ Functions take the selector `r` (`reg(node)`, `pair(node)`, `op(mnemonic, *srcs,
 `uniform(node)`, `narrow(node)`, `wide(node)`) and return the operand holding the result: a VReg, or a Python
 constant. Semantics follow the C renderer: integers wrap; x / 0 -> 0, x % 0 -> 0, x / -1 -> -x, x % -1 -> 0; shifts
 by >= the bit width give 0; MAX is `a > b || a != a ? a : b` (NaN wins); != is true on NaN.
+
+Contraction. A float32 / float64 multiply whose only reader is an add or subtract (or a sum ACCUM) fuses with it into
+one v_fma / v_fmac, rounding once instead of twice. That is what the other backends already do with the same IR: the
+PTX renderer emits float32/64 mul and add without .rn, which lets ptxas contract them, and the C renderer compiles
+with gcc -O3 -march=native, whose default -ffp-contract=fast contracts them too (OpenCL C contracts by default). The
+IR has no explicit multiply-add, so this is the same latitude, not a new one; the frontend tests' float32 tolerances
+(tests/conftest.py TOLERANCES) already hold for contracted results. float16 and bfloat16 products are not contracted
+(the PTX renderer rounds them with .rn; bfloat16 rounds after every op as the C renderer computes it).
 """
 from __future__ import annotations
 
@@ -17,7 +25,9 @@ from compiler import rdna_math
 from compiler.dtypes import DType, dtypes
 from compiler.ir import Node, Ops
 from compiler.rdna_cast import bits32, bitcast, cast, extend64, normalize, round_bf16  # noqa: F401 (re-exported)
-from compiler.rdna_code import Half, VReg, f64_bits, is_inline, s32
+from compiler.rdna.asm import Neg
+from compiler.rdna_code import Half, VReg, f64_bits, is_inline, regof, s32, unwrap
+from compiler.rdna_regalloc import units
 
 HALVES = (dtypes.float16, dtypes.bfloat16)
 FLOAT_MATH = frozenset({Ops.RECIP, Ops.SQRT, Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.TRUNC})
@@ -113,6 +123,9 @@ def alu(r, n: Node):
   if op is Ops.WHERE:
     return where(r, n)
   if d.is_float:
+    fused = contract(r, n)
+    if fused is not None:
+      return fused
     return float_alu(r, op, d, [r.reg(s) for s in n.src])
   if op in FLOAT_MATH:  # C computes these in float and converts back
     x = cast(r, r.reg(n.src[0]), d, dtypes.float32, r.narrow(n.src[0]))
@@ -379,7 +392,6 @@ def max_select(r, ty: str, a, b, d: DType):
 
 def float64_alu(r, op: Ops, xs: list):
   if op in (Ops.ADD, Ops.SUB):
-    from compiler.rdna.asm import Neg
     b = Neg(xs[1]) if op is Ops.SUB else xs[1]
     return r.op("v_add_f64", xs[0], b, size=2)
   if op is Ops.MUL:
@@ -392,6 +404,73 @@ def float64_alu(r, op: Ops, xs: list):
   if op is Ops.TRUNC:
     return r.op("v_trunc_f64", xs[0], size=2)
   return rdna_math.float64_math(r, op, xs[0], xs[1] if len(xs) > 1 else None)
+
+
+# ---- contraction (the module docstring says when) ------------------------------------------------------------------
+
+FUSED = {"float32": "v_fma_f32", "float64": "v_fma_f64"}
+
+
+def fusible(r, n: Node) -> bool:
+  """n is a float32/64 MUL read only once and not computed yet (a hoisted product stays a product)."""
+  return n.op is Ops.MUL and n.dtype.name in FUSED and r.users.get(n, 0) == 1 and r.lookup(n) is None
+
+
+def contractible(r, n: Node) -> bool:
+  return n.op in (Ops.ADD, Ops.SUB) and n.dtype.name in FUSED and any(fusible(r, s) for s in n.src)
+
+
+def negate(x):
+  """-x as an operand: a negated constant, or the register under a neg modifier."""
+  if isinstance(x, (int, float)):
+    return -x
+  return unwrap(x) if isinstance(x, Neg) else Neg(x)
+
+
+def contract(r, n: Node):
+  """a*b + c, c + a*b, a*b - c and c - a*b as one fused multiply-add; None when n is not one."""
+  if n.op not in (Ops.ADD, Ops.SUB) or n.dtype.name not in FUSED:
+    return None
+  for position in (1, 0):
+    product, other = n.src[position], n.src[1 - position]
+    if fusible(r, product):
+      break
+  else:
+    return None
+  a, b, c = r.reg(product.src[0]), r.reg(product.src[1]), r.reg(other)
+  if n.op is Ops.SUB:
+    a, c = (negate(a), c) if position == 1 else (a, negate(c))
+  return fma(r, n.dtype, a, b, c)
+
+
+def fma(r, d: DType, a, b, c, out: VReg | None = None) -> VReg:
+  if d == dtypes.float64:
+    srcs = [f64op(r, x) if isinstance(x, (int, float)) else x for x in (a, b, c)]
+    out = out or r.new("v", 2)
+  else:
+    srcs = [fop(x, d) for x in (a, b, c)]
+    out = out or r.new("v")
+  r.emit(FUSED[d.name], out, *srcs)
+  return out
+
+
+def accumulate_fused(r, op: Ops, acc: VReg, value: Node) -> bool:
+  """acc += a * b as one instruction on the accumulator (v_fmac_f32 / v_fma_f64 in place) when value is a fusible
+  product of the accumulator's type; False (nothing emitted) otherwise."""
+  if op is not Ops.ADD or not fusible(r, value):
+    return False
+  a, b = r.reg(value.src[0]), r.reg(value.src[1])
+  if value.dtype == dtypes.float64:
+    fma(r, value.dtype, a, b, acc, out=acc)
+    return True
+  a, b = fop(a, value.dtype), fop(b, value.dtype)
+  if is_scalar(b) and not is_scalar(a):
+    a, b = b, a
+  if is_scalar(b):  # v_fmac's second source must be a VGPR
+    fma(r, value.dtype, a, b, acc, out=acc)
+  else:
+    r.emit("v_fmac_f32", acc, a, b, tied=True)
+  return True
 
 
 # ---- accumulators and block reductions ----------------------------------------------------------------------------
@@ -416,11 +495,38 @@ def combine(r, op: Ops, d: DType, acc: VReg, v, in_place: bool = False) -> VReg:
   ad = acc_dtype(d)
   if d.is_bool:
     return combine_mask(r, op, acc, v)
+  start, first_reg = len(r.code.insts), r.code.nregs
   out = combine_values(r, op, ad, acc, v)
   if in_place:
-    move(r, acc, out)
+    if not retarget(r.code.insts[start:], out, acc, first_reg):
+      move(r, acc, out)
     return acc
   return out
+
+
+def retarget(insts: list, out, acc: VReg, first_reg: int) -> bool:
+  """Rewrites the instructions that compute `out` (a register made after VReg id first_reg) to write `acc` instead,
+  which saves the move into the accumulator. Only when every reference to out in them is a plain write and no
+  instruction reads a dword of acc after it was rewritten to be written; False (nothing changed) otherwise."""
+  if not isinstance(out, VReg) or out.id <= first_reg or out.size != acc.size or out.file != acc.file:
+    return False
+  written, rewrites = set(), []
+  for inst in insts:
+    read = {u for a in inst.uses() for u in units(a)}
+    if any(u[0] == out.id for u in read) or {(acc.id, k) for k in written} & read:
+      return False
+    hits = [i for i, a in enumerate(inst.args[:inst.ndefs]) if regof(a) is out]
+    if hits:
+      rewrites.append((inst, hits))
+      written.update(k for i in hits for _, k in units(inst.args[i]))
+  if not rewrites:
+    return False
+  for inst, hits in rewrites:
+    args = list(inst.args)
+    for i in hits:
+      args[i] = Half(acc, args[i].index) if isinstance(args[i], Half) else acc
+    inst.args = tuple(args)
+  return True
 
 
 def combine_values(r, op: Ops, ad: DType, a, b):

@@ -6,9 +6,10 @@ register allocation (compiler/rdna_regalloc.py) rewrites.
     code.emit("v_add_f32", a, b, 1.5)                  # first `ndefs` operands (default 1) are written
     code.emit("global_store_b32", voff, a, base, ndefs=0, mem="vstore")
 
-Operands: VReg (a virtual register of the scalar "s" or vector "v" file, 1 or 2 dwords), Half (one dword of a
-2-dword VReg), Python ints and floats (inline constants or a 32-bit literal) and syntax strings ("exec_lo", "null",
-"off"). Instructions name their mnemonics as LLVM 19's assembler spells them for both gfx11 and gfx12.
+Operands: VReg (a virtual register of the scalar "s" or vector "v" file, 1 to 8 dwords), Half (one dword of a
+multi-dword VReg), Slice (consecutive dwords of one: a b128 load into part of a WMMA operand), Python ints and floats
+(inline constants or a 32-bit literal) and syntax strings ("exec_lo", "null", "off"). Instructions name their
+mnemonics as LLVM 19's assembler spells them for both gfx11 and gfx12.
 
 The VALU constant bus (gfx10+: at most two scalar values, SGPRs or literals, per VALU instruction, one for the
 64-bit shifts; one distinct literal) is kept by `emit`: scalar sources beyond the limit are copied into VGPRs first
@@ -42,7 +43,7 @@ class VReg:
 
 
 class Half:
-  """Dword `index` (0 low, 1 high) of a 2-dword VReg."""
+  """Dword `index` of a multi-dword VReg (0 low, 1 high of a pair)."""
   __slots__ = ("reg", "index")
 
   def __init__(self, reg: VReg, index: int):
@@ -52,8 +53,22 @@ class Half:
   def file(self) -> str:
     return self.reg.file
 
+  size = 1
+
   def __repr__(self) -> str:
-    return f"{self.reg!r}.{'hi' if self.index else 'lo'}"
+    return f"{self.reg!r}.{self.index}"
+
+
+class Slice(Half):
+  """Dwords index .. index + size - 1 of a VReg."""
+  __slots__ = ("size",)
+
+  def __init__(self, reg: VReg, index: int, size: int):
+    super().__init__(reg, index)
+    self.size = size
+
+  def __repr__(self) -> str:
+    return f"{self.reg!r}[{self.index}:{self.index + self.size - 1}]"
 
 
 class MInst:

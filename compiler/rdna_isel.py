@@ -26,12 +26,12 @@ thread folds the slots (each BLOCKREDUCE has its own slots, so no second barrier
 """
 from __future__ import annotations
 
-from compiler import rdna_alu
+from compiler import rdna_alu, rdna_memory
 from compiler import symbolic as sym
 from compiler.dtypes import dtypes
 from compiler.ir import Node, Ops
 from compiler.lower_gpu import WARP, GPUKernelInfo, loop_invariants
-from compiler.rdna_code import Code, Half, VReg
+from compiler.rdna_code import Code, Half, VReg, regof
 
 NARROW_INT_OPS = frozenset({Ops.CONST, Ops.RANGE, Ops.THREADIDX, Ops.BLOCKIDX, Ops.ADD, Ops.SUB, Ops.MUL, Ops.IDIV,
                             Ops.MOD})
@@ -41,7 +41,6 @@ VARYING = frozenset({Ops.THREADIDX, Ops.GLOAD, Ops.DEFACC, Ops.BLOCKREDUCE, Ops.
 LOAD_OP = {"bool": "global_load_u8", "int8": "global_load_i8", "uint8": "global_load_u8", "int16": "global_load_i16",
            "uint16": "global_load_u16", "float16": "global_load_u16", "bfloat16": "global_load_u16"}
 STORE_OP = {1: "global_store_b8", 2: "global_store_b16", 4: "global_store_b32", 8: "global_store_b64"}
-OFFSET_BITS = {11: 13, 12: 24}  # signed immediate offset of global instructions (LLVM 19 FLAT offset fields)
 
 
 class Selector:
@@ -64,6 +63,12 @@ class Selector:
     self.uniform_memo: dict[Node, bool] = {}
     self.narrow_memo: dict[Node, bool] = {}
     self.bounds_memo: dict[Node, tuple[int, int]] = {}
+    self.interner = rdna_memory.Interner()
+    self.wide_loads: dict[Node, tuple] = {}  # GLOAD -> (group, position) of a wide load (compiler/rdna_memory.py)
+    self.users: dict[Node, int] = {}   # how many nodes read each node (a MUL read once may fuse into its ADD)
+    for n in kernel.toposort():
+      for src in n.src:
+        self.users[src] = self.users.get(src, 0) + 1
     self.kernarg = self.code.vreg("s", 2, fixed=0)
     self.wgid = self.code.vreg("s", 1, fixed=2)
     self.tid = self.code.vreg("v", 1, fixed=0)
@@ -158,7 +163,12 @@ class Selector:
     if n.op in (Ops.RANGE, Ops.DEFACC, Ops.BLOCKREDUCE):
       out = self.read_var(n)
     else:
-      key = (n.op, n.dtype, repr(n.arg), self.narrow(n), tuple(self.src_key(s) for s in n.src))
+      if n.op is Ops.GLOAD or rdna_alu.contractible(self, n):
+        # by the expression's shape, computing nothing: a load's address may not need its index's value (induction
+        # variables, immediates), and a fused multiply-add does not compute its product alone
+        key = ("shape", self.interner.key(n))
+      else:
+        key = (n.op, n.dtype, repr(n.arg), self.narrow(n), tuple(self.src_key(s) for s in n.src))
       out = self.lookup(key)
       if out is None:
         out = self.remember(key, self.compute(n))
@@ -221,8 +231,11 @@ class Selector:
     size = param.dtype.itemsize
     base = self.reg(param)
     terms, c = sym.linear_terms(idx)
+    limit = rdna_memory.offset_limit(self.gen)
+    induction = self.lookup(("induction", self.interner.linear(terms), size)) if terms else None
+    if induction is not None and -limit <= c * size < limit:
+      return induction, base, c * size
     var = sym.from_terms(terms, 0) if terms else None
-    limit = 1 << (OFFSET_BITS[self.gen] - 1)
     for v, imm in ((var, c * size), (idx, 0)):
       if v is None:
         if -limit <= imm < limit:
@@ -250,6 +263,13 @@ class Selector:
     return _Gate(self, None if gate is None else self.reg(gate))
 
   def load(self, n: Node):
+    if n in self.wide_loads:
+      group, position = self.wide_loads[n]
+      key = ("wide", id(group))
+      data = self.lookup(key)
+      if data is None:
+        data = self.remember(key, self.load_wide(group))
+      return Half(data, position)
     param, idx = n.src[0], n.src[1]
     d = n.dtype
     vaddr, saddr, imm = self.address(param, idx)
@@ -268,6 +288,19 @@ class Selector:
       return self.op("v_lshlrev_b32", 16, out)
     return out
 
+  def load_wide(self, group: tuple) -> VReg:
+    """One global_load_b64 / b128 for the consecutive 32-bit loads of `group` (compiler/rdna_memory.py)."""
+    first = group[0]
+    vaddr, saddr, imm = self.address(first.src[0], first.src[1])
+    out = self.new("v", len(group))
+    gate = first.src[2] if len(first.src) > 2 else None
+    if gate is not None:  # lanes where the gate is off keep the zeros
+      for k in range(len(group)):
+        self.emit("v_mov_b32", Half(out, k), 0)
+    with self.gated(gate):
+      self.emit(rdna_memory.WIDE_LOAD[len(group)], out, vaddr, saddr, offset=imm or None, mem="vload")
+    return out
+
   def store(self, s: Node) -> None:
     param, idx, value = s.src[:3]
     d = value.dtype
@@ -283,15 +316,15 @@ class Selector:
     elif s.op is Ops.IF:
       with _Gate(self, self.reg(s.src[0]), branch=True):
         self.scopes.append({})
-        for sub in s.src[1:]:
-          self.statement(sub)
+        self.statements(s.src[1:])
         self.scopes.pop()
     elif s.op is Ops.DEFACC:
       self.vars[s] = rdna_alu.init_acc(self, s.src[0].arg, s.dtype)
     elif s.op is Ops.ACCUM:
       acc, value = s.src
-      v = rdna_alu.to_acc(self, self.reg(value), value.dtype)
-      rdna_alu.combine(self, s.arg, acc.dtype, self.vars[acc], v, in_place=True)
+      if not rdna_alu.accumulate_fused(self, s.arg, self.vars[acc], value):
+        v = rdna_alu.to_acc(self, self.reg(value), value.dtype)
+        rdna_alu.combine(self, s.arg, acc.dtype, self.vars[acc], v, in_place=True)
     elif s.op is Ops.BLOCKREDUCE:
       self.vars[s] = self.block_reduce(s)
     elif s.op is Ops.GSTORE:
@@ -305,23 +338,60 @@ class Selector:
     if extent - 1 > INT32_MAX:
       raise ValueError(f"RDNA renderer: loop {rng.arg[0]} of {extent} iterations; counters are 32-bit")
     self.hoist(s)
+    inductions = self.inductions(s)
     i, top = self.new("s"), self.code.new_label()
-    self.emit("s_mov_b32", i, 0)
+    start = self.emit("s_mov_b32", i, 0)
     self.code.place(top)
+    body = len(self.code.insts)
     self.vars[rng] = i
-    self.scopes.append({})
-    for sub in s.src[1:]:
-      self.statement(sub)
+    self.scopes.append({key: reg for key, (reg, _) in inductions.items()})
+    self.statements(s.src[1:], early=True)
     self.scopes.pop()
-    self.emit("s_add_i32", i, i, 1, tied=True)
-    self.emit("s_cmp_lt_i32", i, extent, ndefs=0)
-    self.emit("s_cbranch_scc1", top, ndefs=0)
+    for reg, step in inductions.values():
+      self.emit("v_add_nc_u32", reg, step, reg)
+    if any(regof(a) is i for inst in self.code.insts[body:] for a in inst.uses()):
+      self.emit("s_add_i32", i, i, 1, tied=True)
+      self.emit("s_cmp_lt_i32", i, extent, ndefs=0)
+      self.emit("s_cbranch_scc1", top, ndefs=0)
+    else:  # the body does not read the counter: count from 2^32 - extent up to the carry out of the last add
+      start.args = (i, rdna_alu.s32(-extent))
+      self.emit("s_add_u32", i, i, 1)
+      self.emit("s_cbranch_scc0", top, ndefs=0)
 
   def hoist(self, loop: Node) -> None:
     """Computes, before the loop, the values inside it that do not change across its iterations
     (compiler.lower_gpu.loop_invariants)."""
     for n in loop_invariants(loop, self.vars):
       self.reg(n)
+
+  def inductions(self, loop: Node) -> dict:
+    """{key: (register, byte step)}: the induction offsets of the loop's accesses (compiler/rdna_memory.py), each
+    set to its first iteration's byte offset here, before the loop."""
+    out = {}
+    for key, inv, step in rdna_memory.plan_inductions(self, loop):
+      start = self.new()
+      if inv is None:
+        self.emit("v_mov_b32", start, 0)
+      else:
+        x, shift = self.reg(inv), key[2].bit_length() - 1
+        if isinstance(x, (int, float)):
+          self.emit("v_mov_b32", start, rdna_alu.s32(int(x) * key[2]))
+        elif shift and x.file == "v":
+          self.emit("v_lshlrev_b32", start, shift, x)
+        else:
+          self.emit("v_mov_b32", start, self.op("s_lshl_b32", x, shift, file="s") if shift else x)
+      out[key] = (start, step)
+    return out
+
+  def statements(self, body, early: bool = False) -> None:
+    """A statement list, its consecutive loads first planned into wide loads, and with `early` (a loop body) its
+    loads of read-only buffers issued first, so their latencies overlap (compiler/rdna_memory.py)."""
+    self.wide_loads.update(rdna_memory.plan_wide_loads(self, body))
+    if early:
+      for n in rdna_memory.early_loads(self, body):
+        self.reg(n)
+    for sub in body:
+      self.statement(sub)
 
   def block_reduce(self, s: Node) -> VReg:
     """The accumulator folded over the block (see the module docstring); every thread gets the result."""
@@ -380,8 +450,7 @@ class Selector:
       p = self.new("s", 2)
       self.emit("s_load_b64", p, self.kernarg, 8 * i, mem="smem")
       self.params[i] = p
-    for s in self.kernel.src:
-      self.statement(s)
+    self.statements(self.kernel.src)
     self.emit("s_endpgm", ndefs=0)
     return self.code
 

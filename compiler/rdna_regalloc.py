@@ -62,9 +62,9 @@ def successors(insts: list[MInst], blocks: list[tuple[int, int]]) -> list[list[i
 
 
 def units(a) -> list[tuple[int, int]]:
-  """The liveness units (VReg id, dword) an operand covers: a Half is one dword of its pair."""
+  """The liveness units (VReg id, dword) an operand covers: a Half (or Slice) only its own dwords."""
   if isinstance(a, Half):
-    return [(a.reg.id, a.index)]
+    return [(a.reg.id, a.index + k) for k in range(a.size)]
   return [(a.id, k) for k in range(a.size)]
 
 
@@ -186,7 +186,7 @@ def pressure_error(kernel: str, reg: VReg, limit: int, span: dict, regs: dict, i
 def physical(a, phys: dict) -> list[tuple[str, int]]:
   """The physical registers ("s"/"v", index) an operand covers."""
   if isinstance(a, Half):
-    return [(a.reg.file, phys[a.reg.id] + a.index)]
+    return [(a.reg.file, phys[a.reg.id] + a.index + k) for k in range(a.size)]
   if isinstance(a, VReg):
     base = phys[a.id]
     return [(a.file, base + k) for k in range(a.size)]

@@ -4,7 +4,9 @@ A memory instruction returns its data later than it issues; each outstanding one
 (LLVM 19 AMDGPUUsage memory model and SIInsertWaitcnts.cpp, as am/sim/waitcnt.py models them):
   gfx11  vmcnt: vector loads, in order; lgkmcnt: LDS (in order) and scalar loads (out of order);
   gfx12  loadcnt: vector loads; dscnt: LDS; kmcnt: scalar loads (out of order).
-Stores (vscnt / storecnt) return no registers and are not waited for. This pass follows the straight-line order of
+Stores (vscnt / storecnt) return no registers and are not waited for. Vector loads return in order, so a vector load
+may write (a d16 load: merge into) a register an earlier vector load still owes without a wait (am/sim/program.py
+accepts the same; LLVM relies on it for d16 lo / hi loads into one VGPR). This pass follows the straight-line order of
 the code with one queue per counter: before an instruction that reads or writes a register some queued load still
 owes, it waits until the counter is down to the number of in-order entries issued after the newest such load (0
 where out-of-order entries are queued on that counter, as scalar loads are). At a label, before a branch and
@@ -13,7 +15,7 @@ path into a block and LDS stores are visible to the workgroup after s_barrier.
 """
 from __future__ import annotations
 
-from compiler.rdna_code import MInst
+from compiler.rdna_code import MInst, regof, unwrap
 from compiler.rdna_regalloc import physical
 
 COUNTERS = {11: {"vload": "vmcnt", "smem": "lgkmcnt", "dsload": "lgkmcnt", "dsstore": "lgkmcnt"},
@@ -42,11 +44,13 @@ class WaitState:
     self.gen = gen
     self.queues: dict[str, list[_Entry]] = {c: [] for c in set(COUNTERS[gen].values())}
 
-  def needed(self, touched: set) -> dict:
-    """{counter: count} to wait for before an instruction touching these physical registers."""
+  def needed(self, touched: set, narrowed: dict | None = None) -> dict:
+    """{counter: count} to wait for before an instruction touching these physical registers (narrowed: counter ->
+    the registers that count for that counter instead)."""
     out = {}
     for counter, q in self.queues.items():
-      hit = [i for i, e in enumerate(q) if e.regs & touched]
+      regs = touched if narrowed is None else narrowed.get(counter, touched)
+      hit = [i for i, e in enumerate(q) if e.regs & regs]
       if not hit:
         continue
       newest = hit[-1]
@@ -88,7 +92,11 @@ def insert_waits(insts: list[MInst], phys: dict, gen: int) -> list:
       waits = state.flush({LDS_COUNTER[gen]})
     else:
       touched = {p for a in inst.uses() + inst.defs() for p in physical(a, phys)}
-      waits = state.needed(touched) if touched else {}
+      narrowed = None
+      if inst.mem == "vload":  # vector loads return in order: one may write (or merge into) what an earlier one owes
+        address = {p for a in inst.args[inst.ndefs:] if regof(a) is not None for p in physical(unwrap(a), phys)}
+        narrowed = {COUNTERS[gen]["vload"]: address}
+      waits = state.needed(touched, narrowed) if touched else {}
     if waits:
       state.retire(waits)
       out.extend(wait_text(gen, waits))

@@ -2,16 +2,21 @@
 (RDNA4), wave32, through our own instruction selection and register allocation:
 
     compiler/rdna_isel.py      statements, values, memory, uniformity (SGPR vs VGPR), block reductions
-    compiler/rdna_alu.py       ALU ops, compares, WHERE, accumulators      compiler/rdna_cast.py  casts, bitcasts
+    compiler/rdna_memory.py    loop induction variables for addresses, early and wide (b64 / b128) loads
+    compiler/rdna_alu.py       ALU ops, compares, WHERE, accumulators, fused multiply-adds (when: its docstring)
+    compiler/rdna_cast.py      casts, bitcasts
     compiler/rdna_math.py      division, sqrt, exp2, log2, sin, integer division (accuracy in its docstring)
+    compiler/rdna_wmma.py      half matmul kernels as v_wmma_f32_16x16x16_f16 tiles (else the selector above)
     compiler/rdna_regalloc.py  liveness and linear-scan register allocation (or RegisterPressureError)
+    compiler/rdna_vopd.py      VOPD dual issue of independent VALU pairs (after allocation: register banks)
     compiler/rdna_waitcnt.py   s_waitcnt / s_wait_* for every load result before its first use
     compiler/rdna/             the assembler (LLVM 19 tables) and the code object writer
 
     kernel = render_rdna(lower_gpu(ast), "gfx1100")
     kernel.asm                   # the assembly text (what DEBUG=4 prints)
     kernel.code_object           # ELF bytes: load_code_object(...) then am.sim.dispatch, or a driver
-    kernel.info                  # GPUKernelInfo: grid (workgroups) and block (work-items) sizes
+    kernel.info                  # GPUKernelInfo: grid (workgroups) and block (work-items) sizes (the WMMA form
+                                 # launches its own: one wave per 16x16 output tile)
 
 Kernel arguments: one 64-bit global pointer per buffer PARAM at byte 8*i (kernarg segment of 8 * params bytes).
 Descriptor: wave32, the kernarg pointer user SGPRs, workgroup id x, work-item id x, the LDS the block reductions use,
@@ -24,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from compiler import rdna_wmma
 from compiler.lower_gpu import GPUKernelInfo
 from compiler.rdna import build_kernel, pointer_arg, write_code_object
 from compiler.rdna.asm import assemble_instruction, fmt_modifier, fmt_operand
@@ -33,6 +39,7 @@ from compiler.rdna.tables import get_target
 from compiler.rdna_code import Abs, BRANCHES, Half, MInst, Neg, VReg
 from compiler.rdna_isel import Selector
 from compiler.rdna_regalloc import VGPR_LIMIT, allocate
+from compiler.rdna_vopd import Dual, pair
 from compiler.rdna_waitcnt import insert_waits
 
 TARGETS = ("gfx1100", "gfx1201")
@@ -69,13 +76,15 @@ def operand_text(a, phys: dict) -> str:
 def physical_reg(a, phys: dict):
   if isinstance(a, Half):
     base = phys[a.reg.id] + a.index
-    return sreg(base) if a.reg.file == "s" else vreg(base)
+    return sreg(base, a.size) if a.reg.file == "s" else vreg(base, a.size)
   if isinstance(a, VReg):
     return sreg(phys[a.id], a.size) if a.file == "s" else vreg(phys[a.id], a.size)
   return a
 
 
 def instruction_text(inst: MInst, phys: dict) -> str:
+  if isinstance(inst, Dual):
+    return inst.text(lambda a: operand_text(a, phys))
   text = inst.op
   if inst.args:
     text += " " + ", ".join(operand_text(a, phys) for a in inst.args)
@@ -118,13 +127,14 @@ def render_rdna(kernel, target: str = "gfx1100", max_vgprs: int | None = None) -
   """
   if target not in TARGETS:
     raise ValueError(f"RDNA renderer: target {target!r}; use one of {', '.join(TARGETS)}")
-  sel = Selector(kernel, target)
+  tiles = rdna_wmma.match(kernel) if isinstance(kernel.arg, GPUKernelInfo) else None
+  sel = rdna_wmma.WmmaSelector(kernel, target, tiles) if tiles is not None else Selector(kernel, target)
   code = sel.select()
-  info: GPUKernelInfo = kernel.arg
+  info: GPUKernelInfo = sel.info   # the WMMA form launches one wave per 16x16 output tile
   threads = info.local_size[0]
   alloc = allocate(code.insts, info.name, max_vgprs or vgpr_limit(threads))
   lines = []
-  for item in insert_waits(code.insts, alloc.phys, code.generation):
+  for item in insert_waits(pair(code.insts, alloc.phys, target), alloc.phys, code.generation):
     if isinstance(item, str):
       lines.append(item)
     elif item.is_label:

@@ -213,7 +213,7 @@ def kernel_asts(t: Tensor) -> list:
 @functools.lru_cache(maxsize=None)
 def rendered_kernels(target: str) -> tuple:
   """Kernels that cover the selector's forms: both plans with LDS folds and barriers, register tiles, 64-bit integer
-  division loops, float64 math, halves, gated loads."""
+  division loops, float64 math, halves, gated loads, fused multiply-adds, wide loads, VOPD pairs and WMMA."""
   rng = np.random.default_rng(7)
 
   def rand(*shape, d=dtypes.float32):
@@ -224,6 +224,8 @@ def rendered_kernels(target: str) -> tuple:
     rand(5, 7, d=dtypes.int32) % 5 ^ rand(5, 7, d=dtypes.int32) << 2, rand(4, 6, d=dtypes.float64).sin().log2(),
     (rand(5, 33, d=dtypes.float16) * rand(5, 33, d=dtypes.float16)).exp(), rand(5, 33, d=dtypes.bfloat16).sum(1),
     (rand(3, 40) * 2).pad(((0, 0), (39, 0))).reshape(3, 79)[:, :40].cumsum(1),
+    rand(256, 64) @ rand(64, 256), rand(48, 32, d=dtypes.float16) @ rand(32, 32, d=dtypes.float16),
+    rand(37, 9) * rand(37, 9) + rand(37, 9), rand(6, 33, d=dtypes.float64) * rand(6, 33, d=dtypes.float64) - 1.5,
   ]
   return tuple(render_rdna(lower_gpu(ast), target) for t in graphs for ast in kernel_asts(t))
 
@@ -289,6 +291,37 @@ def test_kernel_form(target):
   for k in kernels:
     assert k.asm.startswith(f"; {k.name} {target}: grid {k.info.global_size[0]} x block {k.info.local_size[0]}")
     assert k.asm.rstrip().endswith("s_endpgm") and 0 < k.vgprs <= 256 and k.sgprs <= 106
+
+
+def test_matmul_inner_loop_form():
+  """float32 matmul with a register tile of two: per k one fused multiply-add per output (v_fmac_f32, paired into
+  VOPD), the tile's two B values in one global_load_b64, each operand's offset advanced by one add (no multiply or
+  shift in the loop), and the loop counted by s_add_u32's carry."""
+  from tools.bench_emu import count_macs, innermost_loop, our_instructions
+  rng = np.random.default_rng(3)
+  a, b = (Tensor(rng.standard_normal(s).astype(np.float32), device="CPU") for s in ((256, 64), (64, 256)))
+  for target in TARGETS:
+    kernel = render_rdna(lower_gpu(kernel_asts(a @ b)[-1]), target)
+    texts = innermost_loop(*our_instructions(kernel.code, target))
+    ops = [t.split()[0] for t in texts]
+    assert count_macs(texts) == (2, 0) and "global_load_b64" in ops, kernel.asm
+    assert not any(op.startswith(("v_mul", "v_lshl", "v_mad", "s_mul", "s_cmp")) for op in ops), kernel.asm
+    assert ops[-2] in ("s_add_u32", "s_add_co_u32") and ops[-1] == "s_cbranch_scc0" and len(texts) <= 7, kernel.asm
+
+
+def test_contraction_follows_the_other_backends():
+  """float32 a*b+c fuses into one v_fma_f32 (the PTX renderer leaves mul and add to ptxas to contract, gcc -O3
+  contracts them too); float16 keeps its rounded product (PTX .rn); a product read twice stays a product."""
+  rng = np.random.default_rng(4)
+  x, y, z = (Tensor(rng.standard_normal((5, 7)).astype(np.float32), device="CPU").realize() for _ in range(3))
+  fused = render_rdna(lower_gpu(kernel_asts(x * y + z)[-1]), "gfx1100").asm
+  assert "v_fma_f32" in fused and "v_mul_f32" not in fused
+  halves = [t.cast(dtypes.float16).realize() for t in (x, y, z)]
+  half = render_rdna(lower_gpu(kernel_asts(halves[0] * halves[1] + halves[2])[-1]), "gfx1100").asm
+  assert "v_mul_f16" in half and "v_fma" not in half
+  shared = x * y
+  twice = render_rdna(lower_gpu(kernel_asts(shared + z + shared * z)[-1]), "gfx1100").asm
+  assert twice.count("v_mul_f32") == 1
 
 
 def test_register_pressure_is_a_clear_error():

@@ -22,12 +22,14 @@ scheduled and lowered once (compiler.lower_gpu), then
 Both sides are measured the same way, statically: the innermost loop is the shortest span from a label to a branch
 back to it (s_branch / s_cbranch_*); every machine instruction in it is counted, the back-branch, s_waitcnt and
 LLVM's s_delay_alu / s_clause hints included (a VOPD v_dual_* pair is one instruction). Multiply-accumulates (MACs)
-are the fused ones (v_fma*, v_fmac*, v_mac*, each half of a v_dual_fmac; v_pk_fma and v_dotN count 2 and N) plus
-unfused v_mul_f32 + v_add_f32 pairs (min of the two counts). The figure is loop instructions per MAC, and the last
-column is ours / LLVM (above 1: ours spends more instructions per MAC). OpenCL C contracts `acc + a * b` into one
-fma by default (clang's -ffp-contract=on for OpenCL); render_rdna keeps the multiply and the add separate, rounding
-twice as the IR says, which shows up as mul+add pairs. Static counts ignore latency and memory behaviour; they
-measure instruction selection and loop overhead only.
+are the fused ones (v_fma*, v_fmac*, v_mac*, each half of a v_dual_fmac; v_pk_fma and v_dotN count 2 and N; a
+v_wmma_*_16x16x16 counts 128, its 4096 per wave over 32 lanes) plus unfused v_mul_f32 + v_add_f32 pairs (min of the
+two counts). The figure is loop instructions per MAC, and the last column is ours / LLVM (above 1: ours spends more
+instructions per MAC). Both sides contract `acc + a * b` into one fma: OpenCL C by default (clang's -ffp-contract=on),
+render_rdna as the PTX and C renderers do (compiler/rdna_alu.py says when). A last row, ours only, is a float16
+64x64 @ 64x64 matmul, which render_rdna lowers to WMMA (compiler/rdna_wmma.py); LLVM is not given it (its OpenCL C
+has no matrix operations, so the comparison would be with scalar code). Static counts ignore latency and memory
+behaviour; they measure instruction selection and loop overhead only.
 """
 from __future__ import annotations
 
@@ -127,24 +129,25 @@ def report(name: str, stats) -> float:
 
 CLANG = "clang-19"
 MATMULS = (((64, 64), (64, 64)), ((256, 64), (64, 256)))  # one output per work-item; a register tile of two
+HALF_MATMULS = (((64, 64), (64, 64)),)  # float16: one 16x16 output tile per wave (WMMA)
 CL_IDS = ("#define get_local_id(axis) __builtin_amdgcn_workitem_id_x()\n"
           "#define get_group_id(axis) __builtin_amdgcn_workgroup_id_x()\n")
 BRANCH = re.compile(r"s_(c?branch)\w*$")
 MAC_WEIGHTS = ((re.compile(r"v_(dual_)?(fma|fmac|mac)\w*"), 1), (re.compile(r"v_pk_fma\w*"), 2),
-               (re.compile(r"v_dot(\d+)\w*"), None))
+               (re.compile(r"v_dot(\d+)\w*"), None), (re.compile(r"v_wmma_\w+_16x16x16_\w+"), 128))
 
 
-def matmul_kernels() -> list:
-  """(label, lowered KERNEL) for each matmul of MATMULS: what both compilers are given."""
+def matmul_kernels(shapes=MATMULS, dtype=np.float32) -> list:
+  """(label, lowered KERNEL) for each matmul of `shapes`: what both compilers are given."""
   from compiler.lower_gpu import lower_gpu
   from compiler.schedule import Scheduler
   from frontend import Tensor
   from frontend.realize import realized
   rng = np.random.default_rng(0)
   out = []
-  for sa, sb in MATMULS:
-    a = Tensor(rng.standard_normal(sa).astype(np.float32), device="CPU")
-    b = Tensor(rng.standard_normal(sb).astype(np.float32), device="CPU")
+  for sa, sb in shapes:
+    a = Tensor(rng.standard_normal(sa).astype(dtype), device="CPU")
+    b = Tensor(rng.standard_normal(sb).astype(dtype), device="CPU")
     items = Scheduler(lambda n: n in realized).schedule([(a @ b).lazydata])
     asts = [item.ast for item in items if item.ast is not None]
     out.append((f"{sa[0]}x{sa[1]} @ {sb[0]}x{sb[1]}", lower_gpu(asts[-1])))
@@ -262,6 +265,10 @@ def quality(target: str) -> None:
         continue
       rate = quality_row(label, f"LLVM {flavour}", texts)
       print(f"  {our_rate / rate:8.2f}")
+  for label, kernel in matmul_kernels(HALF_MATMULS, np.float16):
+    ours = render_rdna(kernel, target)
+    quality_row(f"{label} f16", "ours (render_rdna, WMMA)", innermost_loop(*our_instructions(ours.code, target)))
+    print()
   if clang is None:
     print(f"LLVM's side skipped: {CLANG} not found on PATH (Debian: apt-get install --no-install-recommends clang-19)")
 

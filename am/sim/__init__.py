@@ -13,7 +13,8 @@ register arrays; waves of a dispatch run batched (W, lanes) in lockstep until a 
   memory.py    the memory interface (vector load / store / atomic at 64-bit addresses), FlatMemory, PagedMemory
   program.py   decode cache and operand facts       regs.py    register files, EXEC, operand views, constants
   salu.py      scalar ALU, branches, barriers, waits  alu.py    vector ALU numerics (one table by mnemonic)
-  valu.py      vector encodings, compares, carries, lane ops, VOPD
+  valu.py      vector encodings, compares, carries, lane ops, VOPD, packed math
+  wmma.py      wave matrix multiply-accumulate (v_wmma_f32_16x16x16_f16 / bf16) with the per-generation lane layouts
   vmem.py      SMEM, global / flat, buffer           lds.py    DS instructions
   waitcnt.py   outstanding-counter model, use-before-wait check
   wave.py      the execution loop and wave scheduling (splits, barriers)

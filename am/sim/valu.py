@@ -1,4 +1,5 @@
-"""Vector ALU instructions (VOP1, VOP2, VOP3, VOPC, VOP3SD, VOPD) compiled into closures over a group's registers.
+"""Vector ALU instructions (VOP1, VOP2, VOP3, VOPC, VOP3SD, VOPD, VOP3P; WMMA in wmma.py) compiled into closures
+over a group's registers.
 
 The numeric semantics live in alu.py; here: operand access per encoding and the cross-lane / mask-producing forms.
 Rules (RDNA3 / RDNA4 guides, "Vector ALU Operations"; modifier bits from LLVM 19 SIDefines.h SISrcMods):
@@ -19,6 +20,7 @@ from .alu import CMP_OPS, VALU, Op
 from .alu import fix_double_rounding as alu_fix
 from .program import Inst
 from .regs import DTYPES, EXEC, SCC, VCC, constant
+from .wmma import compile_wmma
 
 __all__ = ["compile_vector"]
 NEG, ABS, OP_SEL_0, DST_OP_SEL = 1, 2, 4, 8
@@ -505,7 +507,7 @@ def compile_vector(g, inst: Inst):
   if inst.family == "VOPD":
     return compile_vopd(g, inst)
   if inst.family == "VOP3P":
-    return compile_packed(g, inst)
+    return compile_wmma(g, inst) if mn.startswith("v_wmma_") else compile_packed(g, inst)
   if mn in NOPS:
     return lambda nxt=inst.nxt: nxt
   if mn.startswith(("v_cmp_", "v_cmpx_")):
