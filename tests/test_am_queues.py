@@ -23,13 +23,18 @@ CODE_OBJECTS: dict = {}
 
 
 
-@pytest.fixture(params=CARDS)
-def dev(request, fw_dir):
-  card = SimCard(request.param, fw_dir)
+def booted_card(name: str, fw_dir: str) -> AMDevice:
+  """The simulated card `name` booted through the AM driver; the card object is on `.card`."""
+  card = SimCard(name, fw_dir)
   device = AMDevice(card, fw_dir)
   device.boot()
   device.card = card
   return device
+
+
+@pytest.fixture(params=CARDS)
+def dev(request, fw_dir):
+  return booted_card(request.param, fw_dir)
 
 
 def vector_add(dev) -> GpuKernel:

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import pytest
 
-from am.device import AMDevice
 from am.errors import AMError, AMFault, AMTimeout
 from am.generated.boot import mqd as mqd_facts
 from am.ip.pte import FORMATS, geometry
@@ -29,21 +28,19 @@ from am.queues.dispatch import Buffer, dispatch
 from am.queues.kernel import GpuKernel
 from am.queues.samples import BLOCK, WAITS, spin_code_object, vector_add_code_object
 from am.simcard import shader
-from am.simcard.card import SimCard
+from tests.test_am_queues import booted_card
 
 CARDS = ["navi31", "navi48"]
+@pytest.fixture(params=CARDS)
+def dev(request, fw_dir):
+  return booted_card(request.param, fw_dir)
+
+
 CODE_OBJECTS: dict = {}
 VALID, SYSTEM, SNOOPED, EXECUTABLE, READABLE, WRITEABLE = 1, 2, 4, 16, 32, 64
 HIGH_VA = 0x7FF0_0000_0000           # PDB2 entry 255, near the top of the 47-bit user range
 
 
-@pytest.fixture(params=CARDS)
-def dev(request, fw_dir):
-  card = SimCard(request.param, fw_dir)
-  device = AMDevice(card, fw_dir)
-  device.boot()
-  device.card = card
-  return device
 
 
 def code_object(target: str, name: str):
