@@ -379,6 +379,26 @@ def lower_gpu(sink: Node, name: str | None = None) -> Node:
   return kernel
 
 
+# int64 index math that the renderers compute in 32 bits when its value range allows (narrow_int64)
+NARROW_INT_OPS = frozenset({Ops.CONST, Ops.RANGE, Ops.THREADIDX, Ops.BLOCKIDX, Ops.ADD, Ops.SUB, Ops.MUL, Ops.IDIV,
+                            Ops.MOD})
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def narrow_int64(n: Node, bounds, memo: dict[Node, bool]) -> bool:
+  """Whether int64 index value `n` can be computed in 32 bits: it is built only of NARROW_INT_OPS and its bounds
+  (`bounds(node) -> (lo, hi)`, the renderer's range analysis) and every source's fit in int32. `memo` caches per
+  node for one kernel."""
+  if n.dtype != dtypes.int64 or n.op not in NARROW_INT_OPS:
+    return False
+  got = memo.get(n)
+  if got is None:
+    lo, hi = bounds(n)
+    got = INT32_MIN <= lo and hi <= INT32_MAX and all(narrow_int64(s, bounds, memo) for s in n.src)
+    memo[n] = got
+  return got
+
+
 def loop_invariants(loop: Node, bound) -> list[Node]:
   """The values inside `loop` (a LOOP statement of the GPU lowering) that do not change across its iterations, in an
   order a renderer can compute them before the loop: arithmetic on constants, thread and block indices, loop

@@ -30,12 +30,9 @@ from compiler import rdna_alu, rdna_memory
 from compiler import symbolic as sym
 from compiler.dtypes import dtypes
 from compiler.ir import Node, Ops
-from compiler.lower_gpu import WARP, GPUKernelInfo, loop_invariants
+from compiler.lower_gpu import INT32_MAX, WARP, GPUKernelInfo, loop_invariants, narrow_int64
 from compiler.rdna_code import Code, Half, VReg, regof
 
-NARROW_INT_OPS = frozenset({Ops.CONST, Ops.RANGE, Ops.THREADIDX, Ops.BLOCKIDX, Ops.ADD, Ops.SUB, Ops.MUL, Ops.IDIV,
-                            Ops.MOD})
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 VARYING = frozenset({Ops.THREADIDX, Ops.GLOAD, Ops.DEFACC, Ops.BLOCKREDUCE, Ops.LANE, Ops.HREDUCE})
 LOAD_OP = {"bool": "global_load_u8", "int8": "global_load_i8", "uint8": "global_load_u8", "int16": "global_load_i16",
@@ -110,15 +107,8 @@ class Selector:
     return got
 
   def narrow(self, n: Node) -> bool:
-    """An int64 index value computed in 32 bits: its bounds and every source's bounds fit in int32."""
-    if n.dtype != dtypes.int64 or n.op not in NARROW_INT_OPS:
-      return False
-    got = self.narrow_memo.get(n)
-    if got is None:
-      lo, hi = self.bounds(n)
-      got = INT32_MIN <= lo and hi <= INT32_MAX and all(self.narrow(s) for s in n.src)
-      self.narrow_memo[n] = got
-    return got
+    """An int64 index value computed in 32 bits (compiler.lower_gpu.narrow_int64)."""
+    return narrow_int64(n, self.bounds, self.narrow_memo)
 
   def bounds(self, n: Node) -> tuple[int, int]:
     """[min, max] of an index value: symbolic.bounds, which gives none for a quotient or remainder of a dividend that

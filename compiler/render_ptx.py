@@ -30,14 +30,11 @@ from compiler import ptx_alu
 from compiler import symbolic as sym
 from compiler.dtypes import dtypes
 from compiler.ir import Node, Ops, reduce_identity
-from compiler.lower_gpu import WARP, GPUKernelInfo, loop_invariants
+from compiler.lower_gpu import INT32_MAX, INT32_MIN, WARP, GPUKernelInfo, loop_invariants, narrow_int64
 from compiler.ptx_alu import BITS, FTYPE, HALVES, MEM_TYPE, REG_DECL, acc_dtype, float_literal, reg_class
 
 PTX_VERSION = "8.0"
 TARGET = "sm_90"
-NARROW_INT_OPS = frozenset({Ops.CONST, Ops.RANGE, Ops.THREADIDX, Ops.BLOCKIDX, Ops.ADD, Ops.SUB, Ops.MUL, Ops.IDIV,
-                            Ops.MOD})
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 class PTXRenderer:
@@ -79,15 +76,8 @@ class PTXRenderer:
     return None
 
   def narrow(self, n: Node) -> bool:
-    """An int64 index value computed in 32 bits: bounds and every source's bounds fit in int32."""
-    if n.dtype != dtypes.int64 or n.op not in NARROW_INT_OPS:
-      return False
-    got = self.narrow_memo.get(n)
-    if got is None:
-      lo, hi = sym.bounds(n)
-      got = INT32_MIN <= lo and hi <= INT32_MAX and all(self.narrow(s) for s in n.src)
-      self.narrow_memo[n] = got
-    return got
+    """An int64 index value computed in 32 bits (compiler.lower_gpu.narrow_int64)."""
+    return narrow_int64(n, sym.bounds, self.narrow_memo)
 
   def cls(self, n: Node) -> str:
     return "r" if self.narrow(n) else reg_class(n.dtype)

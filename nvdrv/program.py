@@ -208,15 +208,11 @@ class Program:
     grid, block = tuple(grid), tuple(block)
     dev = self.dev
     plan = self._plans.get((grid, block, dynamic_shared))
-    value = None
-    if plan is not None and plan.channel is dev.compute and plan.barrier_kind == dev.barrier_kind \
-        and plan.cwd_membar == dev.cwd_membar and plan.invalidate == dev.qmd_invalidate \
-        and self.local_per_thread <= dev.local_per_thread:
-      value = plan.launch(args)
+    current = plan is not None and plan.current(dev)
+    value = plan.launch(args) if current and self.local_per_thread <= dev.local_per_thread else None
     if value is None:
       value = self._launch_slow(args, grid, block, dynamic_shared)
-      if plan is None or plan.channel is not dev.compute or plan.barrier_kind != dev.barrier_kind \
-          or plan.cwd_membar != dev.cwd_membar or plan.invalidate != dev.qmd_invalidate:
+      if not current:
         self._plans[(grid, block, dynamic_shared)] = LaunchPlan(self, grid, block, dynamic_shared)
     if wait:
       dev.compute.wait(value)
@@ -297,6 +293,12 @@ class LaunchPlan:
     self.at_qmd = pb.marks["l.qmd"][0]
     self.at_lo, self.at_hi = pb.marks["done.payload_lo"][0], pb.marks["done.payload_hi"][0]
     self.packers: dict[tuple, tuple[struct.Struct, tuple[int, ...]] | None] = {}
+
+  def current(self, dev) -> bool:
+    """Whether the plan's words are still what the slow path would send: same compute channel (not recreated by a
+    recovery), barrier, end-of-grid membar and cache invalidation settings."""
+    return (self.channel is dev.compute and self.barrier_kind == dev.barrier_kind
+            and self.cwd_membar == dev.cwd_membar and self.invalidate == dev.qmd_invalidate)
 
   def launch(self, args: tuple) -> int | None:
     """Queue a launch with `args`; returns its timeline value, or None (nothing queued) when these arguments need

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -23,6 +22,7 @@ import pytest
 from compiler.dtypes import dtypes
 from compiler.lower_gpu import lower_gpu
 from compiler.rdna_regalloc import RegisterPressureError
+from tests.test_rdna_asm import llvm_mc_path
 from compiler.render_rdna import render_rdna
 from compiler.schedule import Scheduler
 from frontend import Tensor
@@ -32,7 +32,6 @@ from frontend.runtime import amd as amd_runtime
 from tests.conftest import assert_close, random_array
 
 TARGETS = ("gfx1100", "gfx1201")
-LLVM_MC = "llvm-mc-19"
 
 
 def forget_amd_kernels() -> None:
@@ -230,19 +229,10 @@ def rendered_kernels(target: str) -> tuple:
   return tuple(render_rdna(lower_gpu(ast), target) for t in graphs for ast in kernel_asts(t))
 
 
-def llvm_mc() -> str:
-  path = shutil.which(LLVM_MC)
-  if path is None:
-    if os.environ.get("CI") == "true":
-      pytest.fail(f"{LLVM_MC} is missing under CI=true; .ci/run installs it with apt-get install llvm-19")
-    pytest.skip(f"{LLVM_MC} not installed (Debian: apt-get install --no-install-recommends llvm-19)")
-  return path
-
-
 def llvm_bytes(asm: str, target: str) -> bytes:
   """The bytes llvm-mc encodes the assembly text to; branch fixups (A bytes) are filled in from the label positions
   that LLVM's own instruction sizes give (SOPP simm16 = (label - (pc + 4)) / 4)."""
-  proc = subprocess.run([llvm_mc(), "-arch=amdgcn", f"-mcpu={target}", "-show-encoding"], input=asm + "\n",
+  proc = subprocess.run([llvm_mc_path(), "-arch=amdgcn", f"-mcpu={target}", "-show-encoding"], input=asm + "\n",
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0 and "error" not in proc.stderr, proc.stderr
   labels, insts, pc = {}, [], 0
@@ -267,7 +257,7 @@ def llvm_bytes(asm: str, target: str) -> bytes:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_llvm_encodes_the_same_bytes(target):
-  llvm_mc()
+  llvm_mc_path()
   for kernel in rendered_kernels(target):
     want = llvm_bytes(kernel.asm, target)
     if want != kernel.code:
