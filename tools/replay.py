@@ -333,10 +333,6 @@ class AMDEmulatorBackend:
   def alloc(self, nbytes: int) -> int:
     return self.memory.alloc(max(nbytes, 1))
 
-  def _view(self, address: int, nbytes: int) -> np.ndarray:
-    start = address - self.memory.base
-    return self.memory.arena[start:start + nbytes]
-
   def check_memory(self, mem, nbytes: int, what: str) -> None:
     if not isinstance(mem, int) or not self.memory.base <= mem <= self.memory.top - nbytes:
       raise ReplayError(f"{what}: bind an address of {nbytes} bytes of the emulator's memory (Replay.alloc makes "
@@ -347,11 +343,12 @@ class AMDEmulatorBackend:
     self._write_kernargs(launch)
 
   def write(self, mem: int, data: np.ndarray) -> None:
-    raw = data.reshape(-1).view(np.uint8)
-    self._view(mem, raw.nbytes)[:] = raw
+    if data.nbytes:
+      self.memory.write(mem, np.ascontiguousarray(data).reshape(-1).view(np.uint8))
 
   def read(self, buffer: int) -> np.ndarray:
-    return self._view(self.mem[buffer], self.sizes[buffer]).copy()
+    size = self.sizes[buffer]
+    return self.memory.read_array(self.mem[buffer], np.uint8, size) if size else np.zeros(0, np.uint8)
 
   def run(self) -> None:
     for kern, isa, grid, block, kernarg, _ in self.launches:
