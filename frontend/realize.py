@@ -54,6 +54,17 @@ class ExecItem:
     return time.perf_counter() - start
 
 
+def exec_dependencies(items: list[ExecItem]) -> list[list[int]]:
+  """Per captured item, the earlier items it must wait for (tools.replay_format.launch_dependencies over the buffers
+  each kernel writes and reads): what a device graph orders; items with no edge between them may overlap."""
+  from tools.replay_format import launch_dependencies
+  accesses = []
+  for item in items:
+    pairs = [(id(b), written) for b, (_, written) in zip(item.bufs, item.info.params)]
+    accesses.append(([b for b, w in pairs if w], [b for b, w in pairs if not w]))
+  return launch_dependencies(accesses)
+
+
 def get_program(device: str, ast: Node):
   key = (device, print_ir(ast))
   if key not in kernel_cache:

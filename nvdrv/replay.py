@@ -9,6 +9,10 @@ values that change:
     written into the launch's constant bank in place.
 
 Resubmitting then costs one GPFIFO entry and a doorbell write: `submit()` does no allocation and builds no methods.
+
+In dep mode the launches form a dependency graph in hardware: each QMD carries a dependence counter and names up to
+two dependent QMDs whose counters it decrements when its grid completes (`qmd_edges` maps any list of "launch j
+waits for launches i" onto that), so launches that do not depend on each other run at the same time.
 A CommandBuffer may not be resubmitted while its previous run is still queued (the patched words would race the GPU);
 `submit` waits for that run first.
 """
@@ -22,6 +26,45 @@ from nvdrv.program import Program
 from nvdrv.pushbuf import PushBuffer
 
 SLOT_ALIGN = 256
+
+
+DEPENDENT_SLOTS = 2  # dependent QMDs one QMD can name (V04_00 DEPENDENT_QMD_ENABLE(0..1), clcbc0qmd.h)
+
+
+def _bits(mask: int):
+  while mask:
+    low = mask & -mask
+    yield low.bit_length() - 1
+    mask ^= low
+
+
+def qmd_edges(after: list[list[int]], slots: int = DEPENDENT_SLOTS) -> list[list[int]]:
+  """Hardware edges for a launch list: out[k] = the launches whose dependence counter launch k decrements when it
+  completes, such that for every j and every i in after[j] (i < j), a path of edges leads from i to j.
+
+  A QMD names at most `slots` dependents, and the timeline is released by the last launch alone, so:
+    - edges the others already imply are dropped (the latest required launch is linked first);
+    - where launch i's slots are full, the edge starts at its earliest descendant with a free slot (one always exists:
+      its latest descendant has no edges yet), which adds ordering but never loses any;
+    - every launch without dependents is linked to the last launch, which thus follows all of them.
+  Edges only point forward, so the graph has no cycles."""
+  n = len(after)
+  out: list[list[int]] = [[] for _ in range(n)]
+  ancestors, descendants = [0] * n, [0] * n  # bitsets
+  for j in range(n):
+    need = set(after[j])
+    if j == n - 1:
+      need.update(k for k in range(n - 1) if not out[k])
+    for i in sorted(need, reverse=True):
+      if ancestors[j] >> i & 1:
+        continue
+      host = i if len(out[i]) < slots else next(k for k in _bits(descendants[i]) if len(out[k]) < slots)
+      out[host].append(j)
+      reach = ancestors[host] | 1 << host
+      ancestors[j] |= reach
+      for a in _bits(reach):
+        descendants[a] |= 1 << j
+  return out
 
 
 @dataclass
@@ -38,9 +81,11 @@ class CommandBuffer:
       barrier: a wait-for-idle between launches in the pushbuffer (nvdrv.device.NVDevice.barrier);
       chain:   only the first QMD is sent; each grid starts the next when it completes (DEPENDENT_QMD0 with action
                INVALIDATE_COPY_SCHEDULE) and the last releases the timeline semaphore itself;
-      dep:     every QMD is sent up front; QMD i > 0 waits on a dependence counter of 1 that grid i-1 decrements
-               when it completes (DEPENDENT_QMD0 action DECREMENT_DEPENDENCE), so its QMD and constants are
-               already fetched when its turn comes; the last releases the semaphore.
+      dep:     every QMD is sent up front; a QMD waits on a dependence counter that the grids it depends on
+               decrement when they complete (DEPENDENT_QMDn action DECREMENT_DEPENDENCE), so its QMD and constants
+               are already fetched when its turn comes; the last releases the semaphore. By default launch i depends
+               on launch i-1; `launch(..., after=[...])` names the launches it depends on instead (none: it starts
+               at once), and launches with no path between them run concurrently.
     Launches with barrier=False only make sense in barrier mode.
     inner_membar (chain and dep): the CWD_MEMBAR_TYPE of every grid but the last, the memory barrier its end runs
       before the next grid may start: L1_MEMBAR 3 (GPU scope: the next reader is a grid on this GPU; default),
@@ -57,6 +102,7 @@ class CommandBuffer:
     self.chain = mode != "barrier"
     self.pb = PushBuffer()
     self.launches: list[_Launch] = []
+    self.after: list[list[int]] = []  # per launch, the launches it waits for (chain and dep modes)
     self._blobs: list[tuple[int, bytes]] = []  # (offset in the data area, bytes) of QMDs and constant banks
     self._data_size = 0
     self.memory: GPUMemory | None = None
@@ -68,11 +114,24 @@ class CommandBuffer:
     return offset
 
   def launch(self, program: Program, *args, grid=(1, 1, 1), block=(1, 1, 1), dynamic_shared: int = 0,
-             barrier: bool = True) -> int:
+             barrier: bool = True, after=None) -> int:
     """Append a launch (checked like Program.__call__); returns its index for set_arg. With barrier, it starts only
-    after everything before it in the buffer has finished."""
+    after everything before it in the buffer has finished. after (dep mode): the indices of the earlier launches it
+    waits for, instead of the one before it; [] starts it as soon as the buffer's first launch may start."""
     if self.memory is not None:
       raise RuntimeError("this CommandBuffer is finalized; build a new one to add launches")
+    index = len(self.launches)
+    if after is None:
+      after = [index - 1] if index else []
+    elif self.mode != "dep":
+      raise ValueError(f"after={after!r}: only a dep-mode CommandBuffer orders launches by dependencies (this one is "
+                       f"{self.mode!r})")
+    else:
+      after = sorted(set(after))
+      bad = [i for i in after if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < index]
+      if bad:
+        raise ValueError(f"launch {index}: after={after!r} names {bad}; give indices of earlier launches "
+                         f"(0..{index - 1})")
     grid, block = tuple(grid), tuple(block)
     program.check(args, grid, block, dynamic_shared)
     self.dev.ensure_local_memory(program.local_per_thread, self.pb)
@@ -88,7 +147,8 @@ class CommandBuffer:
         self.dev.barrier(self.pb)  # the first launch waits for the channel's earlier work too
       self.pb.launch(0, name=f"launch{len(self.launches)}")  # QMD address patched by finalize()
     self.launches.append(_Launch(program, cbuf_offset))
-    return len(self.launches) - 1
+    self.after.append(after)
+    return index
 
   def finalize(self) -> None:
     """Lay the buffer out in pinned host memory (done once, by the first submit)."""
@@ -102,13 +162,18 @@ class CommandBuffer:
     for launch in self.launches:
       launch.cbuf += cpu
     qmd_offsets = [offset for offset, blob in self._blobs if isinstance(blob, tuple)]
+    edges = qmd_edges(self.after) if self.chain else []
+    waits = [0] * len(self.launches)
+    for targets in edges:
+      for j in targets:
+        waits[j] += 1
     qmd_index = 0
     for offset, blob in self._blobs:
       if isinstance(blob, tuple):
         program, grid, block, dynamic_shared, cbuf_offset = blob
         q = program.qmd(base + cbuf_offset, grid, block, dynamic_shared)
         if self.chain:
-          self._link(q, qmd_index, base, qmd_offsets)
+          self._link(q, qmd_index, base, qmd_offsets, edges[qmd_index], waits[qmd_index])
         blob = q.tobytes()
         if self.mode != "chain" or qmd_index == 0:
           self.pb.patch(f"launch{qmd_index}.qmd", (base + offset) >> 8)
@@ -117,14 +182,15 @@ class CommandBuffer:
     self.pb_address = self.pb_memory.va
     self.dev.write(self.pb_address, self.pb.tobytes())
 
-  def _link(self, q, index: int, base: int, qmd_offsets: list[int]) -> None:
-    if self.mode == "dep" and index > 0:
-      q.set("DEPENDENCE_COUNTER", 1)
-    if index + 1 < len(qmd_offsets):
+  def _link(self, q, index: int, base: int, qmd_offsets: list[int], targets: list[int], waits: int) -> None:
+    if self.mode == "dep":
+      q.set("DEPENDENCE_COUNTER", waits)
+    if targets:
       q.set("CWD_MEMBAR_TYPE", self.inner_membar)
       action = 4 if self.mode == "dep" else 3  # QMD_DECREMENT_DEPENDENCE / QMD_INVALIDATE_COPY_SCHEDULE
-      q.set("DEPENDENT_QMD_ENABLE(0)", 1).set("DEPENDENT_QMD0_ACTION", action)
-      q.set("DEPENDENT_QMD0_POINTER", (base + qmd_offsets[index + 1]) >> 8)
+      for slot, j in enumerate(targets):
+        q.set(f"DEPENDENT_QMD_ENABLE({slot})", 1).set(f"DEPENDENT_QMD{slot}_ACTION", action)
+        q.set(f"DEPENDENT_QMD{slot}_POINTER", (base + qmd_offsets[j]) >> 8)
       return
     sem = self.dev.compute.semaphore
     q.set("RELEASE_ENABLE(0)", 1).set("RELEASE_STRUCTURE_SIZE(0)", 1).set("RELEASE_MEMBAR_TYPE(0)", 1)  # ONE_WORD

@@ -92,3 +92,106 @@ def test_submit_patches_the_release_payload_and_set_arg_the_constant_bank(cubin,
 def test_bad_inner_membar_is_refused(dev):
   with pytest.raises(ValueError, match="inner_membar 2"):
     CommandBuffer(dev, mode="dep", inner_membar=2)
+
+
+def run_graph(dev, addresses: list[int], order_seed: int) -> tuple[list[int], list[int]]:
+  """Plays the compute engine over QMDs read back from memory: every pushed QMD is queued, a grid may start once its
+  dependence counter is zero, and on completion it decrements the counters of the QMDs its enabled slots name (action
+  DECREMENT_DEPENDENCE). Running grids complete in a random order. Returns each launch's (start, end) step."""
+  import random
+  rng = random.Random(order_seed)
+  index = {a: i for i, a in enumerate(addresses)}
+  qmds = [qmd_at(dev, a) for a in addresses]
+  counter = [q.get("DEPENDENCE_COUNTER") for q in qmds]
+  start, end = [None] * len(qmds), [None] * len(qmds)
+  running, clock = [], 0
+  while None in end:
+    for i, c in enumerate(counter):
+      if c == 0 and start[i] is None:
+        start[i] = clock
+        running.append(i)
+    assert running, f"deadlock: counters {counter}, nothing running"
+    done = running.pop(rng.randrange(len(running)))
+    clock += 1
+    end[done] = clock
+    for slot in range(2):
+      if qmds[done].get(f"DEPENDENT_QMD_ENABLE({slot})"):
+        assert qmds[done].get(f"DEPENDENT_QMD{slot}_ACTION") == 4
+        target = index[qmds[done].get(f"DEPENDENT_QMD{slot}_POINTER") << 8]
+        assert start[target] is None, f"launch {done} decrements launch {target}, which already started"
+        counter[target] -= 1
+  return start, end
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dep_mode_orders_launches_by_their_dependencies_only(cubin, dev, seed):  # noqa: F811
+  """A random dependency list: in every completion order the hardware could pick, each launch starts after the
+  launches it depends on have ended, independent launches become runnable together, and the timeline is released by
+  a grid that ends after all others."""
+  import random
+  rng = random.Random(seed)
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  cb = CommandBuffer(dev, mode="dep")
+  n = 24
+  after = [sorted(rng.sample(range(j), min(j, rng.choice([0, 0, 1, 2, 3, 5])))) for j in range(n)]
+  for j in range(n):
+    cb.launch(saxpy, x, y, 1.0, j, grid=(1, 1, 1), block=(32, 1, 1), after=after[j])
+  cb.finalize()
+  addresses = pushed_qmds(dev, cb)
+  assert len(addresses) == n
+  qmds = [qmd_at(dev, a) for a in addresses]
+  assert [q.get("RELEASE_ENABLE(0)") for q in qmds] == [0] * (n - 1) + [1]
+  roots = [j for j in range(n - 1) if not after[j]]  # the last launch joins all others: it releases the timeline
+  for order in range(5):
+    start, end = run_graph(dev, addresses, seed * 100 + order)
+    for j in range(n):
+      for i in after[j]:
+        assert end[i] <= start[j], f"launch {j} started before launch {i}, which it depends on, ended"
+    assert all(start[j] == 0 for j in roots), "launches that depend on nothing start at once"
+    assert end[n - 1] == max(end), "the releasing grid ends last"
+
+
+def test_dep_mode_fan_out_beyond_two_slots(cubin, dev):  # noqa: F811
+  """One producer read by five consumers (a QMD names only two dependents), then a join over all of them."""
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  cb = CommandBuffer(dev, mode="dep")
+  after = [[], [0], [0], [0], [0], [0], [1, 2, 3, 4, 5]]
+  for j, a in enumerate(after):
+    cb.launch(saxpy, x, y, 1.0, j, grid=(1, 1, 1), block=(32, 1, 1), after=a)
+  cb.finalize()
+  addresses = pushed_qmds(dev, cb)
+  for seed in range(20):
+    start, end = run_graph(dev, addresses, seed)
+    for j, a in enumerate(after):
+      assert all(end[i] <= start[j] for i in a)
+
+
+def test_bad_after_is_refused(cubin, dev):  # noqa: F811
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  cb = CommandBuffer(dev, mode="dep")
+  cb.launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1))
+  with pytest.raises(ValueError, match=r"launch 1: after=\[1\] names \[1\]"):
+    cb.launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1), after=[1])
+  with pytest.raises(ValueError, match="only a dep-mode"):
+    CommandBuffer(dev, mode="chain").launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1), after=[])
+
+
+def test_qmd_edges_keep_every_order_within_two_slots():
+  import random
+  from nvdrv.replay import qmd_edges
+  rng = random.Random(7)
+  for trial in range(200):
+    n = rng.randrange(1, 40)
+    after = [sorted(rng.sample(range(j), min(j, rng.choice([0, 1, 1, 2, 4, 8])))) for j in range(n)]
+    out = qmd_edges(after)
+    assert all(len(o) <= 2 for o in out) and all(j > k for k, o in enumerate(out) for j in o)
+    reach = [1 << k for k in range(n)]
+    for k in reversed(range(n)):
+      for j in out[k]:
+        reach[k] |= reach[j]
+    for j, a in enumerate(after):
+      assert all(reach[i] >> j & 1 for i in a), f"trial {trial}: {after} -> {out} loses an order into {j}"
+    assert all(reach[k] >> (n - 1) & 1 for k in range(n)), "the last launch follows every other"

@@ -94,7 +94,7 @@ def saved(tmp_path_factory, eager_run):
   losses += [jit(Tensor(xs[i]), Tensor(ys[i])).numpy().copy() for i in range(CAPTURE, STEPS)]
   weights = {k: v.numpy().copy() for k, v in get_state_dict(model).items()}
   Tensor.training = before
-  return path, losses, weights
+  return path, losses, weights, jit
 
 
 def assert_same_weights(got: dict, want: dict) -> None:
@@ -107,14 +107,14 @@ def assert_same_weights(got: dict, want: dict) -> None:
 
 
 def test_jit_continued_in_process_equals_eager(saved, eager_run):
-  _, losses, weights = saved
+  _, losses, weights, _ = saved
   eager_losses, eager_weights = eager_run
   np.testing.assert_array_equal(np.array(losses), np.array(eager_losses))
   assert_same_weights(weights, eager_weights)
 
 
 def test_loader_replay_equals_eager_over_remaining_steps(saved, eager_run):
-  path, _, _ = saved
+  path, _, _, _ = saved
   eager_losses, eager_weights = eager_run
   xs, ys = batches()
   r = replay.load(path)
@@ -127,7 +127,7 @@ def test_loader_replay_equals_eager_over_remaining_steps(saved, eager_run):
 
 
 def test_file_describes_its_buffers(saved):
-  path, _, _ = saved
+  path, _, _, _ = saved
   rf = replay_format.read(path)
   m = rf.manifest
   roles = {b["role"] for b in m["buffers"]}
@@ -171,7 +171,7 @@ def test_jit_reads_the_new_input_buffer_not_the_old():
 
 
 def test_loader_bind_patches_launch_arguments(saved, eager_run):
-  path, _, _ = saved
+  path, _, _, _ = saved
   eager_losses, _ = eager_run
   xs, ys = batches()
   r = replay.load(path)
@@ -261,6 +261,19 @@ def test_refuses_inconsistent_manifest(saved, tmp_path):
     replay.load(bad)
 
 
+def test_refuses_params_without_written_flags(saved, tmp_path):
+  bad = repack(saved[0], str(tmp_path / "bad"), lambda m: m["kernels"][0]["params"][0].pop("written"), check=False)
+  with pytest.raises(ReplayFormatError, match="each needs a boolean 'written'"):
+    replay.load(bad)
+
+
+def test_launch_order_follows_the_buffers_each_launch_writes_and_reads(saved):
+  """The loader's launch order from the file alone equals the order the capture's own buffers give."""
+  from frontend.realize import exec_dependencies
+  rf = replay_format.read(saved[0])
+  assert replay.launch_order(rf.manifest) == exec_dependencies(saved[3].captured)
+
+
 def test_refuses_bad_inputs_and_changes_nothing(saved, eager_run):
   xs, ys = batches()
   r = replay.load(saved[0])
@@ -304,7 +317,7 @@ sys.exit(rc)
 
 
 def test_cli_streams_inputs_in_a_process_without_frontend(saved, eager_run, tmp_path):
-  path, _, _ = saved
+  path, _, _, _ = saved
   eager_losses, eager_weights = eager_run
   xs, ys = batches()
   npz, state = str(tmp_path / "inputs.npz"), str(tmp_path / "state.npz")

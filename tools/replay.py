@@ -29,7 +29,8 @@ import time
 import numpy as np
 
 from tools import replay_format
-from tools.replay_format import CPU_ABI, NUMPY_DTYPES, PERSISTENT_ROLES, ReplayFile, ReplayFormatError, host_isa
+from tools.replay_format import (CPU_ABI, NUMPY_DTYPES, PERSISTENT_ROLES, ReplayFile, ReplayFormatError, host_isa,
+                                 launch_dependencies)
 
 
 DESCRIPTION = ("Run a step saved as a .sovreplay file (TinyJit.save, sov train-mnist --save-step) with only numpy and "
@@ -194,7 +195,8 @@ class CPUBackend:
 
 class NVBackend:
   """NV target: the cubins loaded by nvdrv.program.Program, buffers in HBM, the launch list built once into an
-  nvdrv.replay.CommandBuffer (dep mode: each QMD waits on the grid before it) and resubmitted each step."""
+  nvdrv.replay.CommandBuffer (dep mode: each QMD waits for the grids whose buffers it reads or overwrites,
+  launch_order) and resubmitted each step."""
 
   def __init__(self, rf: ReplayFile, dev=None):
     from nvdrv.device import NVDevice
@@ -212,10 +214,10 @@ class NVBackend:
         self.dev.copyin(self.mem[-1], np.frombuffer(rf.blob(b["init"]), np.uint8))
     self.sizes = [b["size"] * np.dtype(NUMPY_DTYPES[b["dtype"]]).itemsize for b in m["buffers"]]
     self.cb = CommandBuffer(self.dev, mode="dep")
-    for launch in m["launches"]:
+    for launch, after in zip(m["launches"], launch_order(m)):
       k = m["kernels"][launch["kernel"]]
       self.cb.launch(self.programs[launch["kernel"]], *[self.mem[a] for a in launch["args"]], grid=tuple(k["grid"]),
-                     block=tuple(k["block"]))
+                     block=tuple(k["block"]), after=after)
     self.cb.finalize()
 
   def alloc(self, nbytes: int):
@@ -241,6 +243,17 @@ class NVBackend:
 
   def run(self) -> None:
     self.cb.submit()
+
+
+def launch_order(m: dict) -> list[list[int]]:
+  """Per launch of manifest `m`, the earlier launches it must wait for: tools.replay_format.launch_dependencies over
+  the buffer-table indices each launch writes and reads (its kernel's params[].written)."""
+  accesses = []
+  for launch in m["launches"]:
+    params = m["kernels"][launch["kernel"]]["params"]
+    accesses.append(([a for a, p in zip(launch["args"], params) if p["written"]],
+                     [a for a, p in zip(launch["args"], params) if not p["written"]]))
+  return launch_dependencies(accesses)
 
 
 def _amd_code_objects(rf: ReplayFile) -> list:

@@ -63,6 +63,32 @@ def host_isa() -> list[str]:
   return []
 
 
+def launch_dependencies(accesses) -> list[list[int]]:
+  """The ordering a launch list needs, from what each launch touches: `accesses` holds, per launch in order, the pair
+  (buffers it writes, buffers it reads), buffers being any hashable keys (buffer-table indices, ids, addresses).
+  Returns, per launch, the sorted indices of the earlier launches it must wait for: the last writer of each buffer it
+  reads or writes (read after write, write after write) and every reader of a buffer it writes since that buffer's
+  last write (write after read). Launches that share no written buffer get no edge and may run at the same time.
+
+  The edges are direct conflicts only; a driver may drop those implied by others (tools.replay, the frontend's
+  device graphs and nvdrv.replay.CommandBuffer's dependency mode consume this)."""
+  last_writer: dict = {}
+  readers: dict = {}  # buffer -> launches that read it since its last write
+  deps: list[list[int]] = []
+  for j, (writes, reads) in enumerate(accesses):
+    writes, reads = set(writes), set(reads)
+    need = {last_writer[b] for b in writes | reads if b in last_writer}
+    for b in writes:
+      need.update(readers.get(b, ()))
+    need.discard(j)
+    deps.append(sorted(need))
+    for b in reads - writes:
+      readers.setdefault(b, []).append(j)
+    for b in writes:
+      last_writer[b], readers[b] = j, []
+  return deps
+
+
 class ReplayFormatError(Exception):
   """A .sovreplay file cannot be read: not one, a newer format, truncated, corrupted, or an inconsistent manifest."""
 
@@ -210,6 +236,9 @@ def check_manifest(m: dict, where: str) -> None:
       _require(count == buf["size"], where, f"{section[:-1]} {slot['name']!r} shape {slot['shape']} is not the "
                                             f"{buf['size']} elements of its buffer")
   for kernel in m["kernels"]:
+    _require(all(isinstance(p, dict) and isinstance(p.get("written"), bool) for p in kernel.get("params", [None])),
+             where, f"kernel {kernel.get('name')} params {kernel.get('params')!r}: each needs a boolean 'written' (the "
+                    f"loader orders launches by what they write)")
     for key, value in kernel.items():
       if key.endswith("_blob"):
         _require(0 <= value < nblobs, where, f"kernel {kernel.get('name')} {key} {value} of {nblobs}")
