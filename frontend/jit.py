@@ -1,9 +1,12 @@
 """TinyJit: capture the kernels a function launches, then replay them with new input buffers.
 
 Call 1 runs the function normally (warm-up: kernels compile). Call 2 runs it again while recording every kernel
-launch (ExecItem: program + buffers). Calls 3+ skip the function entirely: the recorded launches run in order,
-with the buffers of the new inputs swapped in where the recorded inputs were, and the same output tensors are
-returned (their buffers now hold the new results). Inputs must keep their shapes and dtypes.
+launch (ExecItem: program + buffers) and every copy between devices (CopyItem, e.g. a CPU batch moved to the GPU inside
+the step). Calls 3+ skip the function entirely: the recorded launches and copies run in order, with the buffers of the
+new inputs swapped in where the recorded inputs were, and the same output tensors are returned (their buffers now
+hold the new results). Inputs must keep their shapes and dtypes. Each run of consecutive kernels on one device
+replays as that device's prebuilt command buffer where it has one (NV, AMD cards: one submission, kernels ordered by
+the buffers they share), the rest item by item.
 """
 from __future__ import annotations
 
@@ -30,13 +33,15 @@ class TinyJit:
     self.input_slots: list[list[tuple[int, int]]] = []  # per input: (exec item index, buffer index)
     self.signature: list[tuple[tuple[int, ...], object]] = []
     self.ret = None
-    self.graph = None  # the device's prebuilt command buffer for the capture, where it has one (NV)
+    self.graph = None  # the device's prebuilt command buffer for the capture, where one device graph covers it all
+    self.segments: list[tuple[int, int, object]] = []  # (first item, end, device graph or None) in order
     self.launches = 0  # kernel launches made by replay, for tests and DEBUG
     functools.update_wrapper(self, fxn)
 
   def reset(self) -> None:
     self.cnt = 0
     self.captured, self.input_slots, self.signature, self.ret, self.graph = [], [], [], None, None
+    self.segments = []
 
   def __get__(self, obj, objtype=None):
     return functools.partial(self.__call__, obj)  # support methods
@@ -73,16 +78,27 @@ class TinyJit:
       self.input_slots.append(slots)
     self.ret = ret
     self.cnt = 2
-    self.graph = self._make_graph()
+    self.segments = self._make_segments()
+    whole = len(self.segments) == 1 and self.segments[0][2] is not None
+    self.graph = self.segments[0][2] if whole else None
     return ret
 
-  def _make_graph(self):
-    """The device's prebuilt command buffer for the capture (NV), or None: replay then runs the items one by one."""
-    devices = {b.device for item in self.captured for b in item.bufs}
-    if len(devices) != 1:
-      return None
-    make = getattr(Device[devices.pop()], "graph", None)
-    return make(self.captured) if make else None
+  def _make_segments(self) -> list[tuple[int, int, object]]:
+    """The capture cut into runs of consecutive kernels on one device, each as that device's prebuilt command buffer
+    where it has one (NV, AMD cards), and copies between devices, which replay repeats one by one."""
+    segments, items, start = [], self.captured, 0
+    while start < len(items):
+      if isinstance(items[start], realize.CopyItem):
+        segments.append((start, start + 1, None))
+        start += 1
+        continue
+      device, end = items[start].bufs[0].device, start + 1
+      while end < len(items) and not isinstance(items[end], realize.CopyItem) and items[end].bufs[0].device == device:
+        end += 1
+      make = getattr(Device[device], "graph", None)
+      segments.append((start, end, make(items[start:end]) if make else None))
+      start = end
+    return segments
 
   def save(self, path, inputs=None, outputs=None, parameters=None, optimizer_state=None, feeds=None) -> int:
     """Writes the captured step to a .sovreplay file that tools/replay.py runs without the frontend or the compiler
@@ -117,13 +133,15 @@ class TinyJit:
     for buf, slots in zip(buffers, self.input_slots):
       for i, j in slots:
         self.captured[i].bufs[j] = buf
-        if self.graph is not None:
-          self.graph.set_buffer(i, j, buf)
-    if self.graph is not None:
-      self.graph.run()
-      realize.STATS["kernels"] += len(self.captured)
-    else:
-      for item in self.captured:
-        realize.run_exec(item)
-    self.launches += len(self.captured)
+        for start, end, graph in self.segments:
+          if graph is not None and start <= i < end:
+            graph.set_buffer(i - start, j, buf)
+    for start, end, graph in self.segments:
+      if graph is not None:
+        graph.run()
+        realize.STATS["kernels"] += end - start
+      else:
+        for item in self.captured[start:end]:
+          realize.run_exec(item)
+    self.launches += sum(not isinstance(item, realize.CopyItem) for item in self.captured)
     return self.ret

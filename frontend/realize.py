@@ -54,6 +54,29 @@ class ExecItem:
     return time.perf_counter() - start
 
 
+@dataclasses.dataclass(frozen=True)
+class CopyInfo:
+  """What a device graph and the dependency analysis read of a copy: its destination is written, its source read."""
+  name: str
+  params: tuple
+
+
+class CopyItem:
+  """A copy between devices recorded by a TinyJit capture (bufs: destination, source): replay repeats it through the
+  allocators, as eager does (on NV a copy-engine transfer that first waits for the compute work queued before it)."""
+  program = None
+
+  def __init__(self, dst: Buffer, src: Buffer):
+    self.bufs = [dst, src]
+    self.name = f"copy {src.device} -> {dst.device}"
+    self.info = CopyInfo(self.name, ((dst.dtype, True), (src.dtype, False)))
+
+  def run(self) -> float:
+    start = time.perf_counter()
+    self.bufs[0].copyin(self.bufs[1].numpy())
+    return time.perf_counter() - start
+
+
 def exec_dependencies(items: list[ExecItem]) -> list[list[int]]:
   """Per captured item, the earlier items it must wait for (tools.replay_format.launch_dependencies over the buffers
   each kernel writes and reads): what a device graph orders; items with no edge between them may overlap."""
@@ -108,13 +131,12 @@ def run_item(item: ScheduleItem) -> None:
     realized[out] = buffer_of(item.bufs[1])
     return
   if item.kind == "copy":
-    if _capture is not None:  # a replay would skip the copy and read stale data: refuse rather than be wrong
-      raise NotImplementedError(f"TinyJit cannot capture a copy between devices ({item.bufs[1].device} -> "
-                                f"{out.device}) yet; move the .to() / multi-device work outside the jitted function")
-    src = buffer_of(item.bufs[1])
     dst = Buffer(out.arg if isinstance(out.arg, str) else device, out.size, out.dtype)
-    dst.copyin(src.numpy())
+    copy = CopyItem(dst, buffer_of(item.bufs[1]))
+    run_exec(copy)
     realized[out] = dst
+    if _capture is not None:
+      _capture.append(copy)
     return
   program = get_program(device, item.ast)
   out_buf = _output_buffer(out, device)
@@ -126,9 +148,14 @@ def run_item(item: ScheduleItem) -> None:
     _capture.append(exe)
 
 
-def run_exec(exe: ExecItem) -> None:
-  """Runs one kernel launch, counting it in STATS and printing it at DEBUG>=2 (JIT replay comes through here too)."""
+def run_exec(exe: ExecItem | CopyItem) -> None:
+  """Runs one kernel launch or copy, counting launches in STATS and printing a line per item at DEBUG>=2 (JIT replay
+  comes through here too)."""
   elapsed = exe.run()
+  if isinstance(exe, CopyItem):
+    if getenv("DEBUG") >= 2:
+      print(f"*** {exe.name:<32} {exe.bufs[0].nbytes:>10} bytes {elapsed * 1e6:9.1f} us")
+    return
   STATS["kernels"] += 1
   STATS["time"] += elapsed
   if getenv("DEBUG") >= 2:

@@ -247,9 +247,30 @@ def test_random_numbers_advance_under_replay():
   assert len({row.tobytes() for row in jitted}) == 4
 
 
-def test_copy_between_devices_is_refused_not_skipped(rng):
-  """A replay does not repeat copies between devices, so capturing one must fail loudly (it would read stale data)."""
-  jit = TinyJit(lambda x: (x.to("CPU:1") * 2).sum())
-  with pytest.raises(NotImplementedError, match=r"copy between devices \(CPU -> CPU:1\)"):
-    for _ in range(3):
-      jit(Tensor(arrays(rng, 4, 8), device="CPU") + 1)
+def test_copies_between_devices_are_captured_and_repeated(rng):
+  """A step that moves its input to another device and the result back: replay repeats both copies with the new
+  input (a stale copy would return the first call's result), and reads the new input, not the captured one."""
+  def step(x):
+    y = (x.to("CPU:1") * 2).sum(1)
+    return (y.to("CPU") + 1).realize()
+  jit = TinyJit(step)
+  for _ in range(5):
+    a = arrays(rng, 4, 8)
+    x = Tensor(a, device="CPU") + 1
+    out = jit(x)
+    np.testing.assert_allclose(out.numpy(), ((a + 1) * 2).sum(1) + 1, rtol=1e-5, atol=1e-5)
+  copies = [item for item in jit.captured if isinstance(item, realize.CopyItem)]
+  assert [c.name for c in copies] == ["copy CPU -> CPU:1", "copy CPU:1 -> CPU"]
+  assert jit.launches == 3 * (len(jit.captured) - 2), "replay counts kernel launches, not copies"
+
+
+def test_capture_with_copies_keeps_item_order_and_dependencies(rng):
+  """The copy is recorded as writing its destination and reading its source, so the kernels after it depend on it."""
+  jit = TinyJit(lambda x: (x.to("CPU:1").exp() + 1).sum().realize())
+  for _ in range(3):
+    jit(Tensor(arrays(rng, 3, 3), device="CPU") * 1)
+  kinds = [type(item).__name__ for item in jit.captured]
+  copy = kinds.index("CopyItem")
+  deps = realize.exec_dependencies(jit.captured)
+  assert all(copy in deps[i] or any(copy in deps[d] for d in deps[i]) for i in range(copy + 1, len(kinds))), deps
+  assert (copy, copy + 1, None) in jit.segments, "a copy replays on its own, between the kernel segments"

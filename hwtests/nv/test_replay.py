@@ -57,6 +57,23 @@ def test_buffer_waits_for_eager_work_before_it(dev, programs, counters, mode):
   cb.free()
 
 
+def test_eager_work_after_the_buffer_waits_for_all_of_it(dev, programs, counters):
+  """Eager launches queued right behind a dep-mode buffer start with a wait-for-idle: it must also cover the buffer's
+  grids still held back by their dependence counters (a race shows as lost increments)."""
+  from nvdrv.replay import CommandBuffer
+  x = counters[0]
+  cb = CommandBuffer(dev, mode="dep")
+  for _ in range(50):
+    cb.launch(programs["increment"], x, N, **GEOMETRY)
+  for _ in range(10):
+    cb.submit()
+    for _ in range(20):
+      programs["increment"](x, N, **GEOMETRY)
+  dev.compute.synchronize()
+  assert np.array_equal(counts(dev, x), np.full(N, 10 * 70, np.uint32))
+  cb.free()
+
+
 def test_set_arg_retargets_launches(dev, programs, counters):
   from nvdrv.replay import CommandBuffer
   a, b = counters
