@@ -74,13 +74,15 @@ class Channel:
     self.dev.mem.free(self.status)
 
   # ---- submission ----
-  def _write_cmd(self, words: bytes) -> int:
-    """Copy pushbuffer bytes into the command ring; returns their GPU address. Wraps to the start after draining."""
+  def _write_cmd(self, words: bytes, queued: int | None = None) -> int:
+    """Copy pushbuffer bytes into the command ring; returns their GPU address. Wraps to the start after draining
+    the work queued so far: timeline value `queued` (default: self.value, the last one submitted)."""
     n = len(words)
     if n > self.cmd.size:
       raise ValueError(f"a {n}-byte pushbuffer does not fit channel {self.name}'s {self.cmd.size}-byte command ring")
     if self.cmd_put + n > self.cmd.size:
-      self.wait(self.value)  # everything queued has been fetched and run; the ring can be reused from the start
+      # everything queued has been fetched and run; the ring can be reused from the start
+      self.wait(self.value if queued is None else queued)
       self.cmd_put = 0
     start = self.cmd_put
     self.cmd_view[start:start + n] = words
@@ -96,8 +98,9 @@ class Channel:
     return self.value
 
   def push(self, data: bytes, nwords: int) -> None:
-    """Queue pushbuffer bytes that already end with the release of `self.value` (the caller advanced it)."""
-    self._kick(gpfifo_entry(self._write_cmd(data), nwords))
+    """Queue pushbuffer bytes that already end with the release of `self.value` (the caller advanced it, so the
+    work queued before them ends at self.value - 1)."""
+    self._kick(gpfifo_entry(self._write_cmd(data, self.value - 1), nwords))
 
   def submit_segment(self, address: int, nwords: int) -> None:
     """Queue a prebuilt pushbuffer that already ends with its own timeline release (see nvdrv.replay)."""

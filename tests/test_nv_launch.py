@@ -200,3 +200,28 @@ def test_called_function_sections_are_loaded_and_linked(dev, tmp_path):
   sass = subprocess.run([nvdisasm, "-b", "SM90", str(tmp_path / "code.bin")], capture_output=True, text=True,
                         check=True).stdout
   assert f"CALL.ABS.NOINC {prog.code.va + callee_at:#x}" in sass, sass
+
+
+def test_command_ring_wrap_waits_only_for_work_already_queued():
+  """Channel.push is given words whose timeline value the caller has already taken: when they wrap the command
+  ring, the channel must drain what was queued before them (value - 1), not wait for their own release, which the GPU
+  can only write after they are queued (that wait could only end in a timeout)."""
+  from array import array
+  from types import SimpleNamespace
+  from nvdrv.channel import Channel
+  ch = object.__new__(Channel)
+  ch.name, ch.handle, ch.entries, ch.put, ch.token = "compute", 1, 16, 0, 7
+  ch.cmd = SimpleNamespace(size=4096, va=0x10_0000)
+  ch.cmd_view = memoryview(bytearray(4096))
+  ch.cmd_put = 4096 - 64
+  ch.semaphore_word = array("Q", [5])
+  ch.completed, ch.value = 5, 6  # five launches done; the caller took value 6 for the words it pushes
+  ch.ring = array("Q", [0] * 16)
+  ch.gp_put = array("I", [0])
+  ch.dev = SimpleNamespace(doorbell=array("I", [0]))
+  ch.check_error = lambda: None
+  data = PushBuffer().semaphore_release(0x1000, 6).tobytes()
+  data += bytes(128 - len(data) % 128)
+  ch.push(data, len(data) // 4)
+  assert ch.cmd_put == 128 and bytes(ch.cmd_view[:len(data)]) == data, "the words went to the start of the ring"
+  assert ch.put == 1 and ch.gp_put[0] == 1 and ch.dev.doorbell[0] == 7, "one GPFIFO entry and the doorbell"

@@ -10,12 +10,19 @@ NV_EMULATE=1: no GPU; the same PTX runs on compiler/ptx_emulator.py (every threa
 bounds and barrier checks), each launch to completion inside the call, buffers are host byte arrays. It checks the
 PTX renderer on the whole frontend suite without a GPU (NV_EMULATE=1 DEV=NV python -m pytest tests/test_ops_*.py);
 it says nothing about nvdrv, ptxas or timing.
+
+NV_SYNC=1: every launch waits for its grid to finish, so a GPU fault is raised by the launch that caused it, naming the
+kernel, its geometry and its buffers' addresses (as CUDA_LAUNCH_BLOCKING does for CUDA); slow, for finding faults.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from compiler.dtypes import dtypes
+
+SYNC = os.environ.get("NV_SYNC", "0") not in ("", "0")  # wait for every launch: a fault names its kernel
 
 ALL_DTYPES = (dtypes.bool, dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.uint16,
               dtypes.uint32, dtypes.uint64, dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64)
@@ -73,7 +80,17 @@ class NVProgram:
     self.grid, self.block = tuple(info.global_size), tuple(info.local_size)
 
   def __call__(self, addresses: list[int]) -> None:
-    self.program(*addresses, grid=self.grid, block=self.block)
+    if not SYNC:
+      self.program(*addresses, grid=self.grid, block=self.block)
+      return
+    from nvdrv.errors import NVFault
+    try:
+      self.program(*addresses, grid=self.grid, block=self.block, wait=True)
+    except (NVFault, TimeoutError) as e:
+      self.program.dev.recover()
+      e.args = (f"kernel {self.info.name} (grid {self.grid}, block {self.block}, buffers "
+                f"{', '.join(hex(a) for a in addresses)}): {e}",)
+      raise
 
 
 class NVGraph:
