@@ -34,7 +34,9 @@ def booted_card(name: str, fw_dir: str) -> AMDevice:
 
 @pytest.fixture(params=CARDS)
 def dev(request, fw_dir):
-  return booted_card(request.param, fw_dir)
+  device = booted_card(request.param, fw_dir)
+  yield device
+  assert device.card.hazards == [], "dispatches without a barrier between them touched the same memory"
 
 
 def vector_add(dev) -> GpuKernel:

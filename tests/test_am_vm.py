@@ -33,7 +33,9 @@ from tests.test_am_queues import booted_card
 CARDS = ["navi31", "navi48"]
 @pytest.fixture(params=CARDS)
 def dev(request, fw_dir):
-  return booted_card(request.param, fw_dir)
+  device = booted_card(request.param, fw_dir)
+  yield device
+  assert device.card.hazards == [], "dispatches without a barrier between them touched the same memory"
 
 
 CODE_OBJECTS: dict = {}

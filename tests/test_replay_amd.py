@@ -106,6 +106,8 @@ def test_loader_on_the_card_equals_eager(amd, runs):  # noqa: F811
   eager, eager_weights, path, _, _ = runs
   r = replay.load(path, amd_device=amd.dev)
   assert isinstance(r.backend, replay.AMDCardBackend)
+  launches = r.backend.launches   # barriers only between dependent launches (the `amd` fixture checks for hazards)
+  assert 0 < launches.barriers < len(launches.launches) - 1
   before = amd.queue.signal.last
   losses = replay_rest(r)
   assert amd.queue.signal.last == before + STEPS - CAPTURE, "each step should be one submission of the card's queue"
@@ -158,7 +160,7 @@ def test_fresh_process_boots_the_card_and_continues(amd, runs, tmp_path, fw_dir)
   xs, ys = batches()
   npz, state = str(tmp_path / "inputs.npz"), str(tmp_path / "state.npz")
   np.savez(npz, x=xs[CAPTURE:], y=ys[CAPTURE:])
-  env = dict(os.environ, AMD_SIM=amd.card, AM_FIRMWARE_DIR=fw_dir)
+  env = dict(os.environ, AMD_SIM=amd.card, AM_FIRMWARE_DIR=fw_dir, AM_SIM_HAZARDS="raise")
   env.pop("AMD_EMULATE", None)
   proc = subprocess.run([sys.executable, "-c", FRESH.format(argv=[path, "--inputs", npz, "--save-state", state])],
                         cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)

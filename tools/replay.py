@@ -265,7 +265,8 @@ def _amd_code_objects(rf: ReplayFile) -> list:
 class AMDCardBackend:
   """AMD target on a card booted through the AM driver: the code objects uploaded with am.queues.kernel.GpuKernel,
   buffers in the card's GART-mapped VRAM, the launch list recorded once into one indirect buffer
-  (am.queues.launches.LaunchList) and resubmitted each step with one INDIRECT_BUFFER packet."""
+  (am.queues.launches.LaunchList, a barrier only before a launch that waits for one still in flight: launch_order)
+  and resubmitted each step with one INDIRECT_BUFFER packet."""
 
   def __init__(self, rf: ReplayFile, dev):
     from am.queues.dispatch import Buffer
@@ -283,9 +284,9 @@ class AMDCardBackend:
         mem.write(rf.blob(b["init"]))
     self.args = [[self.mem[a].va for a in launch["args"]] for launch in m["launches"]]
     self.launches = LaunchList(dev, self.queue)
-    for launch, args in zip(m["launches"], self.args):
+    for launch, args, after in zip(m["launches"], self.args, launch_order(m)):
       k = m["kernels"][launch["kernel"]]
-      self.launches.add(self.kernels[launch["kernel"]], args, k["grid"], k["block"])
+      self.launches.add(self.kernels[launch["kernel"]], args, k["grid"], k["block"], after=after)
     self.launches.finalize()
 
   def alloc(self, nbytes: int):

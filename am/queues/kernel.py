@@ -12,7 +12,8 @@ COMPUTE_USER_DATA_0.. = the user SGPRs that kernel_code_properties enables, in A
 queue ptr (2), kernarg segment ptr (2), dispatch id (2), private segment size (1); COMPUTE_NUM_THREAD_X/Y/Z = the
 workgroup size; COMPUTE_START_X/Y/Z = 0; COMPUTE_TMPRING_SIZE = 0 (no scratch); COMPUTE_RESOURCE_LIMITS = 0;
 DISPATCH_DIRECT with COMPUTE_SHADER_EN, FORCE_START_AT_000 and CS_W32_EN for wave32 kernels; then EVENT_WRITE
-CS_PARTIAL_FLUSH (index 4), as Mesa ends a compute dispatch before a signal.
+CS_PARTIAL_FLUSH (index 4), as Mesa ends a compute dispatch before a signal (`flush=False` leaves it out: a launch
+list places its own barriers, am.queues.launches).
 
 The kernarg segment: explicit arguments at their metadata offsets; the code object v5 hidden arguments
 hidden_block_count_x/y/z, hidden_group_size_x/y/z, hidden_grid_dims (AMDGPUUsage "Code Object V5 Metadata"); others
@@ -93,9 +94,11 @@ class GpuKernel:
     struct.pack_into("<QQ", packet, 32, self.descriptor_va, kernarg_va)
     return bytes(packet)
 
-  def emit(self, s: PM4Stream, grid, block, user: dict[str, int], dynamic_lds: int = 0) -> PM4Stream:
+  def emit(self, s: PM4Stream, grid, block, user: dict[str, int], dynamic_lds: int = 0,
+           flush: bool = True) -> PM4Stream:
     """Append the dispatch's PM4 to `s`. `user`: values of the enabled user SGPRs (kernarg, dispatch_ptr, ...); a
-    64-bit one is marked for patching as NAME.lo / NAME.hi.
+    64-bit one is marked for patching as NAME.lo / NAME.hi. `flush`: end with EVENT_WRITE CS_PARTIAL_FLUSH, so what
+    follows waits for the dispatch's waves; without it a later dispatch may run alongside this one.
 
     Raises:
       ValueError: a user SGPR the kernel enables is missing from `user`, or grid/block are out of range."""
@@ -123,5 +126,6 @@ class GpuKernel:
     if values:
       s.set_sh_reg(gc.regCOMPUTE_USER_DATA_0, *values, names=tuple(names))
     s.dispatch_direct(*grid, initiator)
-    s.event_write("CS_PARTIAL_FLUSH", CS_PARTIAL_FLUSH_INDEX)
+    if flush:
+      s.event_write("CS_PARTIAL_FLUSH", CS_PARTIAL_FLUSH_INDEX)
     return s

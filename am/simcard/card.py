@@ -9,7 +9,8 @@ bootloader ready (C2PMSG_35 = 0x80000000), GCMC/MMMC_VM_FB_LOCATION_BASE/TOP (VR
 Models (one module each): psp.py (bootloader, sOS, KM ring, firmware signatures and order), engines.py (SMU
 mailbox, IH writer), mec.py (HQDs and the PM4 executor), shader.py (DISPATCH_DIRECT on the am/sim wave emulator),
 sdma.py (the SDMA engine), gpuvm.py (the GC hub: page walks of every VMID, TLB, VM faults; the card's physical
-memory). `card.log` records every step the card accepted or refused, with the reason, as a hardware trace would.
+memory), hazards.py (dispatches a missing CS_PARTIAL_FLUSH would let overlap on hardware: `card.hazards`).
+`card.log` records every step the card accepted or refused, with the reason, as a hardware trace would.
 MODELLED.md lists what each model covers, from which source, and what it leaves out.
 
 System memory: `alloc_dma` hands out pages of a simulated host pool (SimHostMemory) at bus addresses from
@@ -35,6 +36,7 @@ GPU clock (RELEASE_MEM / COPY_DATA / SDMA timestamps): a 100 MHz counter from th
 from __future__ import annotations
 
 import fnmatch
+import os
 import tempfile
 import time
 from importlib import import_module
@@ -48,6 +50,7 @@ from am.mmio.pci import DOORBELL_BAR, DmaBuffer, MemoryAperture, PCI_DEVICE_ID, 
 from am.mmio.regs import RegisterBlock
 from am.simcard.cards import AMD_VENDOR, CARDS
 from am.simcard.discovery_table import build
+from am.simcard.hazards import RAISE_ENV
 from am.simcard.regfile import SimRegisters
 
 REGISTER_BAR_SIZE = 1 << 20
@@ -165,6 +168,11 @@ class SimCard:
     self.vram_bar = vram_bar or self.spec.vram_size
     self.firmware_dir = firmware_dir
     self.log: list[str] = []
+    # dispatch hazards (hazards.py): found ones, whether to raise them, and kernel names by entry address for the
+    # reports (the card knows only entry addresses; a test or debugging host may fill it)
+    self.hazards: list[str] = []
+    self.raise_on_hazard = os.environ.get(RAISE_ENV, "") == "raise"
+    self.kernel_names: dict[int, str] = {}
     self.vram = MemoryAperture(np.zeros(self.spec.vram_size, np.uint8))
     self.sysmem = SimHostMemory()
     self.doorbells = SimDoorbells(self)

@@ -40,6 +40,7 @@ from am.ip.gmc import context_reg
 from am.ip.pte import FORMATS, PAGE, PDE_ADDRESS, PTE_ADDRESS, READABLE, SYSTEM, VALID, WRITEABLE, get
 from am.sim.errors import MemoryFault
 from am.sim.memory import Memory, PagedMemory
+from am.simcard.hazards import Footprint
 
 CLIENT = ih_facts.CLIENTS["soc21_ih_clientid"]
 SRC = ih_facts.SOURCES
@@ -214,24 +215,28 @@ class PhysMemory(Memory):
 
 class GpuMemory(PagedMemory):
   """The virtual memory of one dispatch on `vmid`. `fault` keeps what the first failed walk found: (virtual address,
-  write, protection bits, why), for the IH entry shader.py posts."""
+  write, protection bits, why), for the IH entry shader.py posts; `footprint` what the dispatch's waves read and
+  wrote (hazards.py)."""
 
   def __init__(self, card, vmid: int):
     self.card, self.vmid = card, vmid
     self.writing = False
     self.fault: tuple[int, bool, int, str] | None = None
+    self.footprint = Footprint()
     super().__init__(PhysMemory(card), self._walk, PAGE)
 
   def _walk(self, vpns: np.ndarray) -> np.ndarray:
     unique, where = np.unique(vpns, return_inverse=True)
+    pages = unique.tolist()
     out = np.empty(len(unique), dtype=np.uint64)
-    for i, vpn in enumerate(unique.tolist()):
+    for i, vpn in enumerate(pages):
       at, why, prot = self.card.gmc.lookup(vpn * PAGE, self.writing, self.vmid)
       if at is None:
         index = int(np.flatnonzero(where == i)[0])
         self.fault = self.fault or (vpn * PAGE, self.writing, prot, why)
         raise MemoryFault(vpn * PAGE, PAGE, f"GPUVM: {why}", index=index)
       out[i] = at // PAGE
+    self.footprint.pages[self.writing].update(pages)   # every wave access translates here, page by page
     return out[where.reshape(-1)]
 
   def store(self, addrs: np.ndarray, data: np.ndarray) -> None:

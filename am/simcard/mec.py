@@ -26,7 +26,8 @@ CP_HQD_PQ_RPTR_REPORT_ADDR. Packet layouts are am/pm4/packets.py's (decoded with
                           a CP_EOP_INTERRUPT IH entry with INT_CTXID in src_data[0], ring_id = queue << 4 | me << 2 |
                           pipe (gfx_v11_0_eop_irq reads it back that way)
   EVENT_WRITE             any VGT_EVENT_TYPE of the generation (soc21_enum.h / soc24_enum.h); the dispatch before it
-                          has completed already, so CS_PARTIAL_FLUSH has nothing to wait for
+                          has completed already, so CS_PARTIAL_FLUSH has nothing to wait for, but it ends the queue's
+                          set of dispatches in flight (hazards.py)
   WAIT_REG_MEM            memory or register, FUNCTION as nvd.h; OPERATION 1 writes REFERENCE to the first register
                           then waits on the second (amdgpu's HDP flush); unsatisfied: the queue stalls on the packet
                           and is polled again after every later doorbell of any engine
@@ -35,7 +36,9 @@ CP_HQD_PQ_RPTR_REPORT_ADDR. Packet layouts are am/pm4/packets.py's (decoded with
   COPY_DATA               SRC_SEL 0 register, 1 memory, 5 immediate, 9 GPU clock; DST_SEL 0 register, 5 memory;
                           COUNT_SEL 1 copies 64 bits (sid.h COPY_DATA_*)
   DISPATCH_DIRECT         the wave launch of shader.py; the queue fetches nothing more until the dispatch's waves
-                          have ended (they run in time slices, card.py), so the packets after it see its results
+                          have ended (they run in time slices, card.py), so the packets after it see its results.
+                          Hardware does not wait: dispatches until the next CS_PARTIAL_FLUSH may overlap there, so
+                          each one that ends is checked against those before it (hazards.py, card.hazards)
 Anything else (an opcode without a handler, a type-0 packet, a selector value not listed) posts
 CP_BAD_OPCODE_ERROR (data: opcode, dword position) and stops the queue until it is dequeued and mapped again.
 """
@@ -48,7 +51,7 @@ from am.generated import pm4 as pm4_facts
 from am.generated.boot import ih as ih_facts
 from am.pm4.decode import parse_pm4
 from am.pm4.pm4 import SH_REG_END, SH_REG_START, UCONFIG_REG_END, UCONFIG_REG_START, WAIT_FUNCTIONS
-from am.simcard import shader
+from am.simcard import hazards, shader
 from am.simcard.gpuvm import read_va, write_va
 
 CLIENT = ih_facts.CLIENTS["soc21_ih_clientid"]
@@ -84,11 +87,19 @@ class QueueState:
   vmid: int = 0                  # CP_HQD_VMID.VMID at activation
   busy: shader.Dispatch | None = None   # the dispatch in flight
   draining: bool = False         # DRAIN_PIPE asked: fetch nothing more, deactivate once `busy` ends
+  dispatches: int = 0            # DISPATCH_DIRECT packets run since activation (names them in hazard reports)
+  in_flight: list = field(default_factory=list)   # (label, footprint) of the dispatches since the last CS_PARTIAL_FLUSH
+  unraised: list = field(default_factory=list)    # hazards found in this run, for card.raise_on_hazard
 
   @property
   def ring_id(self) -> int:
     me, pipe, queue = self.sel
     return (queue << 4) | (me << 2) | pipe
+
+  @property
+  def name(self) -> str:
+    me, pipe, queue = self.sel
+    return f"HQD me{me} pipe{pipe} queue{queue}"
 
 
 class SimCp:
@@ -108,6 +119,7 @@ class SimCp:
     card.regs.hook(gc, "regCP_HQD_ACTIVE", write=self.activate)
     card.regs.hook(gc, "regCP_HQD_DEQUEUE_REQUEST", write=self.dequeue)
     self.events = set(pm4_facts.VGT_EVENT_TYPE[card.caps.gfx_generation].values())
+    self.cs_partial_flush = pm4_facts.VGT_EVENT_TYPE[card.caps.gfx_generation]["CS_PARTIAL_FLUSH"]
 
   def _select(self, value: int) -> tuple:
     f = self.card.gc.regGRBM_GFX_CNTL.decode(value)
@@ -270,6 +282,9 @@ class SimCp:
       state.packets += 1
     report = gc.regCP_HQD_PQ_RPTR_REPORT_ADDR.read() | gc.regCP_HQD_PQ_RPTR_REPORT_ADDR_HI.read() << 32
     write_va(self.card, report, struct.pack("<I", state.rptr % ring_dw), "rptr report", state.vmid)
+    if state.unraised:
+      found, state.unraised = state.unraised, []
+      raise hazards.DispatchHazard(f"{len(found)} dispatch hazard(s), also in card.hazards:\n" + "\n".join(found))
 
   def advance_dispatch(self, state: QueueState, seconds: float) -> bool:
     """One time slice of the queue's dispatch; True once it ended (the queue may fetch again)."""
@@ -280,8 +295,20 @@ class SimCp:
       return False
     if dispatch.done:
       state.busy = None
+      self.check_hazards(state, dispatch)
       return True
     return False
+
+  def check_hazards(self, state: QueueState, dispatch: shader.Dispatch) -> None:
+    """Compare an ended dispatch with the queue's dispatches in flight (hazards.py), then add it to them."""
+    ended = (dispatch.label, dispatch.memory.footprint)
+    found = [line for earlier in state.in_flight for line in hazards.find(earlier, ended, state.name)]
+    for line in found:
+      self.card.note(f"cp: hazard: {line}")
+    self.card.hazards += found
+    if self.card.raise_on_hazard:
+      state.unraised += found
+    state.in_flight.append(ended)
 
   def fetch(self, state: QueueState, pq: int, ring_dw: int) -> tuple[list[int], str] | None:
     """The next packet's dwords and where it is, None when the queue is empty; ([], where) on a fetch fault."""
@@ -420,6 +447,8 @@ def do_release_mem(cp, state, packet, body):
 
 def do_event_write(cp, state, packet, body):
   event = body["EVENT_CNTL"][1]["EVENT_TYPE"]
+  if event == cp.cs_partial_flush:
+    state.in_flight.clear()   # every dispatch before it has ended: none overlaps the next one
   return None if event in cp.events else f"EVENT_TYPE {event} is no VGT event of this generation"
 
 
@@ -494,8 +523,14 @@ def do_dispatch_direct(cp, state, packet, body):
   started = shader.launch(cp.card, dims, body["DISPATCH_INITIATOR"][0], state.ring_id, state.vmid)
   if isinstance(started, str):
     state.hung = started
-  else:
-    state.busy = started
+    return None
+  state.busy = started
+  where = f"IB 0x{state.frames[-1].base:x} dword {state.frames[-1].pos}" if state.frames else \
+      f"ring dword {state.rptr}"
+  name = cp.card.kernel_names.get(started.entry, "kernel")
+  started.label = (f"dispatch {state.dispatches} ({name} at 0x{started.entry:x}, grid {dims} x block "
+                   f"{started.block}, {where})")
+  state.dispatches += 1
   return None
 
 

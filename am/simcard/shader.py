@@ -21,6 +21,9 @@ Time: `launch` returns a Dispatch in flight; the MEC gives it time slices (`adva
 at most SLICE_SECONDS, in quanta of QUANTUM wave-group instructions, at least one quantum). There is no instruction
 limit: a kernel that never ends runs for as long as the queue is not dequeued (mec.py: RESET_WAVES drops it).
 
+Footprint: the dispatch's GpuMemory records the pages its waves read and write (gpuvm.py), which the MEC compares
+with the other dispatches in flight on the queue once the dispatch has ended (hazards.py).
+
 A wave's failed translation becomes a UTCL2 VM-fault IH entry (gpuvm.py) with the faulting address, the VMID, read or
 write and the protection bits; any other emulator error (an unsupported or illegal instruction, an LDS access out of
 range) an SQ_INTERRUPT_ID entry (the SQ interrupt word encoding is not modelled: src_data is 0) with the details in the
@@ -81,6 +84,7 @@ class Dispatch:
     self.runner: GroupRunner | None = None
     self.done, self.error = False, None
     self.what = f"dispatch {grid} x {block} wave{layout.wave_size} at 0x{entry:x} on VMID {vmid}"
+    self.entry, self.label = entry, self.what   # mec.py names it for hazard reports (hazards.py)
 
   def step(self, budget: int) -> bool:
     """Run about `budget` instructions; True once every wave ended. Raises the emulator's errors."""

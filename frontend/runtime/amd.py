@@ -5,8 +5,9 @@ and card (firmware from AM_FIRMWARE_DIR). Buffers are GPU memory of the card map
 BAR 0); each rendered code object is uploaded with am.queues GpuKernel; a launch is a dispatch's PM4 on the compute
 queue (kernarg segment from compiler.rdna.codeobj.kernarg_segment), which the simulated MEC runs on the wave
 emulator; synchronize waits for the queue's timeline signal. A TinyJit capture becomes one AMDGraph: its launches
-recorded once into an indirect buffer (am.queues CommandBuffer) with kernarg segments of its own; replay rewrites
-the segments whose buffer addresses changed and submits the IB with one INDIRECT_BUFFER packet.
+recorded once into an indirect buffer (am.queues CommandBuffer) with kernarg segments of its own and barriers only
+between launches that share a buffer one of them writes; replay rewrites the segments whose buffer addresses changed
+and submits the IB with one INDIRECT_BUFFER packet.
 
 AMD_EMULATE=gfx1100 (or gfx1201): no card; each kernel runs directly on the wave emulator (am/sim: `run_kernel` over
 a FlatMemory that holds all of this device's buffers). The code is the real thing in both modes: the scheduler's
@@ -184,18 +185,20 @@ class AMDCardProgram:
 
 
 class AMDGraph:
-  """A TinyJit capture as one am.queues.launches.LaunchList: each launch's ACQUIRE_MEM + dispatch PM4 recorded once
-  into an indirect buffer, its kernarg segment in an arena of the list's own (never rewritten by other launches).
-  Replay rewrites the kernarg segments whose buffer addresses changed (after the previous replay finished reading
-  them), then submits the whole step as one INDIRECT_BUFFER packet."""
+  """A TinyJit capture as one am.queues.launches.LaunchList: each launch's dispatch PM4 recorded once into an indirect
+  buffer, a barrier before it only where it reads or overwrites what a launch still in flight touches
+  (frontend.realize.exec_dependencies), its kernarg segment in an arena of the list's own (never rewritten by other
+  launches). Replay rewrites the kernarg segments whose buffer addresses changed (after the previous replay finished
+  reading them), then submits the whole step as one INDIRECT_BUFFER packet."""
 
   def __init__(self, runtime: AMDCardRuntime, items):
     from am.queues.launches import LaunchList
+    from frontend.realize import exec_dependencies
     self.programs = [item.program for item in items]
     self.addresses = [[runtime.allocator.address(b.mem) for b in item.bufs] for item in items]
     self.launches = LaunchList(runtime.dev, runtime.queue)
-    for program, addresses in zip(self.programs, self.addresses):
-      self.launches.add(program.kernel, addresses, program.grid, program.block)
+    for program, addresses, after in zip(self.programs, self.addresses, exec_dependencies(items)):
+      self.launches.add(program.kernel, addresses, program.grid, program.block, after=after)
     self.launches.finalize()
     self.changed: set[int] = set()
 
