@@ -42,6 +42,24 @@ def test_tinyjit_replays_a_command_buffer(nv):
       assert step.graph is not None, "replay on NV should go through a prebuilt command buffer"
 
 
+def test_tinyjit_repeats_host_copies_around_command_buffers(nv):
+  """A step that takes host (CPU) batches, moves them to the GPU and the result back: each replay copies the new
+  batch in (copy engine, after the compute work queued before it) and runs the kernels as one command buffer."""
+  from frontend import Tensor
+  from frontend.jit import TinyJit
+
+  @TinyJit
+  def step(x):
+    return ((x.to(nv) * 2 + 1).relu().sum(axis=1)).to("CPU").realize()
+
+  rng = np.random.default_rng(5)
+  for _ in range(6):
+    x = rng.standard_normal((128, 48), dtype=np.float32)
+    got = step(Tensor(x, device="CPU") * 1).numpy()
+    np.testing.assert_allclose(got, np.maximum(x * 2 + 1, 0).sum(1), rtol=1e-5, atol=1e-5)
+  assert any(graph is not None for _, _, graph in step.segments), "the kernels between the copies form a graph"
+
+
 def test_debug4_prints_ptx_and_sass(nv, monkeypatch, capsys):
   from frontend import Tensor
   from frontend import realize
