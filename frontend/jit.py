@@ -4,7 +4,8 @@ Call 1 runs the function normally (warm-up: kernels compile). Call 2 runs it aga
 launch (ExecItem: program + buffers) and every copy between devices (CopyItem, e.g. a CPU batch moved to the GPU inside
 the step). Calls 3+ skip the function entirely: the recorded launches and copies run in order, with the buffers of the
 new inputs swapped in where the recorded inputs were, and the same output tensors are returned (their buffers now
-hold the new results). Inputs must keep their shapes and dtypes. Each run of consecutive kernels on one device
+hold the new results). A call whose input shapes or dtypes match no capture so far (a smaller last batch) is
+captured as well, up to `max_captures` signatures, and later calls replay the capture of their signature. Each run of consecutive kernels on one device
 replays as that device's prebuilt command buffer where it has one (NV, AMD cards: one submission, kernels ordered by
 the buffers they share), the rest item by item.
 """
@@ -25,9 +26,17 @@ def _input_tensors(args, kwargs) -> list[Tensor]:
   return [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
 
 
+_STATE = ("captured", "input_slots", "signature", "ret", "graph", "segments")
+
+
 class TinyJit:
-  def __init__(self, fxn):
+  """Capture-and-replay of a function's kernels (module docstring). One capture per input signature (shapes and
+  dtypes): a call with a signature not seen before captures again, e.g. a smaller last batch, up to `max_captures`
+  signatures; calls with a known one replay its capture."""
+
+  def __init__(self, fxn, max_captures: int = 8):
     self.fxn = fxn
+    self.max_captures = max_captures
     self.cnt = 0
     self.captured: list[realize.ExecItem] = []
     self.input_slots: list[list[tuple[int, int]]] = []  # per input: (exec item index, buffer index)
@@ -35,13 +44,14 @@ class TinyJit:
     self.ret = None
     self.graph = None  # the device's prebuilt command buffer for the capture, where one device graph covers it all
     self.segments: list[tuple[int, int, object]] = []  # (first item, end, device graph or None) in order
+    self.captures: dict[tuple, dict] = {}  # signature -> the state above for that capture; the current one included
     self.launches = 0  # kernel launches made by replay, for tests and DEBUG
     functools.update_wrapper(self, fxn)
 
   def reset(self) -> None:
     self.cnt = 0
     self.captured, self.input_slots, self.signature, self.ret, self.graph = [], [], [], None, None
-    self.segments = []
+    self.segments, self.captures = [], {}
 
   def __get__(self, obj, objtype=None):
     return functools.partial(self.__call__, obj)  # support methods
@@ -56,9 +66,23 @@ class TinyJit:
       return self.fxn(*args, **kwargs)
     if self.cnt == 1:
       return self._capture(args, kwargs, inputs, buffers)
+    signature = tuple((t.shape, t.dtype) for t in inputs)
+    if signature != tuple(self.signature):
+      if signature in self.captures:
+        self.__dict__.update(self.captures[signature])
+      elif len(self.captures) >= self.max_captures:
+        name = getattr(self.fxn, "__name__", "function")
+        raise JitError(f"TinyJit {name}: called with inputs {[(s, d.name) for s, d in signature]}, a new signature "
+                       f"after {len(self.captures)} captures (max_captures={self.max_captures}): "
+                       f"{[[(s, d.name) for s, d in sig] for sig in self.captures]}. Pass fewer distinct shapes and "
+                       f"dtypes, raise max_captures, or call .reset()")
+      else:
+        return self._capture(args, kwargs, inputs, buffers)
     return self._replay(inputs, buffers)
 
   def _capture(self, args, kwargs, inputs, buffers):
+    """Run the function while recording its launches and copies; the result becomes the current capture (and the one
+    for this input signature). A failed capture leaves the captures before it as they were."""
     realize._capture = []
     try:
       ret = self.fxn(*args, **kwargs)
@@ -66,21 +90,20 @@ class TinyJit:
       if outs:
         outs[0].realize(*outs[1:])
     finally:
-      self.captured, realize._capture = realize._capture, None
+      captured, realize._capture = realize._capture, None
     if len({id(b) for b in buffers}) != len(buffers):
-      realize._capture = None
       raise JitError("TinyJit: the same tensor was passed as two inputs while capturing; replay could not tell them "
                      "apart. Pass distinct tensors (e.g. t and t.clone()).")
+    self.captured, self.ret, self.cnt = captured, ret, 2
     self.signature = [(t.shape, t.dtype) for t in inputs]
     self.input_slots = []
     for buf in buffers:
       slots = [(i, j) for i, item in enumerate(self.captured) for j, b in enumerate(item.bufs) if b is buf]
       self.input_slots.append(slots)
-    self.ret = ret
-    self.cnt = 2
     self.segments = self._make_segments()
     whole = len(self.segments) == 1 and self.segments[0][2] is not None
     self.graph = self.segments[0][2] if whole else None
+    self.captures[tuple(self.signature)] = {key: getattr(self, key) for key in _STATE}
     return ret
 
   def _make_segments(self) -> list[tuple[int, int, object]]:
@@ -125,11 +148,6 @@ class TinyJit:
                             optimizer_state=optimizer_state, feeds=feeds)
 
   def _replay(self, inputs, buffers):
-    got = [(t.shape, t.dtype) for t in inputs]
-    if got != self.signature:
-      raise JitError(f"TinyJit {getattr(self.fxn, '__name__', 'function')}: captured with inputs "
-                     f"{[(s, d.name) for s, d in self.signature]}, called with {[(s, d.name) for s, d in got]}; "
-                     "shapes and dtypes must stay the same (call .reset() to capture again)")
     for buf, slots in zip(buffers, self.input_slots):
       for i, j in slots:
         self.captured[i].bufs[j] = buf
