@@ -29,6 +29,7 @@ from frontend.realize import exec_dependencies
 from frontend.runtime.amd import AMDGraph
 from tests.test_am_queues import booted_card
 from tests.test_amd_sim_frontend import amd  # noqa: F401  (the simulated-card device fixture, both cards)
+from tests.test_replay_amd import jit_and_save
 from tools import replay
 from tools.replay_format import launch_dependencies
 
@@ -279,15 +280,8 @@ def trained(amd, tmp_path_factory):  # noqa: F811
       start = [p.numpy().copy() for p in (model.weight, model.bias)]
       eager = [step(Tensor(xs[i], device="AMD"), Tensor(ys[i], device="AMD")).numpy().copy() for i in range(STEPS)]
       eager_weights = {k: v.numpy().copy() for k, v in get_state_dict(model).items()}
-      model, opt, step = make_training()
-      jit, jitted = TinyJit(step), []
       path = str(tmp_path_factory.mktemp("deps") / f"linear-{amd.card}.sovreplay")
-      for i in range(STEPS):
-        jitted.append(jit(Tensor(xs[i], device="AMD"), Tensor(ys[i], device="AMD")).numpy().copy())
-        if i + 1 == CAPTURE:
-          jit.save(path, inputs=("x", "y"), outputs=("loss",), parameters=get_state_dict(model),
-                   optimizer_state=get_state_dict(opt), feeds={"lr": opt.lr})
-      jit_weights = {k: v.numpy().copy() for k, v in get_state_dict(model).items()}
+      jit, jitted, jit_weights = jit_and_save(*make_training(), xs, ys, path, CAPTURE)
   finally:
     Tensor.training = before
   return dict(eager=eager, eager_weights=eager_weights, jit=jit, jitted=jitted, jit_weights=jit_weights, path=path,

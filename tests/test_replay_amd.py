@@ -60,17 +60,21 @@ def train_and_save(amd, tmp_path_factory):  # noqa: F811
   eager = [train_step(Tensor(xs[i], device="AMD"), Tensor(ys[i], device="AMD")).numpy().copy() for i in range(STEPS)]
   eager_weights = {k: v.numpy().copy() for k, v in get_state_dict(model).items()}
   path = str(tmp_path_factory.mktemp("amdreplay") / f"step-{amd.card}.sovreplay")
-  model, opt, train_step = make_training()
-  jit = TinyJit(train_step)
-  jitted = []
-  for i in range(STEPS):
-    jitted.append(jit(Tensor(xs[i], device="AMD"), Tensor(ys[i], device="AMD")).numpy().copy())
-    if i + 1 == CAPTURE:
-      jit.save(path, inputs=("x", "y"), outputs=("loss",), parameters=get_state_dict(model),
-               optimizer_state=get_state_dict(opt), feeds={"lr": opt.lr})
-  jit_weights = {k: v.numpy().copy() for k, v in get_state_dict(model).items()}
+  _, jitted, jit_weights = jit_and_save(*make_training(), xs, ys, path, CAPTURE)
   Tensor.training = before
   return eager, eager_weights, path, jitted, jit_weights
+
+
+def jit_and_save(model, opt, train_step, xs, ys, path: str, capture: int):
+  """`train_step` under TinyJit over every batch on the AMD device, saved to `path` after `capture` calls:
+  (the jit, the losses, the final weights)."""
+  jit, jitted = TinyJit(train_step), []
+  for i in range(len(xs)):
+    jitted.append(jit(Tensor(xs[i], device="AMD"), Tensor(ys[i], device="AMD")).numpy().copy())
+    if i + 1 == capture:
+      jit.save(path, inputs=("x", "y"), outputs=("loss",), parameters=get_state_dict(model),
+               optimizer_state=get_state_dict(opt), feeds={"lr": opt.lr})
+  return jit, jitted, {k: v.numpy().copy() for k, v in get_state_dict(model).items()}
 
 
 def assert_same_weights(got: dict, want: dict) -> None:

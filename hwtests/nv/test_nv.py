@@ -135,7 +135,6 @@ def test_bad_launches_raise_before_submitting(dev, programs):
 
 
 FAULT_SCRIPT = """
-import numpy as np
 from nvdrv.compile import compile_ptx
 from nvdrv.device import NVDevice
 from nvdrv.errors import NVFault
@@ -150,16 +149,9 @@ try:
 except NVFault as e:
   print("FAULT", e)
 dev.recover()
-saxpy = Program(dev, compile_ptx(kernels.SAXPY), "saxpy")
-n = 1_000_003
-rng = np.random.default_rng(7)
-x, y = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
-gx, gy = dev.mem.alloc_device(4 * n), dev.mem.alloc_device(4 * n)
-dev.copyin(gx, x)
-dev.copyin(gy, y)
-saxpy(gx, gy, 2.5, n, grid=((n + 255) // 256, 1, 1), block=(256, 1, 1), wait=True)
-ok = np.allclose(dev.copyout(gy).view(np.float32)[:n], np.float32(2.5) * x + y, rtol=1e-6, atol=1e-6)
-print("OK" if ok else "WRONG")
+from hwtests.nv.test_nv import test_saxpy
+test_saxpy(dev, {"saxpy": Program(dev, compile_ptx(kernels.SAXPY), "saxpy")})  # raises if wrong
+print("OK")
 """
 
 
