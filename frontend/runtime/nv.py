@@ -17,6 +17,7 @@ kernel, its geometry and its buffers' addresses (as CUDA_LAUNCH_BLOCKING does fo
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -86,6 +87,8 @@ class NVProgram:
     from nvdrv.errors import NVFault
     try:
       self.program(*addresses, grid=self.grid, block=self.block, wait=True)
+      time.sleep(1e-3)  # a grid can end (and release its semaphore) before RM has written the fault to the notifier
+      self.program.dev.compute.check_error()
     except (NVFault, TimeoutError) as e:
       self.program.dev.recover()
       e.args = (f"kernel {self.info.name} (grid {self.grid}, block {self.block}, buffers "
