@@ -100,8 +100,11 @@ EICOMPAT_NAMES = {0x02: "EICOMPAT_ATTR_ISA_CLASS", 0x03: "EICOMPAT_ATTR_INST_TEN
 R_CUDA_64 = 2  # u64 S+A at the offset (global-variable addresses in .nv.constant4)
 R_CUDA_G64 = 4  # u64 generic address S+A (pointers inside .nv.global.init)
 R_CUDA_ABS32_32 = 55  # u32 S+A at bit 32 of the instruction
-R_CUDA_ABS32_HI_32 = 56  # u32 (S+A) >> 32 at bit 32 of the instruction
-R_CUDA_ABS32_LO_32 = 57  # u32 (S+A) & 0xffffffff at bit 32 of the instruction
+R_CUDA_ABS32_LO_32 = 56  # u32 (S+A) & 0xffffffff at bit 32 of the instruction
+R_CUDA_ABS32_HI_32 = 57  # u32 (S+A) >> 32 at bit 32 of the instruction
+# (56 is LO: cuobjdump 13.5.37 -elf names the type-56 entry of a `ptxas -c` div.rn.f32 kernel R_CUDA_ABS32_LO_32, and
+# nvdisasm shows it on `MOV R20, 32@lo(...)`, the low half of the return address that the slow path's RET.ABS R20
+# jumps to; with the two swapped, that return lands at a garbage address: Xid 13 on the H100)
 R_CUDA_ABS16_32 = 59
 R_CUDA_UNUSED_CLEAR64 = 73
 R_CUDA_ABS55_16_34 = 75

@@ -321,10 +321,43 @@ def test_text_relocations_patch_the_instruction_immediates(ptxas, tmp_path):
   k = cubin.kernel("gaddr")
   assert {r.type for r in k.relocations} == {R_CUDA_ABS32_LO_32, R_CUDA_ABS32_HI_32}
   code = apply_relocations(k.code, k.relocations, {"gtable": 0x1122_3344_5566_7788})
+  by_offset = sass_by_offset(code, tmp_path)
+  for r in k.relocations:  # each instruction carries its own half (swapped halves would still show both numbers)
+    half = "0x55667788" if r.type == R_CUDA_ABS32_LO_32 else "0x11223344"
+    assert re.search(rf"\b{half}\b", by_offset[r.offset]), (r.type_name, by_offset[r.offset])
+
+
+def sass_by_offset(code: bytes, tmp_path) -> dict[int, str]:
+  """nvdisasm's line for each instruction offset of raw sm_90 `code`."""
   raw = tmp_path / "code.bin"
   raw.write_bytes(code)
   sass = subprocess.run([NVDISASM, "-b", "SM90", str(raw)], capture_output=True, text=True, check=True).stdout
-  assert "0x11223344" in sass and "0x55667788" in sass, sass
+  return {int(m.group(1), 16): m.group(2) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)}
+
+
+@needs_nvdisasm
+def test_slow_path_returns_to_the_calling_kernel(ptxas, tmp_path):
+  """A separately placed div.rn.f32 slow path returns through RET.ABS to the 64-bit address the kernel puts in a
+  register pair (MOV lo, MOV hi, each relocated against the kernel's own symbol). Both halves must land in the right
+  registers, or the return jumps to garbage (Xid 13 on the H100)."""
+  cubin = parse_cubin(run_ptxas(ptxas, DIVIDE, tmp_path, "-c")[0])
+  k = cubin.kernel("fdiv")
+  base = 0x20_1234_5600
+  addresses = {s.name: base + s.value for s in cubin.symbols if s.section == ".text.fdiv"}
+  halves = {r.type: r for r in k.relocations if r.type in (R_CUDA_ABS32_LO_32, R_CUDA_ABS32_HI_32)}
+  assert set(halves) == {R_CUDA_ABS32_LO_32, R_CUDA_ABS32_HI_32} and halves[R_CUDA_ABS32_LO_32].symbol == "fdiv"
+  calls = [r for r in k.relocations if r.type == R_CUDA_ABS55_16_34]
+  code = apply_relocations(k.code, list(halves.values()), {**addresses, calls[0].symbol: 0})
+  lines = sass_by_offset(code, tmp_path)
+  regs = {}
+  for kind, r in halves.items():
+    m = re.fullmatch(r"MOV (R\d+), (0x[0-9a-f]+|\d+)\s*", lines[r.offset].strip())
+    assert m, lines[r.offset]
+    regs[kind] = (int(m.group(1)[1:]), int(m.group(2), 0))
+  (lo_reg, lo), (hi_reg, hi) = regs[R_CUDA_ABS32_LO_32], regs[R_CUDA_ABS32_HI_32]
+  assert hi_reg == lo_reg + 1, "RET.ABS reads the pair Rn (low half), Rn+1 (high half)"
+  assert (hi << 32 | lo) == base + halves[R_CUDA_ABS32_LO_32].addend, "the return address is just past the CALL"
+  assert halves[R_CUDA_ABS32_LO_32].addend == calls[0].offset + 16
 
 
 DIVIDE = HEADER + """

@@ -25,6 +25,16 @@ def test_ops_match_numpy(nv):
   np.testing.assert_allclose((ta.relu() * 3 - 1).sum(axis=0).numpy(), (np.maximum(a, 0) * 3 - 1).sum(0), rtol=1e-4)
 
 
+def test_division_slow_path_returns(nv):
+  """Zero and subnormal operands send div.rn.f32 down its slow path, a separate function the kernel calls and that
+  returns through an address the loader relocates (the H100 faulted with Xid 13 while the halves were swapped)."""
+  from frontend import Tensor
+  a = np.array([0.0, 1e-40, 3.0, -0.0, 5.0, 1e30, 7.0], np.float32)
+  b = np.array([2.0, 3.0, 1e-39, 4.0, 0.0, 1e-10, -1e-42], np.float32)
+  with np.errstate(divide="ignore", over="ignore"):
+    np.testing.assert_array_equal((Tensor(a, device=nv) / Tensor(b, device=nv)).numpy(), a / b)
+
+
 def test_tinyjit_replays_a_command_buffer(nv):
   from frontend import Tensor
   from frontend.jit import TinyJit
