@@ -157,8 +157,8 @@ print("OK")
 
 def test_fault_then_recover(dev):
   """A kernel that reads an unmapped address raises NVFault naming the Xid and the channel; after recover() the same
-  process runs correct work. In a process of its own: run inside the pytest process (H100, 2026-12-07), the fault
-  was followed by an Xid 13 error on the next wait of the frontend's separate device in a later test."""
+  process runs correct work. In a process of its own, so that nothing of the fault can reach the devices other tests
+  in this session use."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
   proc = subprocess.run([sys.executable, "-c", FAULT_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
   print(proc.stdout, proc.stderr)
