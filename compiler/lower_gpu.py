@@ -386,15 +386,18 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def narrow_int64(n: Node, bounds, memo: dict[Node, bool]) -> bool:
-  """Whether int64 index value `n` can be computed in 32 bits: it is built only of NARROW_INT_OPS and its bounds
-  (`bounds(node) -> (lo, hi)`, the renderer's range analysis) and every source's fit in int32. `memo` caches per
-  node for one kernel."""
-  if n.dtype != dtypes.int64 or n.op not in NARROW_INT_OPS:
+  """Whether int64 index value `n` can be computed in 32 bits: it is built only of NARROW_INT_OPS and of widening
+  casts from integers of 32 bits or fewer, and its bounds (`bounds(node) -> (lo, hi)`, the renderer's range analysis)
+  and every source's fit in int32. `memo` caches per node for one kernel. (A cast counts so that an index derived
+  from an int32 value, e.g. `(i * 3 - 1) % 6` after a flip or pad, is not divided in 64 bits: ptxas calls a
+  subroutine for div/rem.s64.)"""
+  widening = n.op is Ops.CAST and n.src[0].dtype.is_int and n.src[0].dtype.itemsize <= 4
+  if n.dtype != dtypes.int64 or not (n.op in NARROW_INT_OPS or widening):
     return False
   got = memo.get(n)
   if got is None:
     lo, hi = bounds(n)
-    got = INT32_MIN <= lo and hi <= INT32_MAX and all(narrow_int64(s, bounds, memo) for s in n.src)
+    got = INT32_MIN <= lo and hi <= INT32_MAX and (widening or all(narrow_int64(s, bounds, memo) for s in n.src))
     memo[n] = got
   return got
 

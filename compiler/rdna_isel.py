@@ -191,6 +191,8 @@ class Selector:
     if op is Ops.GLOAD:
       return self.load(n)
     if op is Ops.CAST:
+      if self.narrow(n):  # an int64 index computed in 32 bits: the source widened to int32 at most
+        return rdna_alu.cast(self, self.reg(n.src[0]), n.src[0].dtype, dtypes.int32)
       return rdna_alu.cast(self, self.reg(n.src[0]), n.src[0].dtype, n.dtype, self.narrow(n.src[0]))
     if op is Ops.BITCAST:
       return rdna_alu.bitcast(self, self.reg(n.src[0]), n.src[0].dtype, n.dtype, self.narrow(n.src[0]))

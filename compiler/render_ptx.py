@@ -152,6 +152,8 @@ class PTXRenderer:
     if op is Ops.PARAM:
       return self.params[n.arg]
     if op is Ops.CAST:
+      if self.narrow(n):  # an int64 index computed in 32 bits: the source widened to int32 at most
+        return ptx_alu.cast(self, self.reg(n.src[0]), n.src[0].dtype, dtypes.int32)
       return ptx_alu.cast(self, self.wide_reg(n.src[0]), n.src[0].dtype, n.dtype)
     if op is Ops.BITCAST:
       return ptx_alu.bitcast(self, self.wide_reg(n.src[0]), n.src[0].dtype, n.dtype)

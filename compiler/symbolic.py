@@ -51,10 +51,14 @@ def _compute_bounds(x: Node) -> tuple[int, int]:
       return a0 - b1, a1 - b0
     products = (a0 * b0, a0 * b1, a1 * b0, a1 * b1)
     return min(products), max(products)
-  if x.op in (Ops.IDIV, Ops.MOD) and is_const(x.src[1]) and x.src[1].arg > 0 and bounds(x.src[0])[0] >= 0:
+  if x.op in (Ops.IDIV, Ops.MOD) and is_const(x.src[1]) and x.src[1].arg > 0:
+    # division truncates toward zero, as the renderers' `/`, `%`, div and rem do: the quotient is monotonic in the
+    # dividend, and the remainder has the dividend's sign and a magnitude below the divisor's
     lo, hi = bounds(x.src[0])
     d = x.src[1].arg
-    return (lo // d, hi // d) if x.op is Ops.IDIV else (0, min(hi, d - 1))
+    if x.op is Ops.IDIV:
+      return (lo // d if lo >= 0 else -(-lo // d)), (hi // d if hi >= 0 else -(-hi // d))
+    return (0 if lo >= 0 else max(lo, 1 - d)), (min(hi, d - 1) if hi >= 0 else 0)
   if x.dtype == dtypes.bool:
     return 0, 1
   return -(1 << 62), 1 << 62

@@ -366,3 +366,23 @@ def test_bounds_of_every_product_corner():
   i, j = ranges(4, 5)
   for a, b in itertools.product([sym.add(i, sym.iconst(-2)), i], [sym.add(j, sym.iconst(-3)), j]):
     assert_same(Node(Ops.MUL, INDEX, (a, b)), Node(Ops.MUL, INDEX, (a, b)), [i, j])
+
+
+def test_bounds_of_truncating_division_by_a_constant_cover_negative_dividends():
+  """IDIV/MOD by a positive constant truncate toward zero (C `/` `%`, PTX div/rem, RDNA): the bounds the renderers
+  narrow int64 index math with must hold for every dividend in range, negative ones included."""
+  import itertools
+  from compiler.ir import Node, Ops
+  from compiler.dtypes import dtypes
+  for lo, hi, d in itertools.product((-13, -6, -1, 0, 2), (-7, -1, 0, 5, 17), (1, 3, 6)):
+    if lo > hi:
+      continue
+    x = Node(Ops.ADD, dtypes.int64, (Node(Ops.RANGE, dtypes.int64, (), (0, hi - lo + 1)),
+                                      Node(Ops.CONST, dtypes.int64, (), lo)))
+    assert sym.bounds(x) == (lo, hi)
+    for op, f in ((Ops.IDIV, lambda a: int(a / d)), (Ops.MOD, lambda a: a - d * int(a / d))):
+      got = sym.bounds(Node(op, dtypes.int64, (x, Node(Ops.CONST, dtypes.int64, (), d))))
+      values = [f(a) for a in range(lo, hi + 1)]
+      assert got[0] <= min(values) and max(values) <= got[1], (op, lo, hi, d, got, values)
+      if op is Ops.IDIV:
+        assert got == (min(values), max(values)), (lo, hi, d, got)
