@@ -127,12 +127,27 @@ class Gmc(IpBlock):
 
   def map(self, offset: int, size: int) -> int:
     """Map VRAM [offset, +size) into the GART; returns its GPU virtual address."""
-    pages = size // PAGE
+    return self.map_ptes([self.gart_pte(offset + i) for i in range(0, size - size % PAGE, PAGE)])
+
+  def map_system(self, dma) -> int:
+    """Map every page of `dma` (am.mmio.pci.DmaBuffer: host memory by bus address) into the GART, as amdgpu maps GTT
+    pages: gart_pte_flags plus AMDGPU_PTE_SYSTEM | AMDGPU_PTE_SNOOPED (amdgpu_ttm_tt_pte_flags); returns the GPU
+    virtual address of its first page.
+
+    Raises:
+      AMError: the GART has too few free pages."""
+    is_pte = self.pte.is_pte is not None
+    return self.map_ptes([self.pte.pte(bus, executable=True, mtype="MTYPE_UC", is_pte=is_pte, system=True)
+                          for bus in dma.bus_addresses])
+
+  def map_ptes(self, ptes: list[int]) -> int:
+    """Write `ptes` to the next free GART pages, then flush; returns the GPU virtual address of the first."""
+    pages = len(ptes)
     if self.next_gart_page + pages > self.gart_pages:
       raise AMError(f"GART full: {pages} pages asked, {self.gart_pages - self.next_gart_page} left")
     first = self.next_gart_page
-    for i in range(pages):
-      self.dev.vram.write64(self.table.offset + (first + i) * 8, self.gart_pte(offset + i * PAGE))
+    for i, pte in enumerate(ptes):
+      self.dev.vram.write64(self.table.offset + (first + i) * 8, pte)
     self.next_gart_page += pages
     self.flush()
     return self.GART_START + first * PAGE

@@ -65,11 +65,14 @@ class SdmaQueue:
     self.submit(stream)
     return self.last
 
+  def value(self) -> int:
+    """The fence value the engine wrote last (u32 at the signal's +0)."""
+    return self.dev.vram.read32(self.signal.offset)
+
   def wait(self, value: int | None = None, timeout_s: float = 5.0) -> None:
     """Raises: AMFault (a fault on the IH ring), AMTimeout."""
     target = self.last if value is None else value
-    wait_value(self.dev, lambda: self.dev.vram.read32(self.signal.offset), target, "SDMA fence", timeout_s,
-               self.describe)
+    wait_value(self.dev, self.value, target, "SDMA fence", timeout_s, self.describe)
 
   def copy(self, dst: int, src: int, nbytes: int) -> int:
     """Copy `nbytes` from GPU address `src` to `dst`; returns the fence value to wait for."""

@@ -20,9 +20,10 @@ Simulated time: the card is passive; it runs when the host touches it, and its s
 passed. A doorbell runs its queue at once, a dispatch for up to one time slice (shader.SLICE_SECONDS) on the wave
 emulator; every host read through BAR 0 or BAR 5 (the host polling a fence, a register, the IH write pointer) first
 gives each busy queue a slice as long as the host time since the card last ran, at most SLICE_SECONDS and at least one
-quantum of shader.QUANTUM wave instructions (`tick`). So a polling host shares its time about evenly with the card,
-and a kernel that never ends keeps its queue busy for as long as the host polls, until CP_HQD_DEQUEUE_REQUEST stops
-it (mec.py).
+quantum of shader.QUANTUM wave instructions, and engines stalled on a wait look at their word again (`tick`: the
+host may have written it; hardware polls it every POLL_INTERVAL). So a polling host shares its time about evenly with
+the card, and a kernel that never ends keeps its queue busy for as long as the host polls, until
+CP_HQD_DEQUEUE_REQUEST stops it (mec.py).
 
 HDP: the flush register is remapped into the register BAR's MMIO hole (nbio_v4_3.c / nbif_v6_3_1.c: rmmio_remap
 reg_offset = MMIO_REG_HOLE_OFFSET = 0x80000 - PAGE_SIZE, BIF_BX0_REMAP_HDP_MEM_FLUSH_CNTL = that offset +
@@ -241,8 +242,9 @@ class SimCard:
     return self._clock
 
   def tick(self) -> None:
-    """A slice of simulated time for the busy engines (the module docstring's time model); no-op when idle."""
-    if self._ticking or not self.cp.busy():
+    """A slice of simulated time for the busy engines (the module docstring's time model), and another look for the
+    engines stalled on a WAIT_REG_MEM / POLL_REGMEM (the host may have written the word); no-op when idle."""
+    if self._ticking or not (self.cp.busy() or self.cp.waiting() or self.sdma.waiting()):
       return
     self._ticking = True
     try:
@@ -278,10 +280,11 @@ class SimCard:
     self.settle()
 
   def settle(self) -> None:
-    """Engines stalled on a WAIT_REG_MEM / POLL_REGMEM see what the work just done wrote."""
-    for _ in range(16):
-      if not (self.cp.poll() | self.sdma.poll()):
-        break
+    """Engines stalled on a WAIT_REG_MEM / POLL_REGMEM see what the work just done wrote: rounds of the compute queues
+    then SDMA until neither moves, so a chain of waits between them (copy after kernel after copy ...) resolves in one
+    settle, however long. Each round that moves consumes a packet, so the rounds end."""
+    while self.cp.poll() | self.sdma.poll():
+      pass
 
   # ---- the PciFunction seam ----
   def sysfs_read(self, name: str) -> str | None:

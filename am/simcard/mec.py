@@ -30,7 +30,8 @@ CP_HQD_PQ_RPTR_REPORT_ADDR. Packet layouts are am/pm4/packets.py's (decoded with
                           set of dispatches in flight (hazards.py)
   WAIT_REG_MEM            memory or register, FUNCTION as nvd.h; OPERATION 1 writes REFERENCE to the first register
                           then waits on the second (amdgpu's HDP flush); unsatisfied: the queue stalls on the packet
-                          and is polled again after every later doorbell of any engine
+                          and is polled again whenever any engine ran and at every host read (card.py settle /
+                          tick), e.g. on an SDMA fence (am/queues/transfer.py)
   INDIRECT_BUFFER         IB_BASE, IB_SIZE dwords, VALID required; nested up to MAX_IB_DEPTH; CHAIN=1 replaces the
                           current IB instead of returning to it
   COPY_DATA               SRC_SEL 0 register, 1 memory, 5 immediate, 9 GPU clock; DST_SEL 0 register, 5 memory;
@@ -224,6 +225,11 @@ class SimCp:
   def busy(self) -> bool:
     """A dispatch is in flight on some queue."""
     return any(state.busy is not None for state in self.active.values())
+
+  def waiting(self) -> bool:
+    """Some queue without a dispatch in flight has packets left (it is stalled on a WAIT_REG_MEM)."""
+    return any(state.busy is None and state.hung is None and (state.rptr < state.wptr or state.frames)
+               for state in self.active.values())
 
   def tick(self, seconds: float) -> None:
     """A time slice of up to `seconds` for every queue with a dispatch in flight; a queue whose dispatch ends goes

@@ -17,7 +17,8 @@ sdma_v6_0_0_pkt_open.h table, decoded with am.pm4.decode.parse_sdma):
   POLL_REGMEM               func as WAIT_REG_MEM's (sdma_v6_0.c: FUNC(3) /* == */); mem_poll 1: the dword at ADDR,
                             0: the register at byte offset ADDR_LO; hdp_flush 1: first write VALUE to the register
                             at byte offset ADDR_HI (sdma_v6_0_ring_emit_hdp_flush); unsatisfied: the engine stalls on
-                            the packet and is polled again after later doorbells
+                            the packet and is polled again whenever any engine ran and at every host read
+                            (card.py settle / tick), e.g. on a compute queue's signal (am/queues/transfer.py)
   TIMESTAMP_GET(_GLOBAL)    the 64-bit GPU clock to WRITE_ADDR (8-byte aligned)
 A translation fault posts the VM fault (gpuvm.py) and stops the queue; an op without a handler stops it too, with the
 reason in the card log (what the hardware reports for a bad SDMA op is not modelled).
@@ -89,6 +90,10 @@ class SimSdma:
     self.wptr = value
     self.run()
     return True
+
+  def waiting(self) -> bool:
+    """The queue has packets left and is not stopped: it is stalled on a POLL_REGMEM."""
+    return self.enabled() and self.hung is None and self.rptr < self.wptr
 
   def poll(self) -> bool:
     before = self.rptr
