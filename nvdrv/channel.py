@@ -91,9 +91,9 @@ class Channel:
 
   def submit(self, pb: PushBuffer) -> int:
     """Queue `pb` followed by a release of the next timeline value; returns that value (pass it to `wait`)."""
+    tail = PushBuffer().semaphore_release(self.semaphore, self.value + 1)
+    address = self._write_cmd(pb.tobytes() + tail.tobytes())  # before the value is taken: a wrap drains the last one
     self.value += 1
-    tail = PushBuffer().semaphore_release(self.semaphore, self.value)
-    address = self._write_cmd(pb.tobytes() + tail.tobytes())
     self._kick(gpfifo_entry(address, len(pb) + len(tail)))
     return self.value
 

@@ -210,7 +210,7 @@ def test_command_ring_wrap_waits_only_for_work_already_queued():
   from types import SimpleNamespace
   from nvdrv.channel import Channel
   ch = object.__new__(Channel)
-  ch.name, ch.handle, ch.entries, ch.put, ch.token = "compute", 1, 16, 0, 7
+  ch.name, ch.handle, ch.entries, ch.put, ch.token, ch.semaphore = "compute", 1, 16, 0, 7, 0x2000
   ch.cmd = SimpleNamespace(size=4096, va=0x10_0000)
   ch.cmd_view = memoryview(bytearray(4096))
   ch.cmd_put = 4096 - 64
@@ -225,3 +225,7 @@ def test_command_ring_wrap_waits_only_for_work_already_queued():
   ch.push(data, len(data) // 4)
   assert ch.cmd_put == 128 and bytes(ch.cmd_view[:len(data)]) == data, "the words went to the start of the ring"
   assert ch.put == 1 and ch.gp_put[0] == 1 and ch.dev.doorbell[0] == 7, "one GPFIFO entry and the doorbell"
+  ch.semaphore_word[0] = 6  # the pushed words ran; Channel.submit takes its value itself and must wrap the same way
+  ch.cmd_put = 4096 - 16  # less room than the release and its tail need
+  assert ch.submit(PushBuffer().semaphore_release(0x1000, 99)) == 7
+  assert ch.cmd_put == 64 and ch.put == 2, "submit's words went to the start of the ring"
