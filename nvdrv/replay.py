@@ -76,7 +76,8 @@ class _Launch:
 class CommandBuffer:
   """A reusable sequence of launches on `dev`'s compute channel."""
 
-  def __init__(self, dev, mode: str = "barrier", inner_membar: int = 3):
+  def __init__(self, dev, mode: str = "barrier", inner_membar: int = 3, prefetch: bool = False,
+               task_chasing: bool = False):
     """mode: how a launch waits for the one before it.
       barrier: a wait-for-idle between launches in the pushbuffer (nvdrv.device.NVDevice.barrier);
       chain:   only the first QMD is sent; each grid starts the next when it completes (DEPENDENT_QMD0 with action
@@ -91,12 +92,15 @@ class CommandBuffer:
       before the next grid may start: L1_MEMBAR 3 (GPU scope: the next reader is a grid on this GPU; default),
       L1_SYSMEMBAR 1 (system scope, what a lone launch needs before the host reads), L1_NONE 0 (measurements only).
       The last grid keeps the device's CWD membar and releases the timeline with FE_SYSMEMBAR, so the host sees
-      every grid's writes once it sees the payload."""
+      every grid's writes once it sees the payload.
+    prefetch, task_chasing (chain and dep; measured by tools/bench_nv.py, off by default): set each link's
+      DEPENDENT_QMD_PREFETCH and each linking grid's CWD_MEMBAR_TASK_CHASING_ENABLE (QMD V04 bits 372+5i and 382,
+      clcbc0qmd.h; what the hardware does with them is not documented: only timings and results say)."""
     if mode not in ("barrier", "chain", "dep"):
       raise ValueError(f"CommandBuffer mode {mode!r}: use 'barrier', 'chain' or 'dep'")
     if inner_membar not in (0, 1, 3):
       raise ValueError(f"inner_membar {inner_membar}: use 3 (GPU scope), 1 (system scope) or 0 (none)")
-    self.inner_membar = inner_membar
+    self.inner_membar, self.prefetch, self.task_chasing = inner_membar, prefetch, task_chasing
     self.dev = dev
     self.mode = mode
     self.chain = mode != "barrier"
@@ -188,9 +192,13 @@ class CommandBuffer:
     if targets:
       q.set("CWD_MEMBAR_TYPE", self.inner_membar)
       action = 4 if self.mode == "dep" else 3  # QMD_DECREMENT_DEPENDENCE / QMD_INVALIDATE_COPY_SCHEDULE
+      if self.task_chasing:
+        q.set("CWD_MEMBAR_TASK_CHASING_ENABLE", 1)
       for slot, j in enumerate(targets):
         q.set(f"DEPENDENT_QMD_ENABLE({slot})", 1).set(f"DEPENDENT_QMD{slot}_ACTION", action)
         q.set(f"DEPENDENT_QMD{slot}_POINTER", (base + qmd_offsets[j]) >> 8)
+        if self.prefetch:
+          q.set(f"DEPENDENT_QMD_PREFETCH({slot})", 1)
       return
     sem = self.dev.compute.semaphore
     q.set("RELEASE_ENABLE(0)", 1).set("RELEASE_STRUCTURE_SIZE(0)", 1).set("RELEASE_MEMBAR_TYPE(0)", 1)  # ONE_WORD

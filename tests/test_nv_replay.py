@@ -195,3 +195,20 @@ def test_qmd_edges_keep_every_order_within_two_slots():
     for j, a in enumerate(after):
       assert all(reach[i] >> j & 1 for i in a), f"trial {trial}: {after} -> {out} loses an order into {j}"
     assert all(reach[k] >> (n - 1) & 1 for k in range(n)), "the last launch follows every other"
+
+
+@pytest.mark.parametrize("prefetch, chasing", [(True, False), (False, True), (True, True)])
+def test_link_bits_are_set_on_linking_grids_only(cubin, dev, prefetch, chasing):  # noqa: F811
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  cb = CommandBuffer(dev, mode="dep", prefetch=prefetch, task_chasing=chasing)
+  for after in ([], [0], [0], [1, 2]):
+    cb.launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1), after=after)
+  cb.finalize()
+  qmds = [qmd_at(dev, a) for a in pushed_qmds(dev, cb)]
+  for q in qmds:
+    slots = [s for s in range(2) if q.get(f"DEPENDENT_QMD_ENABLE({s})")]
+    assert [q.get(f"DEPENDENT_QMD_PREFETCH({s})") for s in slots] == [int(prefetch)] * len(slots)
+    assert [q.get(f"DEPENDENT_QMD_PREFETCH({s})") for s in range(2) if s not in slots] == [0] * (2 - len(slots))
+    assert q.get("CWD_MEMBAR_TASK_CHASING_ENABLE") == (int(chasing) if slots else 0)
+  assert [len([s for s in range(2) if q.get(f"DEPENDENT_QMD_ENABLE({s})")]) for q in qmds] == [2, 1, 1, 0]

@@ -56,16 +56,19 @@ def ours(repeat: int) -> dict[str, float]:
   dev.compute.synchronize()
   expected = 3 + repeat * 20
   # the barrier between dependent launches x the end-of-grid membar (of every grid in barrier mode, of every grid
-  # but the last in chain and dep modes, whose last grid keeps the system-scope one)
+  # but the last in chain and dep modes, whose last grid keeps the system-scope one); -prefetch and -chasing set the
+  # QMD link bits of nvdrv.replay.CommandBuffer(prefetch=, task_chasing=)
   variants = [("none", 1), ("compute", 3), ("compute", 1), ("chain", 3), ("dep", 1), ("dep", 3), ("dep", 0),
-              ("dep-targeted", 3), ("dep-targeted", 0)]
+              ("dep-targeted", 3), ("dep-targeted", 0), ("dep-prefetch", 3), ("dep-chasing", 3),
+              ("dep-prefetch-chasing", 3)]
   for kind, membar in variants:
     dev.qmd_invalidate = "targeted" if kind.endswith("-targeted") else "all"
-    kind_base = kind.removesuffix("-targeted")
+    kind_base = kind.split("-")[0]
     chained = kind_base in ("chain", "dep")
     dev.barrier_kind = "compute" if chained else kind_base
     dev.cwd_membar = 1 if chained else membar
-    cb = CommandBuffer(dev, mode=kind_base if chained else "barrier", inner_membar=membar)
+    cb = CommandBuffer(dev, mode=kind_base if chained else "barrier", inner_membar=membar,
+                       prefetch="-prefetch" in kind, task_chasing="-chasing" in kind)
     for _ in range(100):
       cb.launch(inc, x, 1024, grid=(4, 1, 1), block=(256, 1, 1))
     try:
