@@ -26,7 +26,7 @@ def _input_tensors(args, kwargs) -> list[Tensor]:
   return [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
 
 
-_STATE = ("captured", "input_slots", "signature", "ret", "graph", "segments")
+_STATE = ("captured", "input_slots", "signature", "ret", "segments", "kernels")
 
 
 class TinyJit:
@@ -42,16 +42,22 @@ class TinyJit:
     self.input_slots: list[list[tuple[int, int]]] = []  # per input: (exec item index, buffer index)
     self.signature: list[tuple[tuple[int, ...], object]] = []
     self.ret = None
-    self.graph = None  # the device's prebuilt command buffer for the capture, where one device graph covers it all
     self.segments: list[tuple[int, int, object]] = []  # (first item, end, device graph or None) in order
+    self.kernels = 0  # kernel launches in the capture (its items less the copies)
     self.captures: dict[tuple, dict] = {}  # signature -> the state above for that capture; the current one included
     self.launches = 0  # kernel launches made by replay, for tests and DEBUG
     functools.update_wrapper(self, fxn)
 
   def reset(self) -> None:
     self.cnt = 0
-    self.captured, self.input_slots, self.signature, self.ret, self.graph = [], [], [], None, None
-    self.segments, self.captures = [], {}
+    self.captured, self.input_slots, self.signature, self.ret = [], [], [], None
+    self.segments, self.kernels, self.captures = [], 0, {}
+
+  @property
+  def graph(self):
+    """The device's prebuilt command buffer for the capture, where one device graph covers it all, else None."""
+    whole = len(self.segments) == 1 and self.segments[0][2] is not None
+    return self.segments[0][2] if whole else None
 
   def __get__(self, obj, objtype=None):
     return functools.partial(self.__call__, obj)  # support methods
@@ -101,8 +107,7 @@ class TinyJit:
       slots = [(i, j) for i, item in enumerate(self.captured) for j, b in enumerate(item.bufs) if b is buf]
       self.input_slots.append(slots)
     self.segments = self._make_segments()
-    whole = len(self.segments) == 1 and self.segments[0][2] is not None
-    self.graph = self.segments[0][2] if whole else None
+    self.kernels = sum(not isinstance(item, realize.CopyItem) for item in captured)
     self.captures[tuple(self.signature)] = {key: getattr(self, key) for key in _STATE}
     return ret
 
@@ -161,5 +166,5 @@ class TinyJit:
       else:
         for item in self.captured[start:end]:
           realize.run_exec(item)
-    self.launches += sum(not isinstance(item, realize.CopyItem) for item in self.captured)
+    self.launches += self.kernels
     return self.ret

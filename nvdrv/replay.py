@@ -131,11 +131,12 @@ class CommandBuffer:
       raise ValueError(f"after={after!r}: only a dep-mode CommandBuffer orders launches by dependencies (this one is "
                        f"{self.mode!r})")
     else:
-      after = sorted(set(after))
-      bad = [i for i in after if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < index]
+      given = list(after)
+      bad = [i for i in given if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < index]
       if bad:
-        raise ValueError(f"launch {index}: after={after!r} names {bad}; give indices of earlier launches "
+        raise ValueError(f"launch {index}: after={given!r} names {bad}; give indices of earlier launches "
                          f"(0..{index - 1})")
+      after = sorted(set(given))
     grid, block = tuple(grid), tuple(block)
     program.check(args, grid, block, dynamic_shared)
     self.dev.ensure_local_memory(program.local_per_thread, self.pb)

@@ -175,6 +175,8 @@ def test_bad_after_is_refused(cubin, dev):  # noqa: F811
   cb.launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1))
   with pytest.raises(ValueError, match=r"launch 1: after=\[1\] names \[1\]"):
     cb.launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1), after=[1])
+  with pytest.raises(ValueError, match=r"after=\['x', 0\] names \['x'\]"):
+    cb.launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1), after=["x", 0])
   with pytest.raises(ValueError, match="only a dep-mode"):
     CommandBuffer(dev, mode="chain").launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1), after=[])
 

@@ -240,16 +240,16 @@ class GpuMemory(PagedMemory):
     return out[where.reshape(-1)]
 
   def store(self, addrs: np.ndarray, data: np.ndarray) -> None:
-    self.writing = True
-    try:
-      super().store(addrs, data)
-    finally:
-      self.writing = False
+    self._as_write(super().store, addrs, data)
 
   def store_dwords(self, addrs: np.ndarray, data: np.ndarray) -> None:
+    self._as_write(super().store_dwords, addrs, data)
+
+  def _as_write(self, store, addrs: np.ndarray, data: np.ndarray) -> None:
+    """Run a store with its page walks translating for write (permissions, the footprint's write set)."""
     self.writing = True
     try:
-      super().store_dwords(addrs, data)
+      store(addrs, data)
     finally:
       self.writing = False
 
