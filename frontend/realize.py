@@ -63,7 +63,8 @@ class CopyInfo:
 
 class CopyItem:
   """A copy between devices recorded by a TinyJit capture (bufs: destination, source): replay repeats it through the
-  allocators, as eager does (on NV a copy-engine transfer that first waits for the compute work queued before it)."""
+  allocators, as eager does (on NV a copy-engine transfer that first waits for the compute work queued before it; a copy
+into the GPU returns once queued, and later kernels wait for it on the GPU, not on the host)."""
   program = None
 
   def __init__(self, dst: Buffer, src: Buffer):

@@ -50,6 +50,7 @@ class Channel:
     self.value = 0        # last timeline value submitted
     self.completed = 0    # last timeline value seen complete
     self.put = 0
+    self.acquired: dict[int, int] = {}  # another timeline's semaphore address -> the value this queue already awaits
     params = ffi.new("NV_CHANNEL_ALLOC_PARAMS *")
     params.hObjectError = self.status.handle
     params.hObjectBuffer = area.handle

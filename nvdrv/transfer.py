@@ -7,8 +7,9 @@
 - Buffers up to SMALL_COPY bytes go through one staging slot and a single submission.
 
 Ordering: the copy channel first waits (semaphore acquire) for the compute channel's last submitted value, so a copy
-never overtakes a kernel queued before it; kernels queued after a copyin see its data because copyin returns only
-when the copy is done.
+never overtakes a kernel queued before it. Kernels queued after a copyin see its data: `copyin` returns when the copy
+is done, or with wait=False as soon as it is queued, having queued on the compute channel a wait (semaphore acquire)
+for the copy channel's value (`order_compute_after_copies`): no host wait, and the GPU keeps the order.
 """
 from __future__ import annotations
 
@@ -86,8 +87,18 @@ class TransferMixin:
       raise ValueError(f"{what}: bytes [{offset}, {offset + nbytes}) are outside the {mem.size}-byte buffer at "
                        f"GPU VA 0x{mem.va:x}")
 
-  def copyin(self, mem: GPUMemory, data, offset: int = 0) -> None:
-    """Copy host `data` (bytes-like or numpy array) into `mem` at `offset`; returns when the GPU has it."""
+  def order_compute_after_copies(self) -> None:
+    """Make every compute launch queued from now on wait, on the GPU, for the copies queued so far: one semaphore
+    acquire of the copy channel's timeline on the compute channel (none when it already waits for that value)."""
+    value = self.copy.value
+    if value and self.compute.acquired.get(self.copy.semaphore, 0) < value:
+      self.compute.submit(PushBuffer().semaphore_acquire(self.copy.semaphore, value))
+      self.compute.acquired[self.copy.semaphore] = value
+
+  def copyin(self, mem: GPUMemory, data, offset: int = 0, wait: bool = True) -> None:
+    """Copy host `data` (bytes-like or numpy array) into `mem` at `offset`; returns when the GPU has it, or with
+    wait=False once the copy is queued and later compute work is ordered after it (the data is in pinned staging
+    memory by then, so the caller may reuse `data` at once)."""
     src = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     self._check_range(mem, offset, src.nbytes, "copyin")
     if mem.host:
@@ -101,7 +112,10 @@ class TransferMixin:
       buf = staging[slot]
       self.osif.view(buf.cpu, chunk.nbytes)[:] = chunk.data
       self._staging_done[slot] = self.memcpy(mem.va + offset + start, buf.va, chunk.nbytes, wait=False)
-    self.copy.synchronize()
+    if wait:
+      self.copy.synchronize()
+    else:
+      self.order_compute_after_copies()
 
   def copyout(self, mem: GPUMemory, nbytes: int | None = None, offset: int = 0) -> np.ndarray:
     """`nbytes` of `mem` from `offset` as a new uint8 array, after all queued work is done."""

@@ -32,7 +32,10 @@ class RecordingChannel:
   """What a GPFIFO channel is given: pushbuffer words per submission, and the timeline value each one releases."""
 
   def __init__(self, semaphore: int):
-    self.semaphore, self.value, self.pushed = semaphore, 0, []
+    self.semaphore, self.value, self.pushed, self.waits, self.acquired = semaphore, 0, [], [], {}
+
+  def wait(self, value: int) -> None:
+    self.waits.append(value)
 
   def submit(self, pb: PushBuffer) -> int:
     self.value += 1
@@ -44,7 +47,7 @@ class RecordingChannel:
     self.pushed.append(bytes(data))
 
   def synchronize(self) -> None:
-    pass
+    self.waits.append(self.value)
 
 
 class HostDevice:
@@ -229,3 +232,65 @@ def test_command_ring_wrap_waits_only_for_work_already_queued():
   ch.cmd_put = 4096 - 16  # less room than the release and its tail need
   assert ch.submit(PushBuffer().semaphore_release(0x1000, 99)) == 7
   assert ch.cmd_put == 64 and ch.put == 2, "submit's words went to the start of the ring"
+
+
+class CopyDevice(HostDevice):
+  """HostDevice with NVDevice's copy methods and a recording copy channel."""
+  copyin, memcpy, copy_pushbuffer = NVDevice.copyin, NVDevice.memcpy, NVDevice.copy_pushbuffer
+  _staging, _check_range, order_compute_after_copies = (NVDevice._staging, NVDevice._check_range,
+                                                         NVDevice.order_compute_after_copies)
+
+  def __init__(self):
+    super().__init__("V04_00")
+    self.copy = RecordingChannel(semaphore=0x12_3456_8000)
+    self.mem.alloc_host = self._host
+
+
+def methods(pushed: bytes) -> list[tuple[str, int]]:
+  """(method name without its class prefix, value) of every data word of a pushbuffer, through nvdrv.pushbuf.decode."""
+  out = []
+  for line in decode(struct.unpack(f"<{len(pushed) // 4}I", pushed)):
+    name, value = line.split("] ")[1].split(" = ")
+    out.append((name.split("_", 1)[1], int(value.split()[0], 0)))  # NVC86F_SEM_ADDR_LO -> SEM_ADDR_LO
+  return out
+
+
+def test_copyin_without_wait_queues_the_order_on_the_gpu(monkeypatch):
+  """copyin(wait=False) returns with the data in pinned staging memory and two things queued: on the copy channel,
+  the copy from staging into the buffer, after an acquire of the compute work queued before it; on the compute
+  channel, an acquire of that copy's timeline value, so any kernel queued later reads the new data. Nothing waits on
+  the host but a staging buffer's reuse, and a second ordering request with no new copy queues nothing."""
+  import numpy as np
+
+  from nvdrv import transfer
+  monkeypatch.setattr(transfer, "STAGING_BYTES", 4096)
+  dev = CopyDevice()
+  try:
+    vram = dev._host(3 * 4096)
+    dst = GPUMemory(va=vram.va, size=vram.size, handle=0, host=False, cpu=0)  # device memory, not CPU-mapped
+    data = np.arange(2500, dtype=np.uint32)  # 10000 bytes: three staging chunks, slots 0, 1, 0
+    dev.compute.value = 5  # five launches queued before the copy
+    dev.copyin(dst, data, offset=8, wait=False)
+    assert len(dev.copy.pushed) == 3 and dev.copy.value == 3
+    for i, pushed in enumerate(dev.copy.pushed):
+      got = dict(methods(pushed)[:5])
+      assert got["SEM_ADDR_LO"] == dev.compute.semaphore & 0xFFFFFFFF and got["SEM_PAYLOAD_LO"] == 5, got
+      words = methods(pushed)
+      src = dict(words)["OFFSET_IN_LOWER"] | dict(words)["OFFSET_IN_UPPER"] << 32
+      out = dict(words)["OFFSET_OUT_LOWER"] | dict(words)["OFFSET_OUT_UPPER"] << 32
+      assert out == dst.va + 8 + 4096 * i and dict(words)["LINE_LENGTH_IN"] == min(4096, 10000 - 4096 * i)
+      assert src == dev._staging_bufs[i % 2].va
+    assert dev.copy.waits == [0, 0, 1], "slot 0 is refilled only after the copy that read it (value 1) is done"
+    assert dev.read(dev._staging_bufs[0].va, 10000 - 8192) == data.tobytes()[8192:], "the last chunk is staged"
+    assert len(dev.compute.pushed) == 1 and dev.compute.value == 6
+    acquire = methods(dev.compute.pushed[0])[:5]
+    assert acquire[0] == ("SEM_ADDR_LO", dev.copy.semaphore & 0xFFFFFFFF) and acquire[2] == ("SEM_PAYLOAD_LO", 3)
+    assert acquire[4][0] == "SEM_EXECUTE" and acquire[4][1] & 0x7 == 3, "operation ACQ_CIRC_GEQ (clc86f.h)"
+    dev.order_compute_after_copies()
+    assert len(dev.compute.pushed) == 1, "the compute channel already waits for copy value 3"
+    dev.copyin(dst, data[:4], wait=True)
+    assert dev.copy.waits[-1] == 4 and len(dev.compute.pushed) == 1, "a waited copyin needs no GPU-side order"
+    dev.copyin(dst, data[:4], wait=False)
+    assert len(dev.compute.pushed) == 2 and methods(dev.compute.pushed[1])[2] == ("SEM_PAYLOAD_LO", 5)
+  finally:
+    dev.close()

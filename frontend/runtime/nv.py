@@ -4,7 +4,9 @@ Kernels: the scheduler's kernel IR is lowered for the GPU (compiler/lower_gpu.py
 (compiler/render_ptx.py), assembled to a cubin (nvdrv.compile: ptxas or nvJitLink from pip wheels or a toolkit) and
 launched by nvdrv.program on the compute channel; launches queue without waiting, in order. Buffers: device memory
 from nvdrv, with freed blocks kept per size for reuse (reuse is safe: every later copy or launch is ordered after
-the work already queued). Reading a buffer back (Buffer.numpy) goes through the copy engine after the queued work.
+the work already queued). Copies into a buffer go through pinned staging memory and the copy engine without a host
+wait: the compute channel waits for them on the GPU (nvdrv.transfer.order_compute_after_copies). Reading a buffer
+back (Buffer.numpy) goes through the copy engine after the queued work.
 
 NV_EMULATE=1: no GPU; the same PTX runs on compiler/ptx_emulator.py (every thread of the grid as a numpy lane, with
 bounds and barrier checks), each launch to completion inside the call, buffers are host byte arrays. It checks the
@@ -55,7 +57,7 @@ class NVAllocator:
 
   def copyin(self, dst, src: np.ndarray) -> None:
     if src.nbytes:
-      self.dev.copyin(dst, src)
+      self.dev.copyin(dst, src, wait=False)  # later kernels wait for it on the GPU; the host goes on
 
   def copyout(self, dst: np.ndarray, src) -> None:
     if not dst.nbytes:

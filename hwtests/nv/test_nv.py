@@ -76,6 +76,24 @@ def test_saxpy(dev, programs):
   dev.mem.free(gy)
 
 
+def test_copyin_without_host_wait_is_ordered_on_the_gpu(dev, programs):
+  """copyin(wait=False) returns once the copy is queued: the kernel after it must still read the new data (the compute
+  channel acquires the copy's value), and the next copyin into the same buffer must not overwrite it while that
+  kernel reads (the copy channel acquires the compute value). 4 MiB per copy, so a race would show."""
+  n = 1 << 20
+  rng = np.random.default_rng(3)
+  batches = [rng.integers(0, 1000, n).astype(np.float32) for _ in range(12)]
+  src, acc = dev.mem.alloc_device(4 * n), dev.mem.alloc_device(4 * n)
+  dev.copyin(acc, np.zeros(n, np.float32))
+  for batch in batches:
+    dev.copyin(src, batch, wait=False)
+    programs["saxpy"](src, acc, 1.0, n, grid=(n // 256, 1, 1), block=(256, 1, 1))
+  got = dev.copyout(acc).view(np.float32)
+  assert np.array_equal(got, np.sum(batches, axis=0, dtype=np.float32))
+  dev.mem.free(src)
+  dev.mem.free(acc)
+
+
 def test_ten_thousand_launches(dev, programs):
   n = 4096
   buf = dev.mem.alloc_device(4 * n)
