@@ -247,6 +247,7 @@ class Program:
   def _launch_slow(self, args: tuple, grid, block, dynamic_shared: int) -> int:
     self.check(args, grid, block, dynamic_shared)
     pb = PushBuffer()
+    self.dev.order_compute_after_copies(pb)
     self.dev.ensure_local_memory(self.local_per_thread, pb)
     slot = self.dev.launch_slot(self.cbuf_size)
     cbuf = self.constant_bank(self.pack_args(args), grid, block, dynamic_shared)
@@ -330,6 +331,8 @@ class LaunchPlan:
     words[self.lo_word] = cbuf & 0xFFFFFFFF
     words[self.hi_word] = (words[self.hi_word] & ~self.hi_mask) | (cbuf >> 32)  # VAs < 2**40: the upper part fits
     dev.arena_view[offset:offset + len(blob)] = blob
+    if dev.copies_unawaited():
+      dev.order_compute_after_copies()  # its own submission, before this launch's
     ch = self.channel
     ch.value += 1
     pb = self.words

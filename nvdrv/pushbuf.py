@@ -107,11 +107,13 @@ class PushBuffer:
     self.words.append(execute)                            # SEM_EXECUTE: RELEASE, 64-bit payload, WFI
     return self
 
-  def semaphore_acquire(self, address: int, payload: int) -> PushBuffer:
+  def semaphore_acquire(self, address: int, payload: int, name: str | None = None) -> PushBuffer:
     """Stall this channel until the 32-bit value at `address` is >= `payload` in circular order."""
     self.words.append(header(0, m.NVC86F_SEM_ADDR_LO, 5))
     self.words.append(lo32(address))                      # SEM_ADDR_LO
     self.words.append(hi32(address))                      # SEM_ADDR_HI
+    if name:
+      self.mark(name + ".payload_lo")
     self.words.append(lo32(payload))                      # SEM_PAYLOAD_LO
     self.words.append(0)                                  # SEM_PAYLOAD_HI (unused: 32-bit acquire)
     self.words.append(m.SEM_EXECUTE_OPERATION_ACQ_CIRC_GEQ | m.SEM_EXECUTE_ACQUIRE_SWITCH_TSG_EN)  # SEM_EXECUTE

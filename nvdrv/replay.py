@@ -8,6 +8,9 @@ values that change:
   - kernel parameters named at build time (`CommandBuffer.set_arg`), e.g. the input buffer addresses of a JIT replay,
     written into the launch's constant bank in place.
 
+  - the payload of the semaphore acquire that opens the buffer, when copies were queued since the last compute
+    submission (nvdrv.transfer.order_compute_after_copies): the launches then wait for them on the GPU.
+
 Resubmitting then costs one GPFIFO entry and a doorbell write: `submit()` does no allocation and builds no methods.
 
 In dep mode the launches form a dependency graph in hardware: each QMD carries a dependence counter and names up to
@@ -105,6 +108,9 @@ class CommandBuffer:
     self.mode = mode
     self.chain = mode != "barrier"
     self.pb = PushBuffer()
+    # waits for the copies queued before each submit (nvdrv.transfer.order_compute_after_copies): its payload is
+    # patched by submit; the initial 0 is met at once
+    self.pb.semaphore_acquire(dev.copy.semaphore, 0, name="copies")
     self.launches: list[_Launch] = []
     self.after: list[list[int]] = []  # per launch, the launches it waits for (chain and dep modes)
     self._blobs: list[tuple[int, bytes]] = []  # (offset in the data area, bytes) of QMDs and constant banks
@@ -225,8 +231,14 @@ class CommandBuffer:
     ch = self.dev.compute
     if self.last_value and ch.completed < self.last_value:
       ch.wait(self.last_value)
-    ch.value += 1
     words = self.pb.words
+    copies = self.dev.copies_unawaited()
+    if copies:
+      index = self.pb.marks["copies.payload_lo"][0]
+      self.dev.write(self.pb_address + 4 * index, struct.pack("<I", copies & 0xFFFFFFFF))
+      words[index] = copies & 0xFFFFFFFF
+      ch.acquired[self.dev.copy.semaphore] = copies
+    ch.value += 1
     if self.chain:
       self.dev.write(self.release_payload, struct.pack("<I", ch.value))
     else:

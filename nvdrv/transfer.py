@@ -8,8 +8,9 @@
 
 Ordering: the copy channel first waits (semaphore acquire) for the compute channel's last submitted value, so a copy
 never overtakes a kernel queued before it. Kernels queued after a copyin see its data: `copyin` returns when the copy
-is done, or with wait=False as soon as it is queued, having queued on the compute channel a wait (semaphore acquire)
-for the copy channel's value (`order_compute_after_copies`): no host wait, and the GPU keeps the order.
+is done, or with wait=False as soon as it is queued: the next compute submission (a launch, a CommandBuffer) then starts
+with a semaphore acquire of the copy channel's value (`order_compute_after_copies`), so the GPU keeps the order and
+the host never waits for the copy.
 """
 from __future__ import annotations
 
@@ -87,18 +88,27 @@ class TransferMixin:
       raise ValueError(f"{what}: bytes [{offset}, {offset + nbytes}) are outside the {mem.size}-byte buffer at "
                        f"GPU VA 0x{mem.va:x}")
 
-  def order_compute_after_copies(self) -> None:
-    """Make every compute launch queued from now on wait, on the GPU, for the copies queued so far: one semaphore
-    acquire of the copy channel's timeline on the compute channel (none when it already waits for that value)."""
+  def copies_unawaited(self) -> int:
+    """The copy channel's last timeline value if compute work queued now would not wait for it, else 0."""
     value = self.copy.value
-    if value and self.compute.acquired.get(self.copy.semaphore, 0) < value:
-      self.compute.submit(PushBuffer().semaphore_acquire(self.copy.semaphore, value))
+    return value if value > self.compute.acquired.get(self.copy.semaphore, 0) else 0
+
+  def order_compute_after_copies(self, pb: PushBuffer | None = None) -> None:
+    """Make compute work queued from now on wait, on the GPU, for every copy queued so far: a semaphore acquire of the
+    copy channel's timeline, appended to `pb` (a compute submission being built) or else queued on its own; nothing
+    when the compute channel already waits for that value. Program launches and CommandBuffer.submit call it."""
+    value = self.copies_unawaited()
+    if value:
       self.compute.acquired[self.copy.semaphore] = value
+      if pb is None:
+        self.compute.submit(PushBuffer().semaphore_acquire(self.copy.semaphore, value))
+      else:
+        pb.semaphore_acquire(self.copy.semaphore, value)
 
   def copyin(self, mem: GPUMemory, data, offset: int = 0, wait: bool = True) -> None:
     """Copy host `data` (bytes-like or numpy array) into `mem` at `offset`; returns when the GPU has it, or with
-    wait=False once the copy is queued and later compute work is ordered after it (the data is in pinned staging
-    memory by then, so the caller may reuse `data` at once)."""
+    wait=False once the copy is queued; compute work queued later waits for it on the GPU (the data is in pinned
+    staging memory by then, so the caller may reuse `data` at once)."""
     src = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     self._check_range(mem, offset, src.nbytes, "copyin")
     if mem.host:
@@ -114,8 +124,8 @@ class TransferMixin:
       self._staging_done[slot] = self.memcpy(mem.va + offset + start, buf.va, chunk.nbytes, wait=False)
     if wait:
       self.copy.synchronize()
-    else:
-      self.order_compute_after_copies()
+      self.compute.acquired[self.copy.semaphore] = self.copy.value  # done: nothing left for the GPU to await
+    # else the next compute submission acquires the copy's value first (order_compute_after_copies)
 
   def copyout(self, mem: GPUMemory, nbytes: int | None = None, offset: int = 0) -> np.ndarray:
     """`nbytes` of `mem` from `offset` as a new uint8 array, after all queued work is done."""

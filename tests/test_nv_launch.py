@@ -51,8 +51,12 @@ class RecordingChannel:
 
 
 class HostDevice:
-  """The parts of NVDevice a Program uses, over host memory (GPU VA = CPU address)."""
+  """The parts of NVDevice a Program and the copies use, over host memory (GPU VA = CPU address); both channels are
+  recorders."""
   launch_slot, arena_take, barrier, write = NVDevice.launch_slot, NVDevice.arena_take, NVDevice.barrier, NVDevice.write
+  copyin, memcpy, copy_pushbuffer = NVDevice.copyin, NVDevice.memcpy, NVDevice.copy_pushbuffer
+  _staging, _check_range = NVDevice._staging, NVDevice._check_range
+  copies_unawaited, order_compute_after_copies = NVDevice.copies_unawaited, NVDevice.order_compute_after_copies
 
   def __init__(self, version: str):
     self.osif = LinuxOS()
@@ -68,7 +72,9 @@ class HostDevice:
     self.arena, self.arena_put = self._host(ARENA), 0
     self.arena_view = self.osif.view(self.arena.cpu, ARENA)
     self.compute = RecordingChannel(semaphore=0x12_3456_7000)
-    self.mem = types.SimpleNamespace(alloc_device=lambda size, cpu_access=False: self._host(size))
+    self.copy = RecordingChannel(semaphore=0x12_3456_8000)
+    self.mem = types.SimpleNamespace(alloc_device=lambda size, cpu_access=False: self._host(size),
+                                     alloc_host=self._host)
 
   def _host(self, size: int) -> GPUMemory:
     address = self.base + self.put
@@ -234,18 +240,6 @@ def test_command_ring_wrap_waits_only_for_work_already_queued():
   assert ch.cmd_put == 64 and ch.put == 2, "submit's words went to the start of the ring"
 
 
-class CopyDevice(HostDevice):
-  """HostDevice with NVDevice's copy methods and a recording copy channel."""
-  copyin, memcpy, copy_pushbuffer = NVDevice.copyin, NVDevice.memcpy, NVDevice.copy_pushbuffer
-  _staging, _check_range, order_compute_after_copies = (NVDevice._staging, NVDevice._check_range,
-                                                         NVDevice.order_compute_after_copies)
-
-  def __init__(self):
-    super().__init__("V04_00")
-    self.copy = RecordingChannel(semaphore=0x12_3456_8000)
-    self.mem.alloc_host = self._host
-
-
 def methods(pushed: bytes) -> list[tuple[str, int]]:
   """(method name without its class prefix, value) of every data word of a pushbuffer, through nvdrv.pushbuf.decode."""
   out = []
@@ -255,42 +249,53 @@ def methods(pushed: bytes) -> list[tuple[str, int]]:
   return out
 
 
-def test_copyin_without_wait_queues_the_order_on_the_gpu(monkeypatch):
-  """copyin(wait=False) returns with the data in pinned staging memory and two things queued: on the copy channel,
-  the copy from staging into the buffer, after an acquire of the compute work queued before it; on the compute
-  channel, an acquire of that copy's timeline value, so any kernel queued later reads the new data. Nothing waits on
-  the host but a staging buffer's reuse, and a second ordering request with no new copy queues nothing."""
+def test_copyin_without_wait_is_awaited_by_the_next_compute_submission(monkeypatch, cubin):
+  """copyin(wait=False) returns with the data in pinned staging memory and the copy queued on the copy channel (after
+  an acquire of the compute work queued before it). The next compute submission starts with an acquire of that copy's
+  value: the slow launch path inside its own words, the fast path as a submission of its own; a launch with no new
+  copy queues no acquire. Nothing waits on the host but a staging buffer's reuse."""
   import numpy as np
 
   from nvdrv import transfer
   monkeypatch.setattr(transfer, "STAGING_BYTES", 4096)
-  dev = CopyDevice()
+  dev = HostDevice("V04_00")
   try:
+    saxpy = Program(dev, cubin, "saxpy")
     vram = dev._host(3 * 4096)
     dst = GPUMemory(va=vram.va, size=vram.size, handle=0, host=False, cpu=0)  # device memory, not CPU-mapped
     data = np.arange(2500, dtype=np.uint32)  # 10000 bytes: three staging chunks, slots 0, 1, 0
     dev.compute.value = 5  # five launches queued before the copy
     dev.copyin(dst, data, offset=8, wait=False)
-    assert len(dev.copy.pushed) == 3 and dev.copy.value == 3
+    assert len(dev.copy.pushed) == 3 and dev.copy.value == 3 and not dev.compute.pushed
     for i, pushed in enumerate(dev.copy.pushed):
-      got = dict(methods(pushed)[:5])
-      assert got["SEM_ADDR_LO"] == dev.compute.semaphore & 0xFFFFFFFF and got["SEM_PAYLOAD_LO"] == 5, got
       words = methods(pushed)
-      src = dict(words)["OFFSET_IN_LOWER"] | dict(words)["OFFSET_IN_UPPER"] << 32
-      out = dict(words)["OFFSET_OUT_LOWER"] | dict(words)["OFFSET_OUT_UPPER"] << 32
-      assert out == dst.va + 8 + 4096 * i and dict(words)["LINE_LENGTH_IN"] == min(4096, 10000 - 4096 * i)
-      assert src == dev._staging_bufs[i % 2].va
+      got = dict(words)
+      assert words[0] == ("SEM_ADDR_LO", dev.compute.semaphore & 0xFFFFFFFF) and words[2] == ("SEM_PAYLOAD_LO", 5)
+      assert got["OFFSET_OUT_LOWER"] | got["OFFSET_OUT_UPPER"] << 32 == dst.va + 8 + 4096 * i
+      assert got["OFFSET_IN_LOWER"] | got["OFFSET_IN_UPPER"] << 32 == dev._staging_bufs[i % 2].va
+      assert got["LINE_LENGTH_IN"] == min(4096, 10000 - 4096 * i)
     assert dev.copy.waits == [0, 0, 1], "slot 0 is refilled only after the copy that read it (value 1) is done"
     assert dev.read(dev._staging_bufs[0].va, 10000 - 8192) == data.tobytes()[8192:], "the last chunk is staged"
-    assert len(dev.compute.pushed) == 1 and dev.compute.value == 6
-    acquire = methods(dev.compute.pushed[0])[:5]
-    assert acquire[0] == ("SEM_ADDR_LO", dev.copy.semaphore & 0xFFFFFFFF) and acquire[2] == ("SEM_PAYLOAD_LO", 3)
-    assert acquire[4][0] == "SEM_EXECUTE" and acquire[4][1] & 0x7 == 3, "operation ACQ_CIRC_GEQ (clc86f.h)"
-    dev.order_compute_after_copies()
-    assert len(dev.compute.pushed) == 1, "the compute channel already waits for copy value 3"
+
+    def acquires(pushed: bytes) -> list[int]:
+      words = methods(pushed)
+      return [words[k + 2][1] for k, (name, value) in enumerate(words)
+              if name == "SEM_ADDR_LO" and value == dev.copy.semaphore & 0xFFFFFFFF
+              and words[k + 4][0] == "SEM_EXECUTE" and words[k + 4][1] & 7 == 3]  # ACQ_CIRC_GEQ (clc86f.h)
+
+    geometry = {"grid": (4, 1, 1), "block": (64, 1, 1)}
+    saxpy(dst, dst, 2.0, 256, **geometry)  # first launch of this geometry: the slow path
+    assert len(dev.compute.pushed) == 1 and acquires(dev.compute.pushed[0]) == [3]
+    saxpy(dst, dst, 2.0, 256, **geometry)
+    assert len(dev.compute.pushed) == 2 and acquires(dev.compute.pushed[1]) == [], "copy 3 is already awaited"
     dev.copyin(dst, data[:4], wait=True)
-    assert dev.copy.waits[-1] == 4 and len(dev.compute.pushed) == 1, "a waited copyin needs no GPU-side order"
+    assert dev.copy.waits[-1] == 4
+    saxpy(dst, dst, 2.0, 256, **geometry)
+    assert len(dev.compute.pushed) == 3 and acquires(dev.compute.pushed[2]) == [], "copy 4 was waited on the host"
     dev.copyin(dst, data[:4], wait=False)
-    assert len(dev.compute.pushed) == 2 and methods(dev.compute.pushed[1])[2] == ("SEM_PAYLOAD_LO", 5)
+    saxpy(dst, dst, 2.0, 256, **geometry)  # fast path: the acquire goes first, as a submission of its own
+    assert [acquires(p) for p in dev.compute.pushed[3:]] == [[5], []]
+    dev.order_compute_after_copies()
+    assert len(dev.compute.pushed) == 5, "nothing new to await"
   finally:
     dev.close()

@@ -89,6 +89,46 @@ def test_submit_patches_the_release_payload_and_set_arg_the_constant_bank(cubin,
     assert params == saxpy.pack_args((x, z if i == 1 else y, 1.0, 10))
 
 
+@pytest.mark.parametrize("mode", ["barrier", "dep"])
+def test_submit_awaits_copies_queued_before_it(cubin, dev, mode, monkeypatch):  # noqa: F811
+  """The buffer opens with a semaphore acquire of the copy channel's timeline; a submit after unwaited copies
+  (copyin(wait=False): a TinyJit step's input batch) sets its payload to the last copy's value, in the pushbuffer the
+  GPU fetches, so the launches wait for the copies on the GPU; a submit with nothing new leaves it as it was."""
+  import numpy as np
+
+  from nvdrv import transfer
+  from nvdrv.memory import GPUMemory
+  monkeypatch.setattr(transfer, "STAGING_BYTES", 4096)
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  cb = CommandBuffer(dev, mode=mode)
+  for i in range(2):
+    cb.launch(saxpy, x, y, 1.0, 10, grid=(1, 1, 1), block=(32, 1, 1))
+  dev.compute.submit_segment = lambda address, nwords: None
+  dev.compute.completed = 1 << 40
+
+  def acquire() -> tuple[int, int]:
+    words = struct.unpack(f"<{len(cb.pb)}I", dev.read(cb.pb_address, 4 * len(cb.pb)))
+    lines = decode(list(words))
+    at = next(k for k, line in enumerate(lines) if line.endswith(f"= 0x{dev.copy.semaphore & 0xFFFFFFFF:08x}"))
+    assert "SEM_ADDR_LO" in lines[at] and "SEM_EXECUTE" in lines[at + 4] and int(lines[at + 4].split()[-1], 0) & 7 == 3
+    return at, int(lines[at + 2].split()[-1], 0)
+
+  cb.submit()
+  first, payload = acquire()
+  assert payload == 0 and first < 6, "it opens the buffer and, with no copies yet, is met at once"
+  dst = GPUMemory(va=x.va, size=x.size, handle=0, host=False, cpu=0)
+  dev.copyin(dst, np.ones(16, np.float32), wait=False)
+  dev.copyin(dst, np.ones(16, np.float32), wait=False)
+  cb.submit()
+  assert acquire()[1] == 2 == dev.copy.value
+  dev.copy.value = 7  # copies queued since, waited on the host by someone else: submit still awaits them
+  cb.submit()
+  assert acquire()[1] == 7
+  cb.submit()
+  assert acquire()[1] == 7 and dev.compute.acquired[dev.copy.semaphore] == 7
+
+
 def test_bad_inner_membar_is_refused(dev):
   with pytest.raises(ValueError, match="inner_membar 2"):
     CommandBuffer(dev, mode="dep", inner_membar=2)
