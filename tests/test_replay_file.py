@@ -67,6 +67,16 @@ def save_names(model, opt) -> dict:
           "optimizer_state": get_state_dict(opt), "feeds": {"lr": opt.lr}}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def on_the_cpu():
+  """What this module checks is the CPU target's file (its shared objects, host buffers a test may poison, the refusals
+  of another machine's CPU), so it runs on the CPU device whatever DEV the suite runs under; the NV target's round trip
+  is hwtests/nv/test_replay_file.py, the AMD card's tests/test_replay_amd.py."""
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("DEV", "CPU")
+    yield
+
+
 @pytest.fixture(scope="module")
 def eager_run():
   """20 eager steps of the conv net: (losses, final weights by name)."""

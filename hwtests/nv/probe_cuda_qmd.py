@@ -3,10 +3,12 @@ launch), to compare with what nvdrv.replay.CommandBuffer builds. Run on the GPU 
 baseline:  python hwtests/nv/probe_cuda_qmd.py [out-dir]
 
 How: PyTorch captures a CUDA graph of 100 dependent `x += 1` kernels (the graph of tools/bench_nv.py) and replays it;
-libcuda keeps the QMDs it built in memory mapped into this process through the driver's device files. The probe reads
-every readable mapping of /dev/nvidia* named in /proc/self/maps and reports each 256-byte aligned block that decodes
-as a QMD V04_00 (QMD_MAJOR_VERSION 4, block and grid sizes in range, a program address), with nvdrv.qmd's field
-names. The raw blocks go to out-dir/qmds.bin (384 bytes each) with their positions in out-dir/qmds.json.
+libcuda's QMDs reach GPU memory through its pushbuffers (inline data, at any 4-byte offset) or are kept in memory mapped
+into this process through the driver's device files. The probe reads every readable mapping of /dev/nvidia* named in
+/proc/self/maps and reports each 4-byte aligned block that decodes as a plausible QMD V04_00 (QMD_MAJOR_VERSION 4,
+QMD_TYPE 2, block and grid sizes in range, a program address), with nvdrv.qmd's field names and the two words before
+it (a method header, when it came inline). The raw blocks go to out-dir/qmds.bin (384 bytes each) with their
+positions in out-dir/qmds.json.
 Observation of the reference only: nothing here is used by nvdrv.
 """
 from __future__ import annotations
@@ -31,12 +33,24 @@ def mappings() -> list[tuple[int, int, str, str]]:
   return out
 
 
-def looks_like_qmd(w) -> bool:
-  major = (w[18] >> 20) & 0xF  # QMD_MAJOR_VERSION: bits 583:580
-  block = w[36] & 0xFFFF  # CTA_THREAD_DIMENSION0: bits 1167:1152
-  grid = w[32]  # GRID_WIDTH: bits 1055:1024
-  program = w[38] | (w[39] & 0x1FFFFFF) << 32  # PROGRAM_ADDRESS: bits 1272:1216
-  return major == 4 and 1 <= block <= 1024 and 1 <= grid < 1 << 31 and program != 0
+def candidates(words):
+  """Word offsets k where words[k:k+96] passes looks_like_qmd, vectorised over every offset (numpy)."""
+  import numpy as np
+  w = np.frombuffer(words, np.uint32)
+  n = len(w) - QMD_BYTES // 4
+  if n <= 0:
+    return []
+
+  def at(i):
+    return w[i:i + n]
+  ok = ((at(18) >> 4) & 0xF) == 4                        # QMD_MAJOR_VERSION (583:580)
+  ok &= ((at(0) >> 23) & 7) == 2                          # QMD_TYPE (25:23): 2, as the H100 needs (FACTS.md 11)
+  block0, block1, block2 = at(36) & 0xFFFF, at(36) >> 16, at(37) & 0xFFFF
+  ok &= (block0 >= 1) & (block0 <= 1024) & (block1 >= 1) & (block1 <= 1024) & (block2 >= 1) & (block2 <= 64)
+  ok &= (block0 * block1 * block2) <= 1024
+  ok &= (at(32) >= 1) & ((at(33) & 0xFFFF) >= 1) & ((at(34) & 0xFFFF) >= 1)  # GRID_WIDTH, HEIGHT, DEPTH
+  ok &= (at(38) != 0) | ((at(39) & 0x1FFFFFF) != 0)      # PROGRAM_ADDRESS
+  return list(np.nonzero(ok)[0])
 
 
 def main() -> None:
@@ -71,13 +85,14 @@ def main() -> None:
       continue
     data = ctypes.string_at(start, size)
     words = array("I", data)
-    for off in range(0, size - QMD_BYTES + 1, 256):
-      w = words[off // 4:(off + QMD_BYTES) // 4]
-      if looks_like_qmd(w):
-        q = Qmd("V04_00")
-        q.words = array("I", w)
-        found.append({"mapping": path, "map_start": start, "offset": off, "fields": q.fields()})
-        blobs += bytes(w)
+    for k in candidates(data):
+      w = words[k:k + QMD_BYTES // 4]
+      q = Qmd("V04_00")
+      q.words = array("I", w)
+      before = [f"{x:#010x}" for x in words[max(k - 2, 0):k]]
+      found.append({"mapping": path, "map_start": start, "offset": 4 * int(k), "before": before,
+                    "fields": q.fields()})
+      blobs += bytes(w)
   with open(os.path.join(out_dir, "qmds.bin"), "wb") as f:
     f.write(blobs)
   with open(os.path.join(out_dir, "qmds.json"), "w") as f:
@@ -90,7 +105,7 @@ def main() -> None:
     seen.setdefault(key, []).append(item)
   for key, items in seen.items():
     first = items[0]
-    print(f"\n{len(items)} x (first at {first['mapping']} +{first['offset']:#x}):")
+    print(f"\n{len(items)} x (first at {first['mapping']} +{first['offset']:#x}, after words {first['before']}):")
     for name, value in sorted(first["fields"].items()):
       print(f"  {name} = {value:#x}")
 
