@@ -1,7 +1,7 @@
 """Training-step replay benchmark: a TinyJit step replayed as one prebuilt command buffer, beside PyTorch eager and
 PyTorch CUDA graphs on the same model in the same run.
 
-  python tools/bench_replay.py [--device NV] [--steps 200] [--models cnn,transformer]
+  python tools/bench_replay.py [--device NV] [--steps 200] [--models cnn,transformer] [--profile]
 
 Models (the same layers, initial weights and inputs on both sides; Adam, lr 1e-3):
   cnn          batch 32 of 1x28x28: conv 1->8 3x3, relu, maxpool 2, conv 8->16 3x3, relu, maxpool 2, linear 400->10,
@@ -163,6 +163,44 @@ def _ours(name: str, device: str, steps: int) -> dict:
           "kernels": len(step.captured or []), "last": float(loss.numpy())}
 
 
+def profile_host(name: str, device: str, calls: int = 200) -> None:
+  """Where the host CPU time of our step's call goes (cProfile over `calls` calls, the device idle before each)."""
+  import cProfile
+  import pstats
+
+  from frontend import Tensor, TinyJit
+  from frontend.device import Device
+  from frontend.nn.optim import Adam
+  from frontend.nn.state import get_parameters
+  Tensor.training = True
+  Tensor.manual_seed(0)
+  model = OurCNN() if name == "cnn" else OurBlock()
+  params = get_parameters(model)
+  Tensor.realize(*params)
+  opt = Adam(params, lr=LR)
+
+  @TinyJit
+  def step(x: Tensor, y: Tensor) -> Tensor:
+    opt.zero_grad()
+    loss = model.loss(x, y)
+    loss.backward()
+    Tensor.realize(loss, *opt.schedule_step())
+    return loss
+  batches = [(Tensor(x, device=device).realize(), Tensor(y, device=device).realize()) for x, y in make_inputs(name)]
+  runtime = Device[device]
+  for i in range(WARMUP):
+    step(*batches[i % BATCHES])
+  profiler = cProfile.Profile()
+  for i in range(calls):
+    runtime.synchronize()
+    profiler.enable()
+    step(*batches[i % BATCHES])
+    profiler.disable()
+  runtime.synchronize()
+  print(f"{name}: host profile of {calls} step calls")
+  pstats.Stats(profiler).sort_stats("tottime").print_stats(22)
+
+
 def torch_side(name: str, device: str, steps: int, weights, graphs: bool) -> dict:
   import torch
   dev = "cuda" if device.startswith("NV") else "cpu"
@@ -230,6 +268,7 @@ def main() -> None:
   parser.add_argument("--device", default=None, help="our device (default: the best available, see `sov info`)")
   parser.add_argument("--steps", type=int, default=200, help="timed steps per model and engine")
   parser.add_argument("--models", default="cnn,transformer", help="comma-separated: cnn, transformer")
+  parser.add_argument("--profile", action="store_true", help="profile the host side of our step calls and stop")
   args = parser.parse_args()
   from frontend.device import Device
   device = Device.canonicalize(args.device)
@@ -237,6 +276,10 @@ def main() -> None:
   unknown = [n for n in names if n not in ("cnn", "transformer")]
   if unknown or args.steps < 1:
     parser.error(f"--models {args.models!r} (known: cnn, transformer), --steps {args.steps} (>= 1)")
+  if args.profile:
+    for name in names:
+      profile_host(name, device)
+    return
   cuda = device.startswith("NV")
   print(f"{'model':12s} {'kernels':>7s} {'ours st/s':>10s} {'eager st/s':>10s} {'ratio':>6s} {'graph st/s':>10s} "
         f"{'ratio':>6s} {'ours host us':>12s} {'eager us':>9s} {'graph us':>9s} {'loss gap':>9s}")
