@@ -5,9 +5,10 @@ launch (ExecItem: program + buffers) and every copy between devices (CopyItem, e
 the step). Calls 3+ skip the function entirely: the recorded launches and copies run in order, with the buffers of the
 new inputs swapped in where the recorded inputs were, and the same output tensors are returned (their buffers now
 hold the new results). A call whose input shapes or dtypes match no capture so far (a smaller last batch) is
-captured as well, up to `max_captures` signatures, and later calls replay the capture of their signature. Each run of consecutive kernels on one device
-replays as that device's prebuilt command buffer where it has one (NV, AMD cards: one submission, kernels ordered by
-the buffers they share), the rest item by item.
+captured as well, up to `max_captures` signatures, and later calls replay the capture of their signature. Each run of
+consecutive kernels on one device replays as that device's prebuilt command buffer where it has one (NV, AMD cards:
+one submission, kernels ordered by the buffers they share), the rest item by item. A replay does not wait for the
+device: its inputs are realized buffers already (Tensor.realize returns at once for those) and the step is queued.
 """
 from __future__ import annotations
 

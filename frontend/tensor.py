@@ -42,6 +42,16 @@ def _bf16_bits_to_f32(x: np.ndarray) -> np.ndarray:
   return (x.astype(np.uint32) << 16).view(np.float32)
 
 
+
+def _whole_buffer(node):
+  """The buffer `node` is, where it is a whole realized buffer seen through reshapes only, else None."""
+  if isinstance(node, MultiNode):
+    return None
+  base = node
+  while base.op is Ops.RESHAPE:
+    base = base.src[0]
+  return base.arg if base.op is Ops.BUFFER and base.arg.size == node.size else None
+
 class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
   """A lazy tensor. Args: data (Python scalar, nested list, numpy array, or another Tensor's graph node), device
   ("CPU", ...), dtype, requires_grad.
@@ -163,6 +173,8 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
   def realize(self, *others: Tensor) -> Tensor:
     """Runs the kernels that compute this tensor (and `others`) into buffers."""
     tensors = [self, *others]
+    if all(_whole_buffer(t.lazydata) is not None for t in tensors):
+      return self  # nothing to compute (a TinyJit call's inputs, every call: this keeps the scheduler out of it)
     realize_nodes([n for t in tensors for n in _shards(t.lazydata)])
     for t in tensors:
       t._after_realize()
@@ -187,11 +199,9 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
     node = self.lazydata
     if isinstance(node, MultiNode):  # the whole value, gathered on the first device
       return Tensor(multi.gather(node, node.devices[0]))._contiguous_buffer()
-    base = node
-    while base.op is Ops.RESHAPE:
-      base = base.src[0]
-    if base.op is Ops.BUFFER and base.arg.size == node.size:
-      return base.arg
+    buf = _whole_buffer(node)
+    if buf is not None:
+      return buf
     c = Node(Ops.CONTIGUOUS, node.dtype, (node,), None, node.shape, node.device)
     realize_nodes([c])
     return buffer_of(c)

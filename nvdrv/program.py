@@ -151,18 +151,20 @@ class Program:
   def pack_args(self, args: tuple) -> bytes:
     out = bytearray(self.kernel.param_size)
     for param, arg in zip(self.kernel.params, args):
-      if isinstance(arg, GPUMemory):
-        value = struct.pack("<Q", arg.va)
-      elif isinstance(arg, (bytes, bytearray)):
-        value = bytes(arg)
-      elif isinstance(arg, float):
-        value = struct.pack("<f" if param.size == 4 else "<d", arg)
-      elif isinstance(arg, int):
-        value = arg.to_bytes(param.size, "little", signed=arg < 0)
-      else:
-        raise TypeError(f"kernel {self.kernel.name} parameter {param.ordinal}: cannot pass {type(arg).__name__}")
-      out[param.offset:param.offset + param.size] = value
+      out[param.offset:param.offset + param.size] = self.pack_arg(param, arg)
     return bytes(out)
+
+  def pack_arg(self, param, arg) -> bytes:
+    """The bytes of one argument for kernel parameter `param` (a GPUMemory passes its address)."""
+    if isinstance(arg, GPUMemory):
+      return struct.pack("<Q", arg.va)
+    if isinstance(arg, (bytes, bytearray)):
+      return bytes(arg)
+    if isinstance(arg, float):
+      return struct.pack("<f" if param.size == 4 else "<d", arg)
+    if isinstance(arg, int):
+      return arg.to_bytes(param.size, "little", signed=arg < 0)
+    raise TypeError(f"kernel {self.kernel.name} parameter {param.ordinal}: cannot pass {type(arg).__name__}")
 
   def constant_bank(self, params: bytes, grid, block, dynamic_shared: int) -> bytes:
     cb = bytearray(self.cbuf_size)

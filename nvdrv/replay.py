@@ -216,13 +216,15 @@ class CommandBuffer:
     """Change parameter `ordinal` of launch `launch` for the next submits (a GPUMemory, int or float)."""
     item = self.launches[launch]
     param = item.program.kernel.params[ordinal]
-    packed = item.program.pack_args(tuple(value if p.ordinal == ordinal else 0 for p in item.program.kernel.params))
+    packed = item.program.pack_arg(param, value)
+    if len(packed) != param.size:
+      raise ValueError(f"set_arg({launch}, {ordinal}): {len(packed)} bytes for the {param.size}-byte parameter "
+                       f"{ordinal} of kernel {item.program.kernel.name}")
     if self.memory is None:
       raise RuntimeError("set_arg needs a finalized CommandBuffer (call finalize() or submit once first)")
     if self.last_value:
       self.dev.compute.wait(self.last_value)
-    address = item.cbuf + item.program.kernel.param_base + param.offset
-    self.dev.write(address, packed[param.offset:param.offset + param.size])
+    self.dev.write(item.cbuf + item.program.kernel.param_base + param.offset, packed)
 
   def submit(self) -> int:
     """Queue the whole buffer with one GPFIFO entry; returns the compute timeline value that marks its end."""

@@ -22,7 +22,7 @@ from am.queues.launches import LaunchList
 from am.queues.samples import vector_add_code_object
 from am.ip.pte import PAGE
 from am.simcard.hazards import DispatchHazard, Footprint, find
-from frontend import Tensor, TinyJit, nn
+from frontend import Tensor, nn
 from frontend.nn.optim import Adam
 from frontend.nn.state import get_parameters, get_state_dict
 from frontend.realize import exec_dependencies

@@ -221,6 +221,20 @@ def test_bad_after_is_refused(cubin, dev):  # noqa: F811
     CommandBuffer(dev, mode="chain").launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1), after=[])
 
 
+def test_bad_set_arg_is_refused(cubin, dev):  # noqa: F811
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y = dev._host(4096), dev._host(4096)
+  cb = CommandBuffer(dev, mode="dep")
+  cb.launch(saxpy, x, y, 1.0, 1, grid=(1, 1, 1), block=(32, 1, 1))
+  with pytest.raises(RuntimeError, match="finalized"):
+    cb.set_arg(0, 1, x)
+  cb.finalize()
+  with pytest.raises(ValueError, match=r"set_arg\(0, 2\): 3 bytes for the 4-byte parameter 2 of kernel saxpy"):
+    cb.set_arg(0, 2, b"abc")
+  with pytest.raises(TypeError, match="parameter 1: cannot pass str"):
+    cb.set_arg(0, 1, "x")
+
+
 def test_qmd_edges_keep_every_order_within_two_slots():
   import random
   from nvdrv.replay import qmd_edges
@@ -254,3 +268,41 @@ def test_link_bits_are_set_on_linking_grids_only(cubin, dev, prefetch, chasing):
     assert [q.get(f"DEPENDENT_QMD_PREFETCH({s})") for s in range(2) if s not in slots] == [0] * (2 - len(slots))
     assert q.get("CWD_MEMBAR_TASK_CHASING_ENABLE") == (int(chasing) if slots else 0)
   assert [len([s for s in range(2) if q.get(f"DEPENDENT_QMD_ENABLE({s})")]) for q in qmds] == [2, 1, 1, 0]
+
+
+def test_jit_graph_alternates_two_copies_and_patches_the_next_one(cubin, dev):  # noqa: F811
+  """frontend.runtime.nv.NVGraph keeps two copies of a capture's command buffer: set_buffer patches the constant bank
+  of the copy the next run submits (never the one that may still be running), and runs alternate between them."""
+  import types
+
+  from frontend.runtime.nv import NVGraph
+  from hwtests.nv import kernels
+  from nvdrv.compile import compile_ptx
+  load = Program(dev, compile_ptx(kernels.LOAD_FROM), "load_from")  # (address, out): two buffers, as the frontend's
+  mems = [dev._host(4096) for _ in range(4)]
+  bufs = [types.SimpleNamespace(mem=m) for m in mems]
+  program = types.SimpleNamespace(program=load, grid=(1, 1, 1), block=(32, 1, 1))
+  info = types.SimpleNamespace(params=((None, False), (None, True)))  # reads the first, writes the second
+  items = [types.SimpleNamespace(program=program, bufs=[bufs[0], bufs[1]], info=info),
+           types.SimpleNamespace(program=program, bufs=[bufs[1], bufs[2]], info=info)]
+  runtime = types.SimpleNamespace(dev=dev, allocator=types.SimpleNamespace(address=lambda mem: mem.va))
+  graph = NVGraph(runtime, items)
+  submitted = []
+  dev.compute.submit_segment = lambda address, nwords: submitted.append(address)
+  dev.compute.completed = 1 << 40
+
+  def x_of(cb, launch: int) -> int:
+    return struct.unpack("<Q", dev.read(cb.launches[launch].cbuf + load.kernel.param_base, 8))[0]
+
+  first, second = graph.cbs
+  assert graph.cb is first
+  graph.set_buffer(0, 0, bufs[3])
+  assert x_of(first, 0) == mems[3].va and x_of(second, 0) == mems[0].va
+  graph.run()
+  assert graph.cb is second and submitted == [first.pb_address]
+  graph.set_buffer(0, 0, bufs[3])
+  assert x_of(second, 0) == mems[3].va
+  graph.run()
+  graph.set_buffer(0, 0, bufs[3])  # first already reads bufs[3]: nothing to patch
+  graph.run()
+  assert submitted == [first.pb_address, second.pb_address, first.pb_address]

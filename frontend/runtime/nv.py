@@ -99,32 +99,48 @@ class NVProgram:
 
 
 class NVGraph:
-  """A TinyJit capture as one prebuilt nvdrv CommandBuffer: replay patches the input buffers' addresses into the
+  """A TinyJit capture as a prebuilt nvdrv CommandBuffer: replay patches the input buffers' addresses into the
   launches' constant banks and resubmits the whole step with one GPFIFO entry. Its launches are linked in "dep"
   mode: each QMD waits in hardware for the grids whose buffers it reads or overwrites
   (frontend.realize.exec_dependencies), so kernels that touch unrelated buffers run concurrently and no kernel waits on
   a wait-for-idle (a dependent grid costs about 1.6 us on the H100 against 2.4 us after a wait-for-idle,
-  tools/bench_nv.py)."""
+  tools/bench_nv.py).
+
+  Two copies of the buffer take turns: a run's constant banks cannot be patched while it is queued, so the next run's
+  inputs go into the other copy, and the host queues step k+1 while the GPU runs step k (it waits only for step k-1,
+  the last run of the copy it patches)."""
 
   def __init__(self, runtime, items):
     from frontend.realize import exec_dependencies
     from nvdrv.replay import CommandBuffer
-    self.cb = CommandBuffer(runtime.dev, mode="dep")
-    self.addresses = []
-    for item, after in zip(items, exec_dependencies(items)):
-      addresses = [runtime.allocator.address(b.mem) for b in item.bufs]
-      self.cb.launch(item.program.program, *addresses, grid=item.program.grid, block=item.program.block, after=after)
+    after = exec_dependencies(items)
+    self.cbs, self.addresses = [], []
+    for _ in range(2):
+      cb = CommandBuffer(runtime.dev, mode="dep")
+      addresses = []
+      for item, deps in zip(items, after):
+        addresses.append([runtime.allocator.address(b.mem) for b in item.bufs])
+        cb.launch(item.program.program, *addresses[-1], grid=item.program.grid, block=item.program.block, after=deps)
+      cb.finalize()
+      self.cbs.append(cb)
       self.addresses.append(addresses)
-    self.cb.finalize()
+    self.turn = 0  # the copy the next run submits
+
+  @property
+  def cb(self):
+    """The copy the next run submits."""
+    return self.cbs[self.turn]
 
   def set_buffer(self, item: int, index: int, buf) -> None:
     address = buf.mem.va
-    if self.addresses[item][index] != address:
-      self.cb.set_arg(item, index, address)
-      self.addresses[item][index] = address
+    addresses = self.addresses[self.turn]
+    if addresses[item][index] != address:
+      self.cbs[self.turn].set_arg(item, index, address)
+      addresses[item][index] = address
 
   def run(self) -> None:
-    self.cb.submit()
+    self.cbs[self.turn].submit()
+    self.turn ^= 1
 
 
 class NVEmuAllocator:

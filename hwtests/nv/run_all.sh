@@ -4,11 +4,12 @@
 # a DEBUG=4 kernel dump and a short training run (scikit-learn digits: the GPU machine is offline); on request also the
 # replay benchmark against PyTorch eager and CUDA graphs, and the SmolLM2 decode benchmark.
 # Run from the repository root with numpy, cffi and pyelftools importable:
-#   bash hwtests/nv/run_all.sh [steps...]      steps: gpu hw bench tests debug mnist replay llm
+#   bash hwtests/nv/run_all.sh [steps...]      steps: gpu hw bench tests debug mnist replay stash llm
 #                                              (default: gpu hw bench tests debug mnist, in that order)
-# llm needs the model file: SOV_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf, or its two halves in .m1/p and .m2/p
-# (`split -n 2` of it: the machine is offline and one call carries at most 64 MiB; carry .m1 in one call, .m2 in the
-# next while the machine is warm).
+# llm needs the model file: SOV_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf, or its two halves (`split -n 2` of it:
+# the machine is offline and one call carries at most 64 MiB, and a carried path does not outlive its call): carry
+# .m1 in one call and run the step `stash` (it keeps .m1/p in /tmp), then carry .m2 in the next while the machine is
+# warm and run `llm`.
 set -u
 OUT="${OUT:-out/hw}"
 mkdir -p "$OUT"
@@ -43,14 +44,18 @@ for step in "${steps[@]}"; do
         | tr '\r' '\n' | tee "$OUT/mnist.log" | tail -4 ;;
     replay)
       timeout 240 python tools/bench_replay.py --device NV --steps 200 2>&1 | tee "$OUT/bench_replay.log" | tail -5 ;;
+    stash)
+      if [ -f .m1/p ]; then cp .m1/p /tmp/sov-model-half1 && echo "kept .m1/p for the llm step"; else echo "no .m1/p"; fi ;;
     llm)
       export SOV_CACHE="${SOV_CACHE:-/tmp/sov-cache}"
       model="$SOV_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-      if [ ! -f "$model" ] && [ -f .m1/p ] && [ -f .m2/p ]; then
-        mkdir -p "$SOV_CACHE/models" && cat .m1/p .m2/p > "$model"
+      first=.m1/p
+      [ -f "$first" ] || first=/tmp/sov-model-half1
+      if [ ! -f "$model" ] && [ -f "$first" ] && [ -f .m2/p ]; then
+        mkdir -p "$SOV_CACHE/models" && cat "$first" .m2/p > "$model"
       fi
       DEV=NV timeout 120 python -m tools.sov run "The capital of France is" --max-tokens 24 2>&1 | tee "$OUT/llm_run.log" | tail -3
       timeout 300 python tools/bench_llm.py --device NV --tokens 64 2>&1 | tee "$OUT/bench_llm.log" | tail -8 ;;
-    *) echo "unknown step $step (gpu hw bench tests debug mnist replay llm)" ;;
+    *) echo "unknown step $step (gpu hw bench tests debug mnist replay stash llm)" ;;
   esac
 done
