@@ -124,16 +124,15 @@ def ours(name: str, device: str, steps: int) -> dict:
     Tensor.training = before
 
 
-def _ours(name: str, device: str, steps: int) -> dict:
+def _our_step(name: str, device: str):
+  """(model, jitted training step, the device's batches) for our side of model `name`."""
   from frontend import Tensor, TinyJit
-  from frontend.device import Device
   from frontend.nn.optim import Adam
   from frontend.nn.state import get_parameters
   Tensor.manual_seed(0)
   model = OurCNN() if name == "cnn" else OurBlock()
   params = get_parameters(model)
   Tensor.realize(*params)
-  weights = [[(p.weight.numpy(), p.bias.numpy()) for p in model.layers()]]
   opt = Adam(params, lr=LR)
 
   @TinyJit
@@ -144,6 +143,13 @@ def _ours(name: str, device: str, steps: int) -> dict:
     Tensor.realize(loss, *opt.schedule_step())
     return loss
   batches = [(Tensor(x, device=device).realize(), Tensor(y, device=device).realize()) for x, y in make_inputs(name)]
+  return model, step, batches
+
+
+def _ours(name: str, device: str, steps: int) -> dict:
+  from frontend.device import Device
+  model, step, batches = _our_step(name, device)
+  weights = [[(p.weight.numpy(), p.bias.numpy()) for p in model.layers()]]
   runtime = Device[device]
   losses = [float(step(*batches[i % BATCHES]).numpy()) for i in range(WARMUP)]
   runtime.synchronize()
@@ -168,25 +174,10 @@ def profile_host(name: str, device: str, calls: int = 200) -> None:
   import cProfile
   import pstats
 
-  from frontend import Tensor, TinyJit
+  from frontend import Tensor
   from frontend.device import Device
-  from frontend.nn.optim import Adam
-  from frontend.nn.state import get_parameters
   Tensor.training = True
-  Tensor.manual_seed(0)
-  model = OurCNN() if name == "cnn" else OurBlock()
-  params = get_parameters(model)
-  Tensor.realize(*params)
-  opt = Adam(params, lr=LR)
-
-  @TinyJit
-  def step(x: Tensor, y: Tensor) -> Tensor:
-    opt.zero_grad()
-    loss = model.loss(x, y)
-    loss.backward()
-    Tensor.realize(loss, *opt.schedule_step())
-    return loss
-  batches = [(Tensor(x, device=device).realize(), Tensor(y, device=device).realize()) for x, y in make_inputs(name)]
+  _, step, batches = _our_step(name, device)
   runtime = Device[device]
   for i in range(WARMUP):
     step(*batches[i % BATCHES])
