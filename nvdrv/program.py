@@ -333,8 +333,7 @@ class LaunchPlan:
     words[self.lo_word] = cbuf & 0xFFFFFFFF
     words[self.hi_word] = (words[self.hi_word] & ~self.hi_mask) | (cbuf >> 32)  # VAs < 2**40: the upper part fits
     dev.arena_view[offset:offset + len(blob)] = blob
-    if dev.copies_unawaited():
-      dev.order_compute_after_copies()  # its own submission, before this launch's
+    dev.order_compute_after_copies()  # unwaited copies: an acquire as a submission of its own, before this one
     ch = self.channel
     ch.value += 1
     pb = self.words

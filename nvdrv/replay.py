@@ -234,12 +234,11 @@ class CommandBuffer:
     if self.last_value and ch.completed < self.last_value:
       ch.wait(self.last_value)
     words = self.pb.words
-    copies = self.dev.copies_unawaited()
+    copies = self.dev.claim_copies()
     if copies:
       index = self.pb.marks["copies.payload_lo"][0]
       self.dev.write(self.pb_address + 4 * index, struct.pack("<I", copies & 0xFFFFFFFF))
       words[index] = copies & 0xFFFFFFFF
-      ch.acquired[self.dev.copy.semaphore] = copies
     ch.value += 1
     if self.chain:
       self.dev.write(self.release_payload, struct.pack("<I", ch.value))

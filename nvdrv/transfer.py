@@ -88,22 +88,25 @@ class TransferMixin:
       raise ValueError(f"{what}: bytes [{offset}, {offset + nbytes}) are outside the {mem.size}-byte buffer at "
                        f"GPU VA 0x{mem.va:x}")
 
-  def copies_unawaited(self) -> int:
-    """The copy channel's last timeline value if compute work queued now would not wait for it, else 0."""
+  def claim_copies(self) -> int:
+    """The copy channel's last timeline value if compute work queued now would not wait for it yet, else 0; a value
+    returned counts as awaited from then on, so the caller must put its acquire in the compute submission it builds
+    (order_compute_after_copies, CommandBuffer.submit)."""
     value = self.copy.value
-    return value if value > self.compute.acquired.get(self.copy.semaphore, 0) else 0
+    if value <= self.compute.acquired.get(self.copy.semaphore, 0):
+      return 0
+    self.compute.acquired[self.copy.semaphore] = value
+    return value
 
   def order_compute_after_copies(self, pb: PushBuffer | None = None) -> None:
     """Make compute work queued from now on wait, on the GPU, for every copy queued so far: a semaphore acquire of the
     copy channel's timeline, appended to `pb` (a compute submission being built) or else queued on its own; nothing
-    when the compute channel already waits for that value. Program launches and CommandBuffer.submit call it."""
-    value = self.copies_unawaited()
-    if value:
-      self.compute.acquired[self.copy.semaphore] = value
-      if pb is None:
-        self.compute.submit(PushBuffer().semaphore_acquire(self.copy.semaphore, value))
-      else:
-        pb.semaphore_acquire(self.copy.semaphore, value)
+    when the compute channel already waits for that value. Program launches call it."""
+    value = self.claim_copies()
+    if value and pb is not None:
+      pb.semaphore_acquire(self.copy.semaphore, value)
+    elif value:
+      self.compute.submit(PushBuffer().semaphore_acquire(self.copy.semaphore, value))
 
   def copyin(self, mem: GPUMemory, data, offset: int = 0, wait: bool = True) -> None:
     """Copy host `data` (bytes-like or numpy array) into `mem` at `offset`; returns when the GPU has it, or with

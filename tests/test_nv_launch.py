@@ -56,7 +56,7 @@ class HostDevice:
   launch_slot, arena_take, barrier, write = NVDevice.launch_slot, NVDevice.arena_take, NVDevice.barrier, NVDevice.write
   copyin, memcpy, copy_pushbuffer = NVDevice.copyin, NVDevice.memcpy, NVDevice.copy_pushbuffer
   _staging, _check_range = NVDevice._staging, NVDevice._check_range
-  copies_unawaited, order_compute_after_copies = NVDevice.copies_unawaited, NVDevice.order_compute_after_copies
+  claim_copies, order_compute_after_copies = NVDevice.claim_copies, NVDevice.order_compute_after_copies
 
   def __init__(self, version: str):
     self.osif = LinuxOS()
