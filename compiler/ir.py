@@ -18,12 +18,15 @@ Grammar (`x:T[s]` is a node of dtype T and shape s; `*` repeats):
        | CONTIGUOUS(g) | DETACH(g)    realize boundary / gradient stop; same value
        | COPY(g)                      arg=target device
        | ASSIGN(target, g)            write g into target's buffer; target is BUFFER or ASSIGN
+       | BIND                         arg=BoundVariable (a Variable and its value for this graph); int32, shape ()
 
   Kernel level (what the scheduler hands to lowering; one SINK per kernel):
     k := SINK(STORE*)
     STORE(PARAM, e)                   arg=ShapeTracker of the output view
     e := LOAD(PARAM)                  arg=ShapeTracker of the input view
-       | CONST | VIEW(e) | ALU(e*) | CAST(e) | BITCAST(e) | REDUCE(e)
+       | CONST | VAR | VIEW(e) | ALU(e*) | CAST(e) | BITCAST(e) | REDUCE(e)
+    VAR                               arg=Variable; an int32 value known at launch (a scalar kernel parameter, after
+                                      the buffers, in the order of the kernel info's `vars`); shaped as a CONST is
     VIEW(e)                           arg=ShapeTracker from e.shape to this shape; composed movement ops over a
                                       computed value (the scheduler pushes unmasked views down into the loads)
     PARAM                             arg=index in the kernel's buffer list; dtype=element type
@@ -44,10 +47,11 @@ Grammar (`x:T[s]` is a node of dtype T and shape s; `*` repeats):
        | THREADIDX | BLOCKIDX         GPU thread index in its block / block index in the grid; arg=(axis, extent)
        | DEFACC | HREDUCE(DEFACC)     HREDUCE folds a vector accumulator's lanes (arg=op)
        | BLOCKREDUCE
-       | CONST | ALU(v*) | CAST(v) | BITCAST(v)
+       | CONST | VAR | ALU(v*) | CAST(v) | BITCAST(v)
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from typing import Any
@@ -119,6 +123,9 @@ class Ops(enum.Enum):
   THREADIDX = enum.auto()
   BLOCKIDX = enum.auto()
   BLOCKREDUCE = enum.auto()
+  # symbolic values: BIND (graph level) becomes VAR (kernel and loop levels) plus the value the launch passes
+  BIND = enum.auto()
+  VAR = enum.auto()
 
 
 UNARY = frozenset({Ops.NEG, Ops.RECIP, Ops.SQRT, Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.TRUNC, Ops.NOT})
@@ -130,10 +137,12 @@ COMPARISON = frozenset({Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ})
 REDUCE_OPS = frozenset({Ops.ADD, Ops.MUL, Ops.MAX})
 MOVEMENT = frozenset({Ops.RESHAPE, Ops.PERMUTE, Ops.EXPAND, Ops.PAD, Ops.SHRINK, Ops.FLIP})
 GRAPH_OPS = ALU | MOVEMENT | {Ops.BUFFER, Ops.CONST, Ops.CAST, Ops.BITCAST, Ops.REDUCE, Ops.CONTIGUOUS, Ops.DETACH,
-                   Ops.COPY, Ops.ASSIGN}
-KERNEL_OPS = ALU | {Ops.SINK, Ops.PARAM, Ops.LOAD, Ops.STORE, Ops.CONST, Ops.VIEW, Ops.CAST, Ops.BITCAST, Ops.REDUCE}
+                   Ops.COPY, Ops.ASSIGN, Ops.BIND}
+KERNEL_OPS = ALU | {Ops.SINK, Ops.PARAM, Ops.LOAD, Ops.STORE, Ops.CONST, Ops.VIEW, Ops.CAST, Ops.BITCAST, Ops.REDUCE,
+                    Ops.VAR}
 LOOP_OPS = ALU | {Ops.KERNEL, Ops.LOOP, Ops.RANGE, Ops.LANE, Ops.DEFACC, Ops.ACCUM, Ops.HREDUCE, Ops.GLOAD, Ops.GSTORE,
-                  Ops.PARAM, Ops.CONST, Ops.CAST, Ops.BITCAST, Ops.IF, Ops.THREADIDX, Ops.BLOCKIDX, Ops.BLOCKREDUCE}
+                  Ops.PARAM, Ops.CONST, Ops.CAST, Ops.BITCAST, Ops.IF, Ops.THREADIDX, Ops.BLOCKIDX, Ops.BLOCKREDUCE,
+                  Ops.VAR}
 STATEMENTS = frozenset({Ops.LOOP, Ops.DEFACC, Ops.ACCUM, Ops.GSTORE, Ops.IF, Ops.BLOCKREDUCE})
 
 
@@ -146,6 +155,155 @@ def reduce_identity(op: Ops, dtype: DType):
   if op is Ops.MAX:
     return dtypes.min(dtype)
   raise ValueError(f"{op} is not a reduction; use one of {sorted(o.name for o in REDUCE_OPS)}")
+
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+  """A named int32 known only when a kernel launches, within [lo, hi]: kernels read it as a scalar parameter, so a
+  kernel compiled for one value runs for every value, and a TinyJit replay patches it in place (frontend.jit).
+  `lo`/`hi` are the bounds index arithmetic may rely on; bind() refuses values outside them.
+
+  Raises:
+    ValueError: a name that is not an identifier, lo > hi, or bounds outside int32.
+  """
+  name: str
+  lo: int
+  hi: int
+
+  def __post_init__(self):
+    if not isinstance(self.name, str) or not self.name.isidentifier() or not self.name.isascii():
+      raise ValueError(f"Variable name {self.name!r} must be an ASCII identifier (it names a kernel parameter)")
+    if not all(isinstance(b, int) and not isinstance(b, bool) for b in (self.lo, self.hi)):
+      raise ValueError(f"Variable {self.name}: bounds must be ints, got lo={self.lo!r}, hi={self.hi!r}")
+    if not INT32_MIN <= self.lo <= self.hi <= INT32_MAX:
+      raise ValueError(f"Variable {self.name}: bounds lo={self.lo}, hi={self.hi} must satisfy "
+                       f"{INT32_MIN} <= lo <= hi <= {INT32_MAX}")
+
+  def canonical(self) -> str:
+    return f"{self.name}[{self.lo}..{self.hi}]"
+
+  def bind(self, value: int) -> BoundVariable:
+    """This variable with a value for one call.
+
+    Raises:
+      ValueError: value is not an int in [lo, hi].
+    """
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not hasattr(value, "__index__"):
+      raise ValueError(f"Variable {self.name}: value {value!r} is not an int")
+    value = int(value)
+    if not self.lo <= value <= self.hi:
+      raise ValueError(f"Variable {self.name}: value {value} is outside its bounds [{self.lo}, {self.hi}]; make the "
+                       f"Variable with wider bounds")
+    return BoundVariable(self, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundVariable:
+  """A Variable with its value for one call: pass it where a Python int goes (`x + v`, `Tensor(v)`, a TinyJit
+  argument); the kernels it reaches read the value at launch."""
+  var: Variable
+  value: int
+
+  def canonical(self) -> str:
+    return f"{self.var.canonical()}={self.value}"
+
+  # arithmetic with ints gives an Offset: `t.shrink(((pos, pos + 1),))` starts a view at a launch-time index
+  def _offset(self) -> Offset:
+    return Offset(((self, 1),))
+
+  def __add__(self, k):
+    return self._offset() + k
+
+  __radd__ = __add__
+
+  def __sub__(self, k):
+    return self._offset() - k
+
+  def __rsub__(self, k):
+    return k - self._offset()
+
+  def __mul__(self, k):
+    return self._offset() * k
+
+  __rmul__ = __mul__
+
+
+@dataclasses.dataclass(frozen=True)
+class Offset:
+  """`const + sum(coeff * variable)`: an index known at launch, such as where a view starts. In the graph its
+  variables are BoundVariables (the values travel with it); in kernels they are Variables (`unbind()`), so a
+  kernel's text is the same for every value. Arithmetic with ints and Offsets stays affine; a result without
+  variables is a plain int."""
+  terms: tuple[tuple[Variable | BoundVariable, int], ...]  # sorted by name, no zero coefficients
+  const: int = 0
+
+  @staticmethod
+  def make(terms: dict, const: int):
+    """The normal form: an int when no variable is left."""
+    kept = tuple(sorted(((v, k) for v, k in terms.items() if k), key=lambda t: _var_of(t[0]).name))
+    return Offset(kept, int(const)) if kept else int(const)
+
+  def _parts(self) -> dict:
+    return dict(self.terms)
+
+  def __add__(self, other):
+    if isinstance(other, BoundVariable):
+      other = other._offset()
+    if isinstance(other, Offset):
+      terms = self._parts()
+      for v, k in other.terms:
+        terms[v] = terms.get(v, 0) + k
+      return Offset.make(terms, self.const + other.const)
+    if isinstance(other, int) and not isinstance(other, bool):
+      return Offset.make(self._parts(), self.const + other)
+    return NotImplemented
+
+  __radd__ = __add__
+
+  def __neg__(self):
+    return self * -1
+
+  def __sub__(self, other):
+    return self + (-other if isinstance(other, (int, Offset)) else other * -1)
+
+  def __rsub__(self, other):
+    return -self + other
+
+  def __mul__(self, k):
+    if not isinstance(k, int) or isinstance(k, bool):
+      return NotImplemented
+    return Offset.make({v: c * k for v, c in self.terms}, self.const * k)
+
+  __rmul__ = __mul__
+
+  def bounds(self) -> tuple[int, int]:
+    """[min, max] over every value the variables may take."""
+    lo = hi = self.const
+    for v, k in self.terms:
+      var = _var_of(v)
+      lo += min(k * var.lo, k * var.hi)
+      hi += max(k * var.lo, k * var.hi)
+    return lo, hi
+
+  def unbind(self) -> Offset:
+    """The same offset over Variables (for kernels)."""
+    return Offset(tuple((_var_of(v), k) for v, k in self.terms), self.const)
+
+  def bindings(self) -> list[BoundVariable]:
+    return [v for v, _ in self.terms if isinstance(v, BoundVariable)]
+
+  def canonical(self) -> str:
+    text = " + ".join(f"{k}*{v.canonical()}" for v, k in self.terms)
+    return f"({text} + {self.const})"
+
+  __str__ = canonical
+
+
+def _var_of(v) -> Variable:
+  return v.var if isinstance(v, BoundVariable) else v
 
 
 class Node:
@@ -219,7 +377,16 @@ def movement_tracker(node: Node):
   base = ShapeTracker.contiguous(node.src[0].shape).with_src_shape(node.src[0].shape)
   method = {Ops.RESHAPE: base.reshape, Ops.PERMUTE: base.permute, Ops.EXPAND: base.expand, Ops.PAD: base.pad,
             Ops.SHRINK: base.shrink, Ops.FLIP: base.flip}[node.op]
+  if node.op is Ops.SHRINK:  # kernels see a symbolic start's Variables, not their values
+    return method(tuple(tuple(b.unbind() if isinstance(b, Offset) else b for b in pair) for pair in node.arg))
   return method(node.arg)
+
+
+def bindings(node: Node) -> list[BoundVariable]:
+  """The BoundVariables a graph-level movement node's arg holds (a SHRINK that starts at a Variable)."""
+  if node.op is not Ops.SHRINK:
+    return []
+  return [bv for pair in node.arg for b in pair if isinstance(b, Offset) for bv in b.bindings()]
 
 
 # ---- canonical printer ------------------------------------------------------------------------------------------
@@ -329,6 +496,12 @@ def verify(root: Node, level: str = "graph") -> None:
     elif node.op is Ops.IF:
       _check(len(node.src) >= 1 and node.src[0].dtype == dtypes.bool and all(s.op in STATEMENTS for s in node.src[1:]),
              node, "IF holds a bool gate then statements")
+    elif node.op is Ops.BIND:
+      _check(isinstance(node.arg, BoundVariable) and node.dtype == dtypes.int32 and not node.src and not node.shape,
+             node, "BIND is an int32 leaf of shape () holding a BoundVariable")
+    elif node.op is Ops.VAR:
+      _check(isinstance(node.arg, Variable) and node.dtype == dtypes.int32 and not node.src, node,
+             "VAR is an int32 leaf holding a Variable")
     elif node.op in (Ops.THREADIDX, Ops.BLOCKIDX):
       _check(node.dtype == dtypes.index and isinstance(node.arg, tuple) and len(node.arg) == 2 and
              node.arg[0] in (0, 1, 2) and node.arg[1] >= 1, node, f"{node.op.name} arg is (axis 0..2, extent >= 1)")

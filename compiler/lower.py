@@ -20,7 +20,7 @@ import math
 
 from compiler import symbolic as sym
 from compiler.dtypes import DType, dtypes
-from compiler.ir import ALU, Node, Ops, reduce_identity, verify
+from compiler.ir import ALU, Node, Offset, Ops, Variable, reduce_identity, verify
 from compiler.view import ShapeTracker, unravel
 
 LANES = 16  # float32 lanes in a 512-bit register; renderers may split it
@@ -32,8 +32,8 @@ def evaluate_at(node: Node, idx: list[Node], value, reduce, who: str) -> Node:
   shape), shared by the CPU and GPU lowerings: a LOAD becomes a GLOAD of its view's offset (a gate known false reads
   the identity 0 instead), a VIEW re-indexes its source (0 where its gate is false), ALU ops and casts map over their
   sources. `value(node, idx)` recurses (memoized by the caller), `reduce(node, idx)` lowers a REDUCE."""
-  if node.op is Ops.CONST:
-    return Node(Ops.CONST, node.dtype, (), node.arg)
+  if node.op in (Ops.CONST, Ops.VAR):
+    return Node(node.op, node.dtype, (), node.arg)
   if node.op is Ops.LOAD:
     offset, gate = node.arg.index(idx)
     if gate is not None and sym.is_const(gate, False):
@@ -63,9 +63,29 @@ class KernelInfo:
   ops: int  # estimated arithmetic operations, for DEBUG's GFLOP/s
   bytes: int  # estimated bytes moved, for DEBUG's GB/s
   parallel: str = ""  # name of the RANGE that runs [start, end) (the outermost output loop); "" if none
+  vars: tuple[Variable, ...] = ()  # int32 scalar parameters after the buffers (then start, end), by name
 
   def canonical(self) -> str:
-    return f"{self.name} params={[(d.name, w) for d, w in self.params]} global={self.global_extent}"
+    return (f"{self.name} params={[(d.name, w) for d, w in self.params]} global={self.global_extent}"
+            + (f" vars={[v.canonical() for v in self.vars]}" if self.vars else ""))
+
+
+def kernel_vars(root: Node) -> tuple[Variable, ...]:
+  """The Variables a kernel reads, in parameter order (by name).
+
+  Raises:
+    ValueError: two different Variables share a name (they would be one parameter).
+  """
+  found: dict[str, Variable] = {}
+  for n in root.toposort():
+    used = [n.arg] if n.op is Ops.VAR else []
+    if n.op in (Ops.LOAD, Ops.STORE, Ops.VIEW):  # views that start at a Variable
+      used = [var for view in n.arg.views if isinstance(view.offset, Offset) for var, _ in view.offset.terms]
+    for var in used:
+      if found.setdefault(var.name, var) != var:
+        raise ValueError(f"one kernel reads two Variables named {var.name}: {found[var.name].canonical()} and "
+                         f"{var.canonical()}; give them different names")
+  return tuple(found[k] for k in sorted(found))
 
 
 @dataclasses.dataclass
@@ -339,7 +359,7 @@ def lower(sink: Node, name: str | None = None) -> Node:
   global_extent = lowerer.loops[0].arg[1] if lowerer.loops else 1
   info = KernelInfo(name or _name(store, plan), tuple(params[i] for i in range(len(params))), global_extent,
                     LANES if lowerer.lane is not None else 1, _count_ops(store), _count_bytes(store),
-                    lowerer.loops[0].arg[0] if lowerer.loops else "")
+                    lowerer.loops[0].arg[0] if lowerer.loops else "", kernel_vars(store))
   kernel = Node(Ops.KERNEL, dtypes.index, tuple(body), info)
   verify(kernel, "loop")
   return kernel

@@ -32,8 +32,8 @@ import math
 
 from compiler import symbolic as sym
 from compiler.dtypes import DType, dtypes
-from compiler.ir import Node, Ops, reduce_identity, verify
-from compiler.lower import _canonical_frame, _count_bytes, _count_ops, evaluate_at
+from compiler.ir import Node, Ops, Variable, reduce_identity, verify
+from compiler.lower import _canonical_frame, _count_bytes, _count_ops, evaluate_at, kernel_vars
 from compiler.view import unravel
 
 WARP = 32
@@ -51,7 +51,7 @@ class GPUKernelInfo:
   """What a GPU runtime needs to launch a rendered kernel.
 
   The kernel's parameters are the buffer pointers in PARAM order (the same order as the C renderer's, so a runtime
-  passes the same address list), then the scalars (none are generated yet; symbolic shapes would add int params).
+  passes the same address list), then one int32 per Variable in `vars` (by name), the values the launch passes.
   """
   name: str
   params: tuple[tuple[DType, bool], ...]  # (element dtype, written by the kernel) per buffer PARAM
@@ -60,7 +60,7 @@ class GPUKernelInfo:
   ops: int  # estimated arithmetic operations, for DEBUG's GFLOP/s
   bytes: int  # estimated bytes moved, for DEBUG's GB/s
   plan: str = "thread"  # "thread" | "block", see the module docstring
-  scalars: tuple[tuple[str, DType], ...] = ()  # (name, dtype) of scalar params after the pointers
+  vars: tuple[Variable, ...] = ()  # int32 scalar params after the pointers (compiler.lower.kernel_vars)
   lanes: int = 1  # no vector lanes on the GPU; kept so DEBUG's kernel line reads the same as the CPU's
 
   @property
@@ -70,7 +70,8 @@ class GPUKernelInfo:
 
   def canonical(self) -> str:
     return (f"{self.name} params={[(d.name, w) for d, w in self.params]} grid={self.global_size} "
-            f"block={self.local_size} plan={self.plan}")
+            f"block={self.local_size} plan={self.plan}" + (f" vars={[v.canonical() for v in self.vars]}"
+                                                           if self.vars else ""))
 
 
 class _PlanFailed(Exception):
@@ -373,7 +374,7 @@ def lower_gpu(sink: Node, name: str | None = None) -> Node:
       params.setdefault(n.arg, (n.dtype, False))
   params[store.src[0].arg] = (store.src[0].dtype, True)
   info = GPUKernelInfo(name or _name(store), tuple(params[i] for i in range(len(params))), global_size, local_size,
-                       _count_ops(store), _count_bytes(store), plan)
+                       _count_ops(store), _count_bytes(store), plan, kernel_vars(store))
   kernel = Node(Ops.KERNEL, dtypes.index, tuple(body), info)
   verify(kernel, "loop")
   return kernel

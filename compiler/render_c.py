@@ -122,7 +122,7 @@ class _Statement:
     if id(n) in self.names:
       return self.names[id(n)]
     text = self._expr(n)
-    trivial = n.op in (Ops.CONST, Ops.RANGE, Ops.LANE, Ops.DEFACC, Ops.PARAM)
+    trivial = n.op in (Ops.CONST, Ops.RANGE, Ops.LANE, Ops.DEFACC, Ops.PARAM, Ops.VAR)
     if id(n) in self.shared and not trivial:
       name = self.r.fresh("t")
       self.decls.append(f"{self.r.value_type(n)} {name} = {text};")
@@ -134,6 +134,8 @@ class _Statement:
     r = self.r
     if n.op is Ops.CONST:
       return c_literal(n.arg, n.dtype)
+    if n.op is Ops.VAR:
+      return var_param(n.arg)
     if n.op in (Ops.RANGE, Ops.DEFACC):
       return r.var_names[id(n)]
     if n.op is Ops.LANE:
@@ -289,6 +291,11 @@ def _bitcast(text: str, src: DType, dst: DType) -> str:
   return f"({{ {ctype(src)} _i = {text}; {ctype(dst)} _o; memcpy(&_o, &_i, sizeof(_o)); _o; }})"
 
 
+def var_param(var) -> str:
+  """The C parameter name of a Variable (prefixed: a Variable may be named like a C keyword or a temporary)."""
+  return f"var_{var.name}"
+
+
 class CRenderer:
   """Renders KERNEL nodes to C source text."""
 
@@ -335,6 +342,7 @@ class CRenderer:
     for i, (d, written) in enumerate(info.params):
       qual = "" if written else "const "
       args.append(f"{qual}{ctype(d)}* restrict p{i}")
+    args += [f"int {var_param(v)}" for v in info.vars]
     args += ["long long start", "long long end"]
     lines = [PRELUDE, f"void {info.name}({', '.join(args)}) {{"]
     self.parallel = info.parallel

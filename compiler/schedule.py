@@ -10,13 +10,17 @@ Fusion rules, in the order they are applied while a kernel's AST is built from i
     matmul + bias + relu) or broadcast along trailing axes only (softmax's `x / x.sum(-1)`), so lowering can compute
     it once per outer index; a REDUCE needed inside another REDUCE, or read through any other view, is realized;
   - BUFFER nodes, nodes realized before, CONTIGUOUS, COPY and ASSIGN are kernel boundaries.
+
+A BIND (a Variable with its value) becomes a VAR leaf of the kernel, and a SHRINK that starts at a Variable a view
+whose offset holds it; the values go into the item's `var_vals`, so the kernel's text, and its compiled program, is
+the same for every value.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable
 
-from compiler.ir import ALU, MOVEMENT, Node, Ops, movement_tracker, verify
+from compiler.ir import ALU, MOVEMENT, Node, Ops, Variable, bindings, movement_tracker, verify
 from compiler.view import ShapeTracker
 
 
@@ -29,6 +33,7 @@ class ScheduleItem:
   ast: Node | None
   bufs: list[Node]  # graph nodes whose buffers the kernel uses; PARAM i is bufs[i]
   kind: str = "kernel"  # "kernel" | "copy" | "alias" | "empty"
+  var_vals: dict[Variable, int] = dataclasses.field(default_factory=dict)  # the values of the kernel's VARs
 
 
 def _strip(node: Node) -> Node:
@@ -134,8 +139,12 @@ class Scheduler:
       self.realize(value)
       builder = self._assign_builder(node, base)
       ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
+    target_node = target
+    while target_node.op in MOVEMENT or target_node.op is Ops.DETACH:  # the target's window may start at a Variable
+      builder.bind_all(target_node)
+      target_node = target_node.src[0]
     store = Node(Ops.STORE, value.dtype, (builder.params[id(node)], ast_value), view, view.shape)
-    self._emit(ScheduleItem(_sink(store), builder.bufs), node)
+    self._emit(ScheduleItem(_sink(store), builder.bufs, var_vals=builder.var_vals), node)
 
   def _assign_builder(self, node: Node, base: Node) -> _KernelBuilder:
     """A builder whose PARAM 0 is the ASSIGN's output, shared with loads of the target's old contents (one pointer,
@@ -152,7 +161,7 @@ class Scheduler:
     out_param = builder.param(node, out=True)
     ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
     store = Node(Ops.STORE, value.dtype, (out_param, ast_value), out_view, out_view.shape)
-    self._emit(ScheduleItem(_sink(store), builder.bufs), node)
+    self._emit(ScheduleItem(_sink(store), builder.bufs, var_vals=builder.var_vals), node)
 
 
 def _sink(store: Node) -> Node:
@@ -210,12 +219,28 @@ class _KernelBuilder:
     self.loads: list[tuple[Node, ShapeTracker]] = []
     self.memo: dict[tuple[int, ShapeTracker, bool], Node] = {}
     self.out = out
+    self.var_vals: dict[Variable, int] = {}
+
+  def bind(self, var: Variable, value: int) -> None:
+    """Records the value the kernel's VAR var takes.
+
+    Raises:
+      ValueError: var is bound to another value elsewhere in the same kernel.
+    """
+    if self.var_vals.setdefault(var, value) != value:
+      raise ValueError(f"Variable {var.name} is bound to {self.var_vals[var]} and to {value} in one kernel; bind it "
+                       f"once per computation (one BoundVariable) and reuse that")
 
   def param(self, node: Node, out: bool = False) -> Node:
     if id(node) not in self.params:
       self.params[id(node)] = Node(Ops.PARAM, node.dtype, (), len(self.bufs))
       self.bufs.append(node)
     return self.params[id(node)]
+
+  def bind_all(self, node: Node) -> None:
+    """Records the values of the Variables a movement node starts at (a SHRINK at a Variable)."""
+    for bv in bindings(node):
+      self.bind(bv.var, bv.value)
 
   def reads_other_view(self, base: Node, view: ShapeTracker) -> bool:
     return any(n is base and v != view for n, v in self.loads)
@@ -252,10 +277,14 @@ class _KernelBuilder:
     if self.sched.realized(node) or node.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.BUFFER):
       return self._load(node, view)
     if node.op in MOVEMENT:
+      self.bind_all(node)
       return self.build(node.src[0], movement_tracker(node).compose(view), in_reduce)
     if node.op is Ops.CONST:
       value = Node(Ops.CONST, node.dtype, (), node.arg, shape)
       return self._gate(value, view)
+    if node.op is Ops.BIND:
+      self.bind(node.arg.var, node.arg.value)
+      return self._gate(Node(Ops.VAR, node.dtype, (), node.arg.var, shape), view)
     if node.op is Ops.REDUCE:
       if in_reduce or not reduce_fusable(view):
         self.sched.realize(node)
@@ -290,7 +319,7 @@ class _KernelBuilder:
   def _gate(self, value: Node, view: ShapeTracker) -> Node:
     if all(v.mask is None for v in view.views):
       return value
-    inner = Node(Ops.CONST, value.dtype, (), value.arg, view.src_shape)
+    inner = Node(value.op, value.dtype, (), value.arg, view.src_shape)
     return self._wrap_view(inner, view)
 
   def _wrap_view(self, inner: Node, view: ShapeTracker) -> Node:

@@ -43,6 +43,11 @@ def _compute_bounds(x: Node) -> tuple[int, int]:
     return 0, x.arg[1] - 1
   if x.op in (Ops.LANE, Ops.THREADIDX, Ops.BLOCKIDX):
     return 0, x.arg[1] - 1
+  if x.op is Ops.VAR:
+    return x.arg.lo, x.arg.hi
+  if x.op is Ops.CAST and x.src[0].op is Ops.VAR and x.dtype.is_int and x.dtype.itemsize >= 4 and \
+     (x.src[0].arg.lo >= 0 or not x.dtype.is_unsigned):
+    return x.src[0].arg.lo, x.src[0].arg.hi  # a Variable is int32: a cast that represents all its values keeps them
   if x.op in (Ops.ADD, Ops.MUL, Ops.SUB):
     (a0, a1), (b0, b1) = bounds(x.src[0]), bounds(x.src[1])
     if x.op is Ops.ADD:

@@ -4,6 +4,9 @@ A View maps an index tuple of `shape` to a flat offset `offset + sum(i_d * strid
 `mask[d][0] <= i_d < mask[d][1]` (outside the mask the value is 0: that is how pad works). A ShapeTracker is a
 stack of views, innermost first; a reshape that no single view can express pushes a new view whose flat index is
 unravelled into the previous view's shape.
+
+A view's offset may be a compiler.ir.Offset over Variables (a shrink that starts at a launch-time index, such as a
+KV cache row at the decode position); shapes, strides and masks are always ints.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import dataclasses
 import math
 
 from compiler import symbolic as sym
-from compiler.ir import Node
+from compiler.dtypes import dtypes
+from compiler.ir import Node, Offset, Ops
 
 
 def strides_for(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -26,7 +30,7 @@ def strides_for(shape: tuple[int, ...]) -> tuple[int, ...]:
 class View:
   shape: tuple[int, ...]
   strides: tuple[int, ...]
-  offset: int = 0
+  offset: int | Offset = 0
   mask: tuple[tuple[int, int], ...] | None = None
 
   @staticmethod
@@ -52,6 +56,9 @@ class View:
   def shrink(self, arg: tuple[tuple[int, int], ...]) -> View:
     offset = self.offset + sum(lo * st for (lo, _), st in zip(arg, self.strides))
     mask = None
+    if self.mask is not None and any(isinstance(lo, Offset) for lo, _ in arg):
+      raise NotImplementedError(f"a shrink at a Variable ({arg}) of a padded view (mask {self.mask}); make the padded "
+                                f"tensor contiguous first")
     if self.mask is not None:
       mask = tuple((max(0, mlo - lo), max(0, min(hi, mhi) - lo)) for (lo, hi), (mlo, mhi) in zip(arg, self.mask))
       if any(m[0] >= m[1] for m in mask):  # nothing valid: one canonical empty mask
@@ -111,7 +118,7 @@ class View:
 
   def index(self, idxs: list[Node]) -> tuple[Node, Node | None]:
     """(flat offset, validity) of this view at the given per-dimension index expressions."""
-    flat = sym.iconst(self.offset)
+    flat = offset_node(self.offset)
     valid = None
     for i, (s, st) in enumerate(zip(self.shape, self.strides)):
       if st != 0 and s != 1:
@@ -121,6 +128,18 @@ class View:
         valid = sym.and_(valid, sym.ge(idxs[i], lo))
         valid = sym.and_(valid, sym.lt(idxs[i], hi))
     return flat, valid
+
+
+def offset_node(offset: int | Offset) -> Node:
+  """An offset as an index expression: a constant, or the sum of its Variables (VAR, widened to the index type)
+  times their coefficients."""
+  if not isinstance(offset, Offset):
+    return sym.iconst(offset)
+  out = sym.iconst(offset.const)
+  for var, k in offset.terms:
+    value = Node(Ops.CAST, dtypes.index, (Node(Ops.VAR, dtypes.int32, (), var),))
+    out = sym.add(out, sym.mul(value, k))
+  return out
 
 
 def _reshape_strides(old_shape, old_strides, new_shape) -> tuple[int, ...] | None:
@@ -269,7 +288,7 @@ def _merge(inner: View, outer: View) -> View | None:
   Sufficient condition: inner has no mask, and every axis of outer steps along exactly one axis of inner without
   carrying into the next one over its whole range (checked with the extreme coordinates).
   """
-  if inner.mask is not None or 0 in inner.shape or 0 in outer.shape:
+  if inner.mask is not None or 0 in inner.shape or 0 in outer.shape or isinstance(outer.offset, Offset):
     return None
   contig = strides_for(inner.shape)
   coords = [0] * len(inner.shape)

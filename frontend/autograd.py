@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from compiler.ir import Node, Ops
+from compiler.ir import Node, Ops, bindings
 from frontend import graph as g
 
 
@@ -104,6 +104,9 @@ def _movement_rule(node: Node, grad: Node) -> tuple[Node | None, ...]:
   if op is Ops.PAD:
     return (g.shrink(grad, tuple((b, b + s) for (b, _), s in zip(node.arg, x.shape))),)
   if op is Ops.SHRINK:
+    if bindings(node):
+      raise NotImplementedError(f"the gradient of a shrink at a Variable {[tuple(map(str, p)) for p in node.arg]} "
+                                f"(a pad at a launch-time index) is not supported; detach() the shrunk tensor")
     return (g.pad(grad, tuple((lo, s - hi) for (lo, hi), s in zip(node.arg, x.shape))),)
   if op is Ops.FLIP:
     return (g.flip(grad, node.arg),)
@@ -112,8 +115,8 @@ def _movement_rule(node: Node, grad: Node) -> tuple[Node | None, ...]:
   return tuple(None for _ in node.src)  # BUFFER, CONST, DETACH, ASSIGN, BITCAST, comparisons, integer ops
 
 
-NON_DIFFERENTIABLE = {Ops.BUFFER, Ops.CONST, Ops.DETACH, Ops.ASSIGN, Ops.BITCAST, Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ,
-                      Ops.AND, Ops.OR, Ops.XOR, Ops.NOT, Ops.SHL, Ops.SHR, Ops.IDIV, Ops.MOD, Ops.TRUNC}
+NON_DIFFERENTIABLE = {Ops.BUFFER, Ops.CONST, Ops.BIND, Ops.DETACH, Ops.ASSIGN, Ops.BITCAST, Ops.CMPLT, Ops.CMPNE,
+                      Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.NOT, Ops.SHL, Ops.SHR, Ops.IDIV, Ops.MOD, Ops.TRUNC}
 
 
 def _toposort(roots: list[Node]) -> list[Node]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from compiler.dtypes import DType, dtypes
-from compiler.ir import BINARY, COMPARISON, MOVEMENT, Node, Ops, cast_scalar
+from compiler.ir import BINARY, COMPARISON, MOVEMENT, BoundVariable, Node, Offset, Ops, cast_scalar
 
 
 def device_of(x: Node) -> str | None:
@@ -23,6 +23,15 @@ def const(value, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, 
   if not shape:
     return c
   return expand(reshape(c, (1,) * len(shape)), shape)
+
+
+def bind(bound: BoundVariable, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, ...]) -> Node:
+  """A bound Variable's value as a node of dtype and shape (BIND is int32; other dtypes cast it)."""
+  if isinstance(device, tuple):
+    raise NotImplementedError(f"Variable {bound.var.name} on several devices {device}: symbolic values are "
+                              f"supported on one device; bind it per shard")
+  node = cast(Node(Ops.BIND, dtypes.int32, (), bound, (), device), dtype)
+  return expand(reshape(node, (1,) * len(shape)), shape) if shape else node
 
 
 def const_like(x: Node, value, dtype: DType | None = None) -> Node:
@@ -131,7 +140,16 @@ def pad(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
 
 
 def shrink(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
-  arg = tuple((int(lo), int(hi)) for lo, hi in arg)
+  """x[lo:hi] per axis. A bound may be a BoundVariable or an Offset over them (`(pos, pos + 1)`): the view then
+  starts at a launch-time index; its width hi - lo must still be an int.
+
+  Raises:
+    ValueError: a window outside the shape (for any value the Variables may take), or a width that depends on a
+      Variable.
+  """
+  arg = tuple(tuple(_index(b) for b in pair) for pair in arg)
+  if any(isinstance(b, Offset) for pair in arg for b in pair):
+    return _symbolic_shrink(x, arg)
   if len(arg) != len(x.shape) or any(not 0 <= lo <= hi <= s for (lo, hi), s in zip(arg, x.shape)):
     raise ValueError(f"shrink {arg} out of range for shape {x.shape}")
   if all(p == (0, s) for p, s in zip(arg, x.shape)):
@@ -139,6 +157,33 @@ def shrink(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
   if isinstance(x, multi.MultiNode):
     return multi.shrink(x, arg)
   return _move(x, Ops.SHRINK, arg, tuple(hi - lo for lo, hi in arg))
+
+
+def _index(b):
+  if isinstance(b, BoundVariable):
+    return Offset(((b, 1),))
+  return b if isinstance(b, Offset) else int(b)
+
+
+def _symbolic_shrink(x: Node, arg) -> Node:
+  text = [tuple(str(b) for b in pair) for pair in arg]
+  if len(arg) != len(x.shape):
+    raise ValueError(f"shrink {text}: {len(arg)} windows for shape {x.shape}")
+  if isinstance(x, multi.MultiNode):
+    raise NotImplementedError(f"shrink {text} at a Variable of a tensor on several devices; bind it per shard")
+  widths = []
+  for (lo, hi), s, t in zip(arg, x.shape, text):
+    width = hi - lo
+    if isinstance(width, Offset):
+      raise ValueError(f"shrink window {t}: its width {width} depends on a Variable; only the start may (write "
+                       f"(v, v + n) for a window of n)")
+    lo_min = lo.bounds()[0] if isinstance(lo, Offset) else lo
+    hi_max = hi.bounds()[1] if isinstance(hi, Offset) else hi
+    if width < 0 or lo_min < 0 or hi_max > s:
+      raise ValueError(f"shrink window {t} of an axis of size {s}: over the Variables' bounds it spans "
+                       f"[{lo_min}, {hi_max}), outside [0, {s}]; narrow the Variable's bounds")
+    widths.append(width)
+  return _move(x, Ops.SHRINK, arg, tuple(widths))
 
 
 def flip(x: Node, axes: tuple[int, ...]) -> Node:

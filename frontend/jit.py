@@ -4,16 +4,20 @@ Call 1 runs the function normally (warm-up: kernels compile). Call 2 runs it aga
 launch (ExecItem: program + buffers) and every copy between devices (CopyItem, e.g. a CPU batch moved to the GPU inside
 the step). Calls 3+ skip the function entirely: the recorded launches and copies run in order, with the buffers of the
 new inputs swapped in where the recorded inputs were, and the same output tensors are returned (their buffers now
-hold the new results). A call whose input shapes or dtypes match no capture so far (a smaller last batch) is
-captured as well, up to `max_captures` signatures, and later calls replay the capture of their signature. Each run of
-consecutive kernels on one device replays as that device's prebuilt command buffer where it has one (NV, AMD cards:
-one submission, kernels ordered by the buffers they share), the rest item by item. A replay does not wait for the
-device: its inputs are realized buffers already (Tensor.realize returns at once for those) and the step is queued.
+hold the new results). Bound Variables among the arguments (`step(x, pos=v.bind(5))`) are symbolic slots: the kernels
+read them as scalar parameters, so a call with another value replays the same capture with that value patched in
+(nothing recompiles, nothing is captured again). A call whose input shapes or dtypes match no capture so far (a
+smaller last batch) is captured as well, up to `max_captures` signatures, and later calls replay the capture of
+their signature. Each run of consecutive kernels on one device replays as that device's prebuilt command buffer
+where it has one (NV, AMD cards: one submission, kernels ordered by the buffers they share), the rest item by item.
+A replay does not wait for the device: its inputs are realized buffers already (Tensor.realize returns at once for
+those) and the step is queued.
 """
 from __future__ import annotations
 
 import functools
 
+from compiler.ir import BoundVariable
 from frontend import realize
 from frontend.device import Device
 from frontend.tensor import Tensor
@@ -27,7 +31,30 @@ def _input_tensors(args, kwargs) -> list[Tensor]:
   return [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
 
 
-_STATE = ("captured", "input_slots", "signature", "ret", "segments", "kernels")
+def _input_vars(args, kwargs) -> dict:
+  """Variable -> value of the BoundVariables among the arguments.
+
+  Raises:
+    JitError: one Variable passed with two values.
+  """
+  out: dict = {}
+  for a in list(args) + list(kwargs.values()):
+    if isinstance(a, BoundVariable) and out.setdefault(a.var, a.value) != a.value:
+      raise JitError(f"TinyJit: Variable {a.var.name} passed twice, bound to {out[a.var]} and {a.value}")
+  return out
+
+
+_STATE = ("captured", "input_slots", "signature", "ret", "segments", "kernels", "var_slots")
+
+
+def _describe(signature) -> list:
+  """A signature as the error messages print it: (shape, dtype name) per tensor input, then the Variables."""
+  return [e.canonical() if hasattr(e, "canonical") else (e[0], e[1].name) for e in signature]
+
+
+def _vars_of(item) -> tuple:
+  """The Variables a captured item reads, in its kernel's parameter order (none for a copy)."""
+  return getattr(item.info, "vars", ())
 
 
 class TinyJit:
@@ -41,7 +68,8 @@ class TinyJit:
     self.cnt = 0
     self.captured: list[realize.ExecItem] = []
     self.input_slots: list[list[tuple[int, int]]] = []  # per input: (exec item index, buffer index)
-    self.signature: list[tuple[tuple[int, ...], object]] = []
+    self.signature: list[tuple[tuple[int, ...], object]] = []  # (shape, dtype) per tensor input
+    self.var_slots: dict = {}  # Variable argument (by name) -> [(exec item index, position in its info.vars)]
     self.ret = None
     self.segments: list[tuple[int, int, object]] = []  # (first item, end, device graph or None) in order
     self.kernels = 0  # kernel launches in the capture (its items less the copies)
@@ -52,7 +80,7 @@ class TinyJit:
   def reset(self) -> None:
     self.cnt = 0
     self.captured, self.input_slots, self.signature, self.ret = [], [], [], None
-    self.segments, self.kernels, self.captures = [], 0, {}
+    self.segments, self.kernels, self.captures, self.var_slots = [], 0, {}, {}
 
   @property
   def graph(self):
@@ -68,26 +96,27 @@ class TinyJit:
     for t in inputs:
       t.realize()
     buffers = [t._contiguous_buffer() for t in inputs]
+    var_vals = _input_vars(args, kwargs)
     if self.cnt == 0:
       self.cnt = 1
       return self.fxn(*args, **kwargs)
     if self.cnt == 1:
-      return self._capture(args, kwargs, inputs, buffers)
-    signature = tuple((t.shape, t.dtype) for t in inputs)
-    if signature != tuple(self.signature):
+      return self._capture(args, kwargs, inputs, buffers, var_vals)
+    signature = tuple((t.shape, t.dtype) for t in inputs) + tuple(sorted(var_vals, key=lambda v: v.name))
+    if signature != tuple(self.signature) + tuple(self.var_slots):
       if signature in self.captures:
         self.__dict__.update(self.captures[signature])
       elif len(self.captures) >= self.max_captures:
         name = getattr(self.fxn, "__name__", "function")
-        raise JitError(f"TinyJit {name}: called with inputs {[(s, d.name) for s, d in signature]}, a new signature "
+        raise JitError(f"TinyJit {name}: called with inputs {_describe(signature)}, a new signature "
                        f"after {len(self.captures)} captures (max_captures={self.max_captures}): "
-                       f"{[[(s, d.name) for s, d in sig] for sig in self.captures]}. Pass fewer distinct shapes and "
+                       f"{[_describe(sig) for sig in self.captures]}. Pass fewer distinct shapes and "
                        f"dtypes, raise max_captures, or call .reset()")
       else:
-        return self._capture(args, kwargs, inputs, buffers)
-    return self._replay(inputs, buffers)
+        return self._capture(args, kwargs, inputs, buffers, var_vals)
+    return self._replay(inputs, buffers, var_vals)
 
-  def _capture(self, args, kwargs, inputs, buffers):
+  def _capture(self, args, kwargs, inputs, buffers, var_vals):
     """Run the function while recording its launches and copies; the result becomes the current capture (and the one
     for this input signature). A failed capture leaves the captures before it as they were."""
     realize._capture = []
@@ -103,13 +132,15 @@ class TinyJit:
                      "apart. Pass distinct tensors (e.g. t and t.clone()).")
     self.captured, self.ret, self.cnt = captured, ret, 2
     self.signature = [(t.shape, t.dtype) for t in inputs]
+    self.var_slots = {var: [(i, k) for i, item in enumerate(captured) for k, v in enumerate(_vars_of(item))
+                            if v == var] for var in sorted(var_vals, key=lambda v: v.name)}
     self.input_slots = []
     for buf in buffers:
       slots = [(i, j) for i, item in enumerate(self.captured) for j, b in enumerate(item.bufs) if b is buf]
       self.input_slots.append(slots)
     self.segments = self._make_segments()
     self.kernels = sum(not isinstance(item, realize.CopyItem) for item in captured)
-    self.captures[tuple(self.signature)] = {key: getattr(self, key) for key in _STATE}
+    self.captures[tuple(self.signature) + tuple(self.var_slots)] = {key: getattr(self, key) for key in _STATE}
     return ret
 
   def _make_segments(self) -> list[tuple[int, int, object]]:
@@ -153,7 +184,15 @@ class TinyJit:
     return replay_save.save(self, path, inputs=inputs, outputs=outputs, parameters=parameters,
                             optimizer_state=optimizer_state, feeds=feeds)
 
-  def _replay(self, inputs, buffers):
+  def _replay(self, inputs, buffers, var_vals):
+    for var, value in var_vals.items():
+      for i, k in self.var_slots[var]:
+        item = self.captured[i]
+        if item.var_vals[var] != value:
+          item.var_vals[var] = value
+          for start, end, graph in self.segments:
+            if graph is not None and start <= i < end:
+              graph.set_var(i - start, k, value)
     for buf, slots in zip(buffers, self.input_slots):
       for i, j in slots:
         self.captured[i].bufs[j] = buf

@@ -41,16 +41,20 @@ def buffer_of(node: Node) -> Buffer | None:
 
 @dataclasses.dataclass
 class ExecItem:
-  """A compiled kernel bound to buffers; JIT replay calls these directly."""
+  """A compiled kernel bound to buffers and to the values of its Variables; JIT replay calls these directly."""
   program: object
   bufs: list[Buffer]
   name: str
   info: object
+  var_vals: dict = dataclasses.field(default_factory=dict)  # Variable -> value, for each of info.vars
 
   def run(self) -> float:
     addresses = [Device[b.device].allocator.address(b.mem) for b in self.bufs]
     start = time.perf_counter()
-    self.program(addresses)
+    if self.info.vars:
+      self.program(addresses, tuple(self.var_vals[v] for v in self.info.vars))
+    else:
+      self.program(addresses)
     return time.perf_counter() - start
 
 
@@ -142,7 +146,7 @@ def run_item(item: ScheduleItem) -> None:
   program = get_program(device, item.ast)
   out_buf = _output_buffer(out, device)
   bufs = [out_buf] + [buffer_of(n) for n in item.bufs[1:]]
-  exe = ExecItem(program, bufs, program.info.name, program.info)
+  exe = ExecItem(program, bufs, program.info.name, program.info, dict(item.var_vals))
   run_exec(exe)
   realized[out] = out_buf
   if _capture is not None:

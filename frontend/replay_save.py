@@ -92,6 +92,11 @@ def build(jit, inputs=None, outputs=None, parameters=None, optimizer_state=None,
   if len(devices) != 1 or devices[0].split(":")[0] not in _TARGETS:
     raise ReplaySaveError(f"TinyJit.save: the capture runs on {devices}; replay files hold one device's step, and "
                           f"this version writes {', '.join(_TARGETS)} targets")
+  symbolic = sorted({v.canonical() for item in items for v in getattr(item.info, "vars", ())})
+  if symbolic:
+    raise ReplaySaveError(f"TinyJit.save: the captured kernels read Variables {symbolic}; replay files (format "
+                          f"version {replay_format.FORMAT_VERSION}) hold buffers only. Pass such values as a 1-element "
+                          f"tensor input to save the step")
   table = _Table()
   launches = [[table.add(b) for b in item.bufs] for item in items]
   blobs: list[bytes] = []

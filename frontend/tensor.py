@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from compiler.dtypes import DType, dtypes, to_dtype
-from compiler.ir import Node, Ops
+from compiler.ir import BoundVariable, Node, Ops
 from frontend import graph as g
 from frontend import multi
 from frontend.autograd import gradients
@@ -53,8 +53,8 @@ def _whole_buffer(node):
   return base.arg if base.op is Ops.BUFFER and base.arg.size == node.size else None
 
 class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
-  """A lazy tensor. Args: data (Python scalar, nested list, numpy array, or another Tensor's graph node), device
-  ("CPU", ...), dtype, requires_grad.
+  """A lazy tensor. Args: data (Python scalar, BoundVariable, nested list, numpy array, or another Tensor's graph
+  node), device ("CPU", ...), dtype, requires_grad.
 
   Raises:
     TypeError: data of an unsupported kind or dtype; ValueError: an unknown device.
@@ -78,6 +78,8 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
     elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):
       dt = dtype or dtypes.from_py(data)
       node = g.const(data, dt, (), device)
+    elif isinstance(data, BoundVariable):  # a 0-d int32 (or dtype) tensor whose value kernels read at launch
+      node = g.bind(data, dtype or dtypes.int32, (), device)
     elif isinstance(data, (list, tuple)):
       dt = dtype or dtypes.from_py(list(data))
       arr = np.array(data, dtype=np.float32 if dt == dtypes.bfloat16 else dt.np)

@@ -245,7 +245,7 @@ class TensorShapeOps:
 
   def shrink(self, arg) -> Tensor:
     arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
-    return self._derive(g.shrink(self.lazydata, arg))
+    return self._derive(g.shrink(self.lazydata, arg))  # a start may be a BoundVariable (+ int): see graph.shrink
 
   def flip(self, axis, *args) -> Tensor:
     axes = (axis, *args) if args else ((axis,) if isinstance(axis, int) else tuple(axis))

@@ -236,6 +236,9 @@ def test_kv_cache_decode_equals_full_forward_and_replays_without_compiling(rng):
       assert jit.launches == launches + len(jit.captured) > launches, f"position {pos} did not replay the JIT"
   assert [model.window_for(p) for p in (5, 127, 128, 143)] == [128, 128, 144, 144]
   assert sorted(model._decoders) == [128, 144]
+  for jit in model._decoders.values():  # the step's inputs are the two Variables: nothing is copied in per token
+    assert jit.signature == [] and list(jit.var_slots) == [model.position, model.token]
+    assert not any(isinstance(item, realize.CopyItem) for item in jit.captured)
 
 
 def test_context_limits_are_enforced(rng):

@@ -21,17 +21,18 @@ numbers llama.cpp computes. Both conventions give identical attention, since q.k
 of the head dimension is applied to q and k alike; tests/test_llama.py checks this against a reference written in
 the HF convention. Angle of pair i at position p: p * rope_base ** (-2i / head_dim).
 
-Decoding runs as one TinyJit replay per token. The compiler has no symbolic shapes, so everything in the decode step
-has a fixed size: the KV cache holds `max_context` rows per layer, the position is an int32 device tensor (an input of
-the jitted step), the new key/value row goes in with a mask (cache = where(arange == pos, new, cache), assigned in
-place), cos/sin come out of a precomputed table by the same mask, and attention runs over the cache with the rows past
-`pos` masked to -inf. The step is captured per attention window (a power of two >= 128, or max_context) so that a
-short conversation does not pay for max_context rows in every step; the window that covers `pos` is picked per token,
-and each window's JIT compiles and captures once.
+Decoding runs as one TinyJit replay per token. Its two inputs are Variables, `token` and `pos`: the step's kernels
+read them as scalar parameters, and each replay patches the new values into the captured launches, so a token copies
+nothing to the device. The token's embedding is a view of the table that starts at row `token`; the new key/value row
+is assigned through a view of the cache that starts at `pos`; cos/sin are the tables' rows at `pos`. Shapes are not
+symbolic, so the KV cache holds `max_context` rows per layer and attention runs over a fixed window of it, with the
+rows past `pos` masked to -inf. The step is captured per attention window (a power of two >= 128, or max_context) so
+that a short conversation does not pay for max_context rows in every step; the window that covers `pos` is picked per
+token, and each window's JIT compiles and captures once.
 
-The embedding lookup happens on the host: the sampled token is on the host anyway (it is printed), and the compiler
-can only express a runtime row index as a one-hot contraction over the whole vocabulary (a full read of the table
-per token). Weights are dequantized once at load (to `dtype`, float32 by default), which costs memory (SmolLM2-135M:
+The prompt's embedding lookup happens on the host (one table row per prompt token, copied in as one tensor).
+
+Weights are dequantized once at load (to `dtype`, float32 by default), which costs memory (SmolLM2-135M:
 ~540 MB of float32 for a 98 MB file) and buys speed on the CPU backend: there a 1536x576 matrix-vector product that
 dequantizes Q4_1 inside its kernel measured ~1.8 ms against ~0.55 ms reading float32 (the uint8 unpacking keeps the
 kernel off the vector path), and a whole SmolLM2 decode step ~62 ms against ~40 ms. float16 weights halve the memory
@@ -46,6 +47,7 @@ import math
 import numpy as np
 
 from compiler.dtypes import dtypes, to_dtype
+from compiler.ir import BoundVariable, Variable
 from frontend.device import Device
 from frontend.jit import TinyJit
 from frontend.nn.gguf import GGUFError, gguf_architecture, gguf_load
@@ -269,7 +271,8 @@ class Llama:
     self.blocks = [_Block.load(weights, i, dtype) for i in range(config.n_layers)]
     self.output_norm = _realize(weights["output_norm.weight"], dtypes.float32)
     embedding = _realize(weights["token_embd.weight"], dtypes.float32)
-    self.embedding_rows = embedding.numpy()  # host copy for the row lookup (see the module docstring)
+    self.embedding = embedding  # the decode step reads its token's row in place (a view at the token Variable)
+    self.embedding_rows = embedding.numpy()  # host copy for the prompt's row lookup (see the module docstring)
     self.output = _realize(weights.get("output.weight", embedding), dtype)  # tied: the embedding's own buffer
     self._init_cache(weights.get("rope_freqs.weight"))
     self._decoders: dict[int, TinyJit] = {}
@@ -283,6 +286,8 @@ class Llama:
     cos, sin = rope_tables(config, length, None if freq_factors is None else freq_factors.numpy())
     self.rope_cos, self.rope_sin = Tensor(cos, device=self.device), Tensor(sin, device=self.device)
     self.positions = Tensor(np.arange(length, dtype=np.int32), device=self.device)
+    self.position = Variable("pos", 0, length - 1)  # the decode step's token position
+    self.token = Variable("token", 0, self.config.vocab_size - 1)  # the decode step's input token
 
   # ---- the network --------------------------------------------------------------------------------------------
   def _layers(self, x: Tensor, cos: Tensor, sin: Tensor, write_kv, length: int, mask: Tensor) -> Tensor:
@@ -397,9 +402,9 @@ class Llama:
     """
     if not 0 <= pos < self.max_context:
       raise ContextError(f"position {pos} is outside the context of {self.max_context} (max_context)")
-    x = self._embed([token])
-    position = Tensor(np.array([pos], dtype=np.int32), device=self.device)
-    return self.decoder_for(pos)(x, position).numpy()[0]
+    if not 0 <= token < self.config.vocab_size:
+      raise ValueError(f"token id {token} is outside the vocabulary of {self.config.vocab_size}")
+    return self.decoder_for(pos)(self.token.bind(token), self.position.bind(pos)).numpy()[0]
 
   def window_for(self, pos: int) -> int:
     """The attention window (cache rows read) of the decode step at position pos."""
@@ -411,30 +416,28 @@ class Llama:
     return jit is not None and jit.cnt >= 2
 
   def decoder_for(self, pos: int) -> TinyJit:
-    """The jitted decode step whose attention window covers pos: step(x (1, dim), position (1,) int32) -> logits."""
+    """The jitted decode step whose attention window covers pos: step(token bound, position bound) -> logits."""
     window = self.window_for(pos)
     if window not in self._decoders:
       self._decoders[window] = TinyJit(functools.partial(self._decode_step, window=window))
     return self._decoders[window]
 
-  def _decode_step(self, x: Tensor, position: Tensor, window: int) -> Tensor:
-    """One token: x (1, dim) the token's embedding, position (1,) int32. Traced once per window by TinyJit."""
+  def _decode_step(self, token: BoundVariable, position: BoundVariable, window: int) -> Tensor:
+    """One token (self.token bound) at `position` (self.position bound). Traced once per window by TinyJit; replays
+    pass both as kernel parameters, so a step copies nothing in."""
+    x = self.embedding.shrink(((token, token + 1), (0, self.config.dim)))  # (1, dim): the token's row
     half = self.config.head_dim // 2
-    positions = self.positions.shrink(((0, window),))
-    hit = positions == position  # (window,): the one row this token writes and whose cos/sin it uses
-    rows = ((0, window), (0, half))
-    cos = hit.reshape(window, 1).where(self.rope_cos.shrink(rows), 0.0).sum(0).reshape(1, half).contiguous()
-    sin = hit.reshape(window, 1).where(self.rope_sin.shrink(rows), 0.0).sum(0).reshape(1, half).contiguous()
-    mask = (positions <= position).reshape(1, window)
-    hidden = self._layers(x, cos, sin, functools.partial(self._write_masked, hit), window, mask)
+    row = ((position, position + 1), (0, half))  # the table row at the position: a view that starts there
+    cos, sin = self.rope_cos.shrink(row), self.rope_sin.shrink(row)
+    mask = (self.positions.shrink(((0, window),)) <= position).reshape(1, window)
+    hidden = self._layers(x, cos, sin, functools.partial(self._write_at, position), window, mask)
     return self._logits(hidden)
 
-  def _write_masked(self, hit: Tensor, layer: int, k: Tensor, v: Tensor) -> None:
-    """Stores keys/values (n_kv_heads, 1, head_dim) at the row where hit is True: cache = where(hit, new, cache)
-    over the window, in place (the position is a runtime value, so the write covers the window)."""
-    window = hit.shape[0]
-    view = self.kv_cache[layer].shrink(((0, 2), (0, k.shape[0]), (0, window), (0, k.shape[2])))
-    view.assign(hit.reshape(1, 1, window, 1).where(Tensor.stack([k, v]), view)).realize()
+  def _write_at(self, position: BoundVariable, layer: int, k: Tensor, v: Tensor) -> None:
+    """Stores keys/values (n_kv_heads, 1, head_dim) in cache row `position`, in place: the cache's view starts at
+    the position, so one row is written whatever the window."""
+    rows = ((0, 2), (0, k.shape[0]), (position, position + 1), (0, k.shape[2]))
+    self.kv_cache[layer].shrink(rows).assign(Tensor.stack([k, v])).realize()
 
 
 def load_llama(path, device: str | None = None, max_context: int | None = None,

@@ -83,8 +83,9 @@ class CPUAllocator:
 
 
 class CPUProgram:
-  """One compiled kernel; call with buffer addresses. `lib_path`, `fn_name` and `source` (the C compiled, packed entry
-  included) stay on the object so a TinyJit capture can be saved as a replay file (frontend/replay_save.py)."""
+  """One compiled kernel; call with buffer addresses and the values of info.vars. `lib_path`, `fn_name` and `source`
+  (the C compiled, packed entry included) stay on the object so a TinyJit capture can be saved as a replay file
+  (frontend/replay_save.py)."""
 
   def __init__(self, dev: CPUDevice, info: KernelInfo, lib_path: str, fn_name: str, source: str = ""):
     self.info = info
@@ -92,7 +93,7 @@ class CPUProgram:
     self.lib_path, self.fn_name, self.source = lib_path, fn_name, source
     self.ffi = cffi.FFI()
     nargs = len(info.params)
-    self.ffi.cdef(f"void {fn_name}({', '.join(['void*'] * nargs + ['long long', 'long long'])});")
+    self.ffi.cdef(f"void {fn_name}({', '.join(['void*'] * nargs + ['int'] * len(info.vars) + ['long long'] * 2)});")
     self.ffi.cdef(f"void {fn_name}_packed(void **args, long long start, long long end);")
     self.lib = self.ffi.dlopen(lib_path)
     self.fn = getattr(self.lib, fn_name)
@@ -101,12 +102,14 @@ class CPUProgram:
     work = max(info.ops, info.bytes)
     self.threads = max(1, min(dev.threads, info.global_extent, work // MIN_WORK_PER_THREAD))
 
-  def __call__(self, addresses: list[int]) -> None:
+  def __call__(self, addresses: list[int], values: tuple[int, ...] = ()) -> None:
     n = self.info.global_extent
     if self.threads == 1:
-      self.fn(*[self.ffi.cast("void*", a) for a in addresses], 0, n)
+      self.fn(*[self.ffi.cast("void*", a) for a in addresses], *values, 0, n)
       return
-    args = self.dev.pool_ffi.new("void *[]", [self.dev.pool_ffi.cast("void *", a) for a in addresses] or [0])
+    slots = [self.dev.pool_ffi.cast("void *", a) for a in addresses]
+    slots += [self.dev.pool_ffi.cast("void *", v & 0xFFFFFFFF) for v in values]  # the low 32 bits: (int) in C
+    args = self.dev.pool_ffi.new("void *[]", slots or [0])
     with self.dev.lock:
       self.dev.pool.sov_pool_run(self.packed, args, n, self.threads)
 
@@ -171,7 +174,7 @@ class CPUDevice:
 
   def program(self, kernel) -> tuple[CPUProgram, str]:
     fn_name, source = self.render(kernel)
-    full_source = source + packed_entry(fn_name, len(kernel.arg.params))
+    full_source = source + packed_entry(fn_name, len(kernel.arg.params), len(kernel.arg.vars))
     path = self.compile(fn_name, full_source)
     return CPUProgram(self, kernel.arg, path, fn_name, full_source), source
 

@@ -146,8 +146,9 @@ void sov_pool_run(void *fn, void **args, long long n, int threads);
 """
 
 
-def packed_entry(name: str, nparams: int) -> str:
-  """C for `NAME_packed(void **args, start, end)`, which calls kernel NAME with its parameters from args."""
-  params = ", ".join(f"args[{i}]" for i in range(nparams))
-  call = f"{name}({params}{', ' if nparams else ''}start, end)"
+def packed_entry(name: str, nparams: int, nvars: int = 0) -> str:
+  """C for `NAME_packed(void **args, start, end)`, which calls kernel NAME with its parameters from args: nparams
+  buffer pointers, then nvars int32 values, each carried in its pointer-sized slot."""
+  params = [f"args[{i}]" for i in range(nparams)] + [f"(int)(long long)args[{nparams + i}]" for i in range(nvars)]
+  call = f"{name}({', '.join(params + ['start', 'end'])})"
   return f"\nvoid {name}_packed(void **args, long long start, long long end) {{ {call}; }}\n"
