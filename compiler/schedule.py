@@ -247,22 +247,49 @@ class _KernelBuilder:
 
   def prerealize_nested(self, node: Node) -> None:
     """Realizes every REDUCE that sits inside another REDUCE's source in this kernel, before the AST is built, so
-    all uses of it in the kernel load the one buffer (instead of some uses fusing and recomputing it)."""
-    stack: list[tuple[Node, bool]] = [(node, False)]
-    seen: set[tuple[int, bool]] = set()
+    all uses of it in the kernel load the one buffer (instead of some uses fusing and recomputing it).
+
+    Where the nested REDUCE lies under a computed value that the reduction reads REUSE_LIMIT or more times per
+    element (which `_build` would realize anyway), that value is realized instead, and the nested REDUCE fuses into
+    its kernel: an RMSNorm feeding a matmul is one kernel (sum of squares, then the scaled row), not two."""
+    stack: list[tuple[Node, int]] = [(node, 0)]  # (node, size of the enclosing REDUCE's frame; 0 outside one)
+    seen: set[tuple[int, int]] = set()
     while stack:
-      n, inside = stack.pop()
+      n, frame = stack.pop()
       n = _strip(n)
-      if (id(n), inside) in seen or self.sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN):
+      if (id(n), frame) in seen or self.sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN):
         continue
-      seen.add((id(n), inside))
+      seen.add((id(n), frame))
       if n.op is Ops.REDUCE:
-        if inside:
+        if frame:
           self.sched.realize(n)
           continue
-        stack.extend((s, True) for s in n.src)
+        stack.extend((s, max(1, s.size)) for s in n.src)
+      elif frame and n.op in ALU | {Ops.CAST, Ops.BITCAST} and frame >= REUSE_LIMIT * n.size and \
+          _has_alu(n, self.sched) and self._reduces_below(n):
+        self.sched.realize(n)
       else:
-        stack.extend((s, inside) for s in n.src)
+        stack.extend((s, frame) for s in n.src)
+
+  def _reduces_below(self, node: Node) -> bool:
+    """A REDUCE is computed (not loaded) in node's kernel-local graph, and every such REDUCE is read through reshapes
+    and broadcasts only (so it fuses into node's kernel whole: a REDUCE also read through a window of it, such as
+    the gate half of a fused gate/up product, would be realized there and recomputed for the other reads)."""
+    stack, seen, found = [(node, False)], set(), False
+    while stack:
+      n, windowed = stack.pop()
+      n = _strip(n)
+      if (id(n), windowed) in seen or self.sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN):
+        continue
+      seen.add((id(n), windowed))
+      if n.op is Ops.REDUCE:
+        if windowed:
+          return False
+        found = True
+        continue
+      windowed = windowed or (n.op in MOVEMENT and n.op not in (Ops.RESHAPE, Ops.EXPAND))
+      stack.extend((s, windowed) for s in n.src)
+    return found
 
   def build(self, node: Node, view: ShapeTracker, in_reduce: bool = False) -> Node:
     """The AST computing `node` seen through `view` (from the consumer's shape to node.shape)."""

@@ -3,7 +3,7 @@ deltas around one `.realize()`, and every fused result is checked against numpy.
 
 Counts pinned here (CPU): ((a+b)*c).sum() 1; (x @ w + b).relu() 1; 10 elementwise ops 1; softmax over the last axis
 at most 2 (max, then exp/sum/divide with the sum as an epilogue); movement ops of inputs 1 (no copies);
-contiguous() adds one.
+contiguous() adds one; RMSNorm into a matmul 2.
 """
 from __future__ import annotations
 
@@ -78,6 +78,29 @@ def test_reduce_inside_reduce_is_realized(data):
   out = (t.sum(1) * 2).sum()
   assert kernels(out) == 2
   np.testing.assert_allclose(out.numpy(), (x.sum(1) * 2).sum(), rtol=1e-5, atol=1e-5)
+
+
+def test_normalized_input_of_a_matmul_is_one_kernel(data):
+  """RMSNorm feeding a matmul: the normalized row is read by every output (so it is realized), and the sum of squares
+  fuses into its kernel: 2 kernels, not 3."""
+  (x, tx), (w, tw), (m, tm) = data(2, 64), data(64), data(64, 96)
+  normed = tx * (tx * tx).mean(-1, keepdim=True).add(1e-5).rsqrt() * tw
+  out = normed @ tm
+  assert kernels(out) == 2
+  want = (x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5) * w) @ m
+  np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_halves_of_one_product_are_computed_once(data):
+  """silu(gate) * up, both halves of one matmul's output, feeding another matmul: the first product is computed once
+  (3 kernels), not again for the half whose window starts at 0."""
+  (x, tx), (w, tw), (d, td) = data(1, 32), data(32, 128), data(64, 16)
+  gate_up = tx @ tw
+  gate, up = gate_up.shrink(((0, 1), (0, 64))), gate_up.shrink(((0, 1), (64, 128)))
+  out = (gate.silu() * up) @ td
+  assert kernels(out) == 3
+  g, u = (x @ w)[:, :64], (x @ w)[:, 64:]
+  np.testing.assert_allclose(out.numpy(), (g / (1 + np.exp(-g)) * u) @ d, rtol=1e-4, atol=1e-4)
 
 
 MOVES = {
