@@ -83,6 +83,7 @@ def _split_operands(text: str) -> list[str]:
 class PTXEmulator:
   def __init__(self, ptx: str):
     self.params: list[str] = []
+    self.scalars: list[str] = []  # the .s32 parameters (Variables), after the buffer pointers
     self.shared: dict[str, int] = {}  # shared symbol -> byte offset in the block's shared memory
     self.tables: dict[str, np.ndarray] = {}  # module-scope .const arrays with initializers
     self.shared_size = 0
@@ -94,7 +95,7 @@ class PTXEmulator:
 
   def _parse(self, line: str) -> None:
     if line.startswith(".param"):
-      self.params.append(line.split()[-1].rstrip(","))
+      (self.params if line.split()[1] == ".u64" else self.scalars).append(line.split()[-1].rstrip(","))
     elif line.startswith(".reg"):
       _, kind, name = line.rstrip(";").split()
       self.widths[name.split("<")[0]] = 0 if kind == ".pred" else WIDTH[kind[1:]]
@@ -182,6 +183,8 @@ class PTXEmulator:
     m = re.fullmatch(r"\[([^+\]]+)(?:\+(-?\d+))?\]", op)
     if m.group(1) in self.params:
       return np.full(self.n, (self.params.index(m.group(1)) + 1) << BUFFER_SHIFT, np.uint64)
+    if m.group(1) in self.scalars:  # ld.param of a scalar reads its value (as the bits a 64-bit register holds)
+      return np.full(self.n, self.values[self.scalars.index(m.group(1))] & (2**64 - 1), np.uint64)
     return self.raw(m.group(1)) + np.uint64(int(m.group(2) or 0) & (2**64 - 1))
 
   def _global(self, addr: np.ndarray, size: int, mask: np.ndarray, line: str):
@@ -226,8 +229,17 @@ class PTXEmulator:
       self.smem[start[:, None] + np.arange(size)] = data[mask].view(np.uint8).reshape(-1, size)
 
   # ---- execution ------------------------------------------------------------------------------------------------
-  def run(self, buffers: list[np.ndarray], grid: int, block: int) -> None:
-    """Runs the kernel over grid x block threads; buffers are uint8 arrays, one per .param, written in place."""
+  def run(self, buffers: list[np.ndarray], grid: int, block: int, values: tuple[int, ...] = ()) -> None:
+    """Runs the kernel over grid x block threads; buffers are uint8 arrays, one per pointer .param, written in place;
+    values are the scalar .params after them (Variables), as ints.
+
+    Raises:
+      EmulatorError: a buffer or value count that does not match the kernel's parameters.
+    """
+    if len(buffers) != len(self.params) or len(values) != len(self.scalars):
+      raise EmulatorError(f"the kernel takes {len(self.params)} buffers and {len(self.scalars)} values "
+                          f"{self.scalars}; got {len(buffers)} and {len(values)}")
+    self.values = [int(v) for v in values]
     self.buffers = list(buffers) + [t.copy() for t in self.tables.values()]
     self.n = grid * block
     self.block = block

@@ -1,9 +1,10 @@
 """PTX renderer: a GPU loop program (compiler/lower_gpu.py) to PTX text for sm_90 (`.version 8.0`).
 
 Entry: `.visible .entry NAME(.param .u64 p0, ...)`, one u64 global address per buffer PARAM in PARAM order (the C
-renderer's order), `.maxntid` = the block size. Statements map one to one: LOOP is a counted do-while loop (extents
-are >= 1), IF a branch around its statements, DEFACC/ACCUM a mutable register, BLOCKREDUCE a warp butterfly
-(shfl.sync.bfly) then one shared-memory slot per warp, a barrier, and a second butterfly in every warp.
+renderer's order), then one `.param .s32` per Variable of the kernel (GPUKernelInfo.vars, loaded once at entry),
+`.maxntid` = the block size. Statements map one to one: LOOP is a counted do-while loop (extents are >= 1), IF a
+branch around its statements, DEFACC/ACCUM a mutable register, BLOCKREDUCE a warp butterfly (shfl.sync.bfly) then
+one shared-memory slot per warp, a barrier, and a second butterfly in every warp.
 
 Registers by dtype: bool %p (.pred), int8..uint32 %r (.b32; 8/16-bit values kept sign- or zero-extended and
 re-normalized after each op that can overflow, so they wrap like C's), int64/uint64 %rd (.b64), float16/bfloat16
@@ -49,6 +50,7 @@ class PTXRenderer:
     # are keys, not their ids: an id of a node freed meanwhile could come back for another node)
     self.vars: dict[Node, str] = {}  # RANGE, DEFACC, BLOCKREDUCE -> register
     self.params: dict[int, str] = {}  # PARAM index -> global address register
+    self.var_regs: dict = {}  # Variable -> the register holding its value
     self.shared: list[str] = []
     self.globals: dict[str, str] = {}  # module-scope symbol -> declaration (tables of compiler/ptx_math.py)
     self.narrow_memo: dict[Node, bool] = {}
@@ -151,6 +153,8 @@ class PTXRenderer:
       return out
     if op is Ops.PARAM:
       return self.params[n.arg]
+    if op is Ops.VAR:
+      return self.var_regs[n.arg]
     if op is Ops.CAST:
       if self.narrow(n):  # an int64 index computed in 32 bits: the source widened to int32 at most
         return ptx_alu.cast(self, self.reg(n.src[0]), n.src[0].dtype, dtypes.int32)
@@ -318,10 +322,14 @@ class PTXRenderer:
       self.emit(f"ld.param.u64 {raw}, [{info.name}_p{i}];")
       self.emit(f"cvta.to.global.u64 {glob}, {raw};")
       self.params[i] = glob
+    for var in info.vars:
+      self.var_regs[var] = self.new("r")
+      self.emit(f"ld.param.s32 {self.var_regs[var]}, [{info.name}_var_{var.name}];")
     for s in self.kernel.src:
       self.statement(s)
     self.emit("ret;")
-    params = ",\n".join(f"  .param .u64 {info.name}_p{i}" for i in range(len(info.params)))
+    params = ",\n".join([f"  .param .u64 {info.name}_p{i}" for i in range(len(info.params))] +
+                        [f"  .param .s32 {info.name}_var_{var.name}" for var in info.vars])
     block = ", ".join(str(x) for x in info.local_size)
     head = [f".version {PTX_VERSION}", f".target {TARGET}", ".address_size 64", "", *self.globals.values(),
             f".visible .entry {info.name}(\n{params}\n) .maxntid {block}", "{"]

@@ -187,12 +187,10 @@ class TinyJit:
   def _replay(self, inputs, buffers, var_vals):
     for var, value in var_vals.items():
       for i, k in self.var_slots[var]:
-        item = self.captured[i]
-        if item.var_vals[var] != value:
-          item.var_vals[var] = value
-          for start, end, graph in self.segments:
-            if graph is not None and start <= i < end:
-              graph.set_var(i - start, k, value)
+        self.captured[i].var_vals[var] = value
+        for start, end, graph in self.segments:
+          if graph is not None and start <= i < end:
+            graph.set_var(i - start, k, value)  # every call: a graph with several copies patches the one to run
     for buf, slots in zip(buffers, self.input_slots):
       for i, j in slots:
         self.captured[i].bufs[j] = buf

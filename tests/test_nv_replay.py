@@ -282,9 +282,9 @@ def test_jit_graph_alternates_two_copies_and_patches_the_next_one(cubin, dev):  
   mems = [dev._host(4096) for _ in range(4)]
   bufs = [types.SimpleNamespace(mem=m) for m in mems]
   program = types.SimpleNamespace(program=load, grid=(1, 1, 1), block=(32, 1, 1))
-  info = types.SimpleNamespace(params=((None, False), (None, True)))  # reads the first, writes the second
-  items = [types.SimpleNamespace(program=program, bufs=[bufs[0], bufs[1]], info=info),
-           types.SimpleNamespace(program=program, bufs=[bufs[1], bufs[2]], info=info)]
+  info = types.SimpleNamespace(params=((None, False), (None, True)), vars=())  # reads the first, writes the second
+  items = [types.SimpleNamespace(program=program, bufs=[bufs[0], bufs[1]], info=info, var_vals={}),
+           types.SimpleNamespace(program=program, bufs=[bufs[1], bufs[2]], info=info, var_vals={})]
   runtime = types.SimpleNamespace(dev=dev, allocator=types.SimpleNamespace(address=lambda mem: mem.va))
   graph = NVGraph(runtime, items)
   submitted = []
@@ -306,3 +306,39 @@ def test_jit_graph_alternates_two_copies_and_patches_the_next_one(cubin, dev):  
   graph.set_buffer(0, 0, bufs[3])  # first already reads bufs[3]: nothing to patch
   graph.run()
   assert submitted == [first.pb_address, second.pb_address, first.pb_address]
+
+
+def test_jit_graph_patches_variables_in_the_copy_to_run(cubin, dev):  # noqa: F811
+  """NVGraph.set_var writes a Variable's value as the kernel's 4-byte parameter after its buffers, in the copy the
+  next run submits; the other copy keeps its value until its own turn (TinyJit sets every value on every call)."""
+  import types
+
+  from compiler.ir import Variable
+  from frontend.runtime.nv import NVGraph
+  from hwtests.nv import kernels
+  from nvdrv.compile import compile_ptx
+  inc = Program(dev, compile_ptx(kernels.INCREMENT), "increment")  # (px, n: u32)
+  n = Variable("n", -100, 100)
+  mem = dev._host(4096)
+  program = types.SimpleNamespace(program=inc, grid=(1, 1, 1), block=(32, 1, 1))
+  info = types.SimpleNamespace(params=((None, True),), vars=(n,))
+  items = [types.SimpleNamespace(program=program, bufs=[types.SimpleNamespace(mem=mem)], info=info, var_vals={n: 5})]
+  runtime = types.SimpleNamespace(dev=dev, allocator=types.SimpleNamespace(address=lambda m: m.va))
+  graph = NVGraph(runtime, items)
+  dev.compute.submit_segment = lambda address, nwords: None
+  dev.compute.completed = 1 << 40
+  param = inc.kernel.params[1]
+
+  def n_of(cb) -> int:
+    return struct.unpack("<i", dev.read(cb.launches[0].cbuf + inc.kernel.param_base + param.offset, 4))[0]
+
+  first, second = graph.cbs
+  assert param.size == 4 and n_of(first) == n_of(second) == 5  # the captured value, in both copies
+  graph.set_var(0, 0, -3)
+  assert n_of(first) == -3 and n_of(second) == 5
+  graph.run()
+  graph.set_var(0, 0, -3)
+  assert n_of(second) == -3
+  graph.run()
+  graph.set_var(0, 0, 42)
+  assert (n_of(first), n_of(second)) == (42, -3)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from compiler.ptx_emulator import EmulatorError, PTXEmulator
 
 from compiler.dtypes import ALL_DTYPES, dtypes
-from compiler.ir import IRError, Node, Ops, print_ir, verify
+from compiler.ir import IRError, Node, Ops, Variable, print_ir, verify
 from compiler.lower import lower
 from compiler import lower_gpu as lower_gpu_module
 from compiler.lower_gpu import BLOCK, WARP, GPUKernelInfo, lower_gpu
@@ -105,6 +105,23 @@ def _assign(rng):
   return t.assign(t * 2 + 1)
 
 
+POS, SHIFT = Variable("pos", 0, 9), Variable("shift", -4, 9)
+
+
+def _variables(rng):
+  """Values known at launch: arithmetic, a mask from a position, a window that starts there (int32 params)."""
+  p = POS.bind(int(rng.integers(0, 9)))
+  x = rand(rng, 10, 6)
+  mask = (Tensor.arange(10) <= p).reshape(10, 1)
+  return mask.where(x * p, x.shrink(((p, p + 1), None)).expand(10, 6)) + SHIFT.bind(-3)
+
+
+def _variable_assign(rng):
+  p = POS.bind(int(rng.integers(0, 9)))
+  cache = rand(rng, 2, 10, 5)
+  return cache.shrink((None, (p, p + 1), None)).assign(rand(rng, 2, 1, 5) - p)
+
+
 GRAPHS = {
   "elementwise_chain": lambda r: ((rand(r, 37, 9) + rand(r, 37, 9)) * rand(r, 9) - 0.5).relu().sigmoid(),
   "broadcast_scalar": lambda r: rand(r, 3, 1, 5) * rand(r, 1, 4, 1) + 2.5,
@@ -138,6 +155,8 @@ GRAPHS = {
   "assign": _assign,
   "any_all": _any_all,
   "contiguous_permute": lambda r: rand(r, 33, 65).permute(1, 0).contiguous() + 1,
+  "variables": _variables,
+  "variable_assign": _variable_assign,
 }
 for _d in ALL_DTYPES:
   for _e in ALL_DTYPES:
@@ -195,7 +214,8 @@ def emulate(t: Tensor, rng: np.random.Generator) -> np.ndarray:
       else:  # random bytes: an element the kernel fails to write shows up as a mismatch
         target = rng.integers(0, 256, out.size * out.dtype.itemsize, dtype=np.uint8)
       name, src, info = render_ptx(lower_gpu(item.ast))
-      PTXEmulator(src).run([target] + [data(n) for n in item.bufs[1:]], info.global_size[0], info.local_size[0])
+      PTXEmulator(src).run([target] + [data(n) for n in item.bufs[1:]], info.global_size[0], info.local_size[0],
+                           tuple(item.var_vals[v] for v in info.vars))
       mem[out] = target
   return data(t.lazydata).view(t.dtype.np)
 
@@ -249,6 +269,7 @@ def test_lowering_geometry_and_params(name):
     assert got is info and fn_name == info.name
     entry = src[src.index(".entry"):src.index("\n{", src.index(".entry"))]
     assert entry.count(".param .u64") == len(info.params)
+    assert [f".param .s32 {fn_name}_var_{v.name}" in entry for v in info.vars] == [True] * len(info.vars)
     assert [f"{fn_name}_p{i}" in entry for i in range(len(info.params))] == [True] * len(info.params)
     assert f".maxntid {threads}, 1, 1" in entry
 

@@ -82,13 +82,14 @@ class NVProgram:
     self.program, self.info, self.cubin = program, info, cubin
     self.grid, self.block = tuple(info.global_size), tuple(info.local_size)
 
-  def __call__(self, addresses: list[int]) -> None:
+  def __call__(self, addresses: list[int], values: tuple[int, ...] = ()) -> None:
+    """Queues the kernel on buffer addresses and the values of its Variables (int32 parameters after them)."""
     if not SYNC:
-      self.program(*addresses, grid=self.grid, block=self.block)
+      self.program(*addresses, *values, grid=self.grid, block=self.block)
       return
     from nvdrv.errors import NVFault
     try:
-      self.program(*addresses, grid=self.grid, block=self.block, wait=True)
+      self.program(*addresses, *values, grid=self.grid, block=self.block, wait=True)
       time.sleep(1e-3)  # a grid can end (and release its semaphore) before RM has written the fault to the notifier
       self.program.dev.compute.check_error()
     except (NVFault, TimeoutError) as e:
@@ -108,22 +109,25 @@ class NVGraph:
 
   Two copies of the buffer take turns: a run's constant banks cannot be patched while it is queued, so the next run's
   inputs go into the other copy, and the host queues step k+1 while the GPU runs step k (it waits only for step k-1,
-  the last run of the copy it patches)."""
+  the last run of the copy it patches). Each copy records the arguments its constant banks hold (buffer addresses,
+  then Variable values), so a patch writes only what differs in the copy about to run."""
 
   def __init__(self, runtime, items):
     from frontend.realize import exec_dependencies
     from nvdrv.replay import CommandBuffer
     after = exec_dependencies(items)
-    self.cbs, self.addresses = [], []
+    self.cbs, self.args = [], []
+    self.var_base = [len(item.bufs) for item in items]  # parameter ordinal of each launch's first Variable
     for _ in range(2):
       cb = CommandBuffer(runtime.dev, mode="dep")
-      addresses = []
+      args = []
       for item, deps in zip(items, after):
-        addresses.append([runtime.allocator.address(b.mem) for b in item.bufs])
-        cb.launch(item.program.program, *addresses[-1], grid=item.program.grid, block=item.program.block, after=deps)
+        args.append([runtime.allocator.address(b.mem) for b in item.bufs] +
+                    [item.var_vals[v] for v in item.info.vars])
+        cb.launch(item.program.program, *args[-1], grid=item.program.grid, block=item.program.block, after=deps)
       cb.finalize()
       self.cbs.append(cb)
-      self.addresses.append(addresses)
+      self.args.append(args)
     self.turn = 0  # the copy the next run submits
 
   @property
@@ -132,11 +136,17 @@ class NVGraph:
     return self.cbs[self.turn]
 
   def set_buffer(self, item: int, index: int, buf) -> None:
-    address = buf.mem.va
-    addresses = self.addresses[self.turn]
-    if addresses[item][index] != address:
-      self.cbs[self.turn].set_arg(item, index, address)
-      addresses[item][index] = address
+    self._set(item, index, buf.mem.va)
+
+  def set_var(self, item: int, k: int, value: int) -> None:
+    """Launch `item`'s k-th Variable takes `value` from the next run on."""
+    self._set(item, self.var_base[item] + k, value)
+
+  def _set(self, item: int, ordinal: int, value: int) -> None:
+    args = self.args[self.turn]
+    if args[item][ordinal] != value:
+      self.cbs[self.turn].set_arg(item, ordinal, value)
+      args[item][ordinal] = value
 
   def run(self) -> None:
     self.cbs[self.turn].submit()
@@ -176,8 +186,8 @@ class NVEmuProgram:
       raise NotImplementedError(f"kernel {info.name}: the PTX emulator runs 1-D launches; got grid "
                                 f"{info.global_size}, block {info.local_size}")
 
-  def __call__(self, addresses: list[np.ndarray]) -> None:
-    self.emulator.run(addresses, self.info.global_size[0], self.info.local_size[0])
+  def __call__(self, addresses: list[np.ndarray], values: tuple[int, ...] = ()) -> None:
+    self.emulator.run(addresses, self.info.global_size[0], self.info.local_size[0], values)
 
 
 class NVEmuRuntime:
