@@ -4,7 +4,8 @@
 Initial state (HSA dispatch ABI, LLVM 19 AMDGPUUsage "Initial Kernel Execution State"; am/sim/dispatch.py builds the
 same): s[0:1] the kernarg segment pointer (the one user SGPR pair enabled), s2 the workgroup id x (the system SGPR
 after the user SGPRs), v0 the work-item id x. Kernel arguments: one 64-bit global pointer per buffer PARAM at byte
-8*i, read with s_load_b64.
+8*i, read with s_load_b64, then one int32 per Variable (GPUKernelInfo.vars) at 8*params + 4*k, read with s_load_b32
+into an SGPR (a Variable is uniform).
 
 Uniformity. A value is uniform when it is the same in every lane: constants, PARAM pointers, BLOCKIDX, loop counters
 (LOOP extents are constants, so every lane runs the same iterations) and ALU ops over uniform values. Uniform
@@ -56,6 +57,7 @@ class Selector:
     self.scopes: list[dict] = [{}]
     self.vars: dict[Node, VReg] = {}
     self.params: dict[int, VReg] = {}
+    self.var_regs: dict = {}  # Variable -> the SGPR holding its value (a kernarg after the pointers)
     self.lds_bytes = 0
     self.uniform_memo: dict[Node, bool] = {}
     self.narrow_memo: dict[Node, bool] = {}
@@ -188,6 +190,8 @@ class Selector:
       return self.axis(n, self.wgid)
     if op is Ops.PARAM:
       return self.params[n.arg]
+    if op is Ops.VAR:
+      return self.var_regs[n.arg]
     if op is Ops.GLOAD:
       return self.load(n)
     if op is Ops.CAST:
@@ -442,6 +446,10 @@ class Selector:
       p = self.new("s", 2)
       self.emit("s_load_b64", p, self.kernarg, 8 * i, mem="smem")
       self.params[i] = p
+    for k, var in enumerate(self.info.vars):
+      v = self.new("s")
+      self.emit("s_load_b32", v, self.kernarg, 8 * len(self.info.params) + 4 * k, mem="smem")
+      self.var_regs[var] = v
     self.statements(self.kernel.src)
     self.emit("s_endpgm", ndefs=0)
     return self.code

@@ -1,8 +1,9 @@
 """OpenCL C renderer: a GPU loop program (compiler/lower_gpu.py) to one OpenCL C 1.2 kernel (cl_khr_fp16 for half).
 
 Entry: `__kernel __attribute__((reqd_work_group_size(T, 1, 1))) void NAME(__global S* restrict p0, ...)`, one buffer
-pointer per PARAM in PARAM order (the C and PTX renderers' order), S the storage type of the element dtype. A
-runtime launches `global_size` workgroups of `local_size` work-items (GPUKernelInfo).
+pointer per PARAM in PARAM order (the C and PTX renderers' order), S the storage type of the element dtype, then
+an `int var_NAME` per Variable (GPUKernelInfo.vars). A runtime launches `global_size` workgroups of `local_size`
+work-items (GPUKernelInfo).
 
 Statements map one to one: LOOP is a counted `for` over a `long`, IF an `if`, DEFACC/ACCUM a private accumulator,
 GSTORE a store (under its gate), BLOCKREDUCE a tree over a `__local` array of one slot per work-item with a barrier
@@ -98,7 +99,7 @@ class _Statement:
     if id(n) in self.names:
       return self.names[id(n)]
     text = self._expr(n)
-    if id(n) in self.shared and n.op not in (Ops.CONST, Ops.RANGE, Ops.DEFACC, Ops.PARAM, Ops.BLOCKREDUCE):
+    if id(n) in self.shared and n.op not in (Ops.CONST, Ops.VAR, Ops.RANGE, Ops.DEFACC, Ops.PARAM, Ops.BLOCKREDUCE):
       text = self.temp(n, text)
     self.names[id(n)] = text
     return text
@@ -112,6 +113,8 @@ class _Statement:
     r = self.r
     if n.op is Ops.CONST:
       return literal(n.arg, n.dtype)
+    if n.op is Ops.VAR:
+      return f"var_{n.arg.name}"
     if n.op in (Ops.RANGE, Ops.DEFACC, Ops.BLOCKREDUCE):
       if id(n) not in r.vars:
         raise ValueError(f"OpenCL renderer: {n!r} is read outside the statement that defines it")
@@ -326,6 +329,7 @@ class CLRenderer:
     for i, (d, written) in enumerate(info.params):
       cl_type(d)  # refuses float64 with the reason
       args.append(f"__global {'' if written else 'const '}{STORAGE[d.name]}* restrict p{i}")
+    args += [f"int var_{v.name}" for v in info.vars]
     local = ", ".join(str(x) for x in info.local_size)
     head = ["#pragma OPENCL EXTENSION cl_khr_fp16 : enable"] if self.uses_half else []
     head += [PRELUDE_BF16] if self.uses_bf16 else []

@@ -18,7 +18,8 @@
     kernel.info                  # GPUKernelInfo: grid (workgroups) and block (work-items) sizes (the WMMA form
                                  # launches its own: one wave per 16x16 output tile)
 
-Kernel arguments: one 64-bit global pointer per buffer PARAM at byte 8*i (kernarg segment of 8 * params bytes).
+Kernel arguments: one 64-bit global pointer per buffer PARAM at byte 8*i, then one int32 per Variable at
+8*params + 4*k (by-value arguments in the metadata).
 Descriptor: wave32, the kernarg pointer user SGPRs, workgroup id x, work-item id x, the LDS the block reductions use,
 float32 and float16/64 denormals kept (FLOAT_DENORM_MODE 3, like the C renderer), VGPR and SGPR counts from the code.
 Not handled: hardware hazards that need no counter wait (gfx11 VALU/SALU forwarding hazards, gfx12 s_wait_alu) are
@@ -31,7 +32,7 @@ import math
 
 from compiler import rdna_wmma
 from compiler.lower_gpu import GPUKernelInfo
-from compiler.rdna import build_kernel, pointer_arg, write_code_object
+from compiler.rdna import build_kernel, pointer_arg, value_arg, write_code_object
 from compiler.rdna.asm import assemble_instruction, fmt_modifier, fmt_operand
 from compiler.rdna.operands import s as sreg
 from compiler.rdna.operands import v as vreg
@@ -143,7 +144,9 @@ def render_rdna(kernel, target: str = "gfx1100", max_vgprs: int | None = None) -
       lines.append(instruction_text(item, alloc.phys))
   binary = assemble_lines(lines, target)
   args = [pointer_arg(f"p{i}", 8 * i) for i in range(len(info.params))]
-  built = build_kernel(info.name, binary, target, args=args, kernarg_size=max(8 * len(info.params), 8),
+  args += [value_arg(f"var_{v.name}", 8 * len(info.params) + 4 * k, 4) for k, v in enumerate(info.vars)]
+  built = build_kernel(info.name, binary, target, args=args,
+                       kernarg_size=max(8 * len(info.params) + 4 * len(info.vars), 8),
                        max_flat_workgroup_size=threads, group_segment_fixed_size=sel.lds_bytes,
                        float_denorm_mode_32=3, float_denorm_mode_16_64=3)
   asm = "\n".join(line if line.endswith(":") else "  " + line for line in lines)

@@ -308,7 +308,7 @@ def test_the_same_step_without_barriers_shows_hazards(amd, trained):  # noqa: F8
   jit, card = trained["jit"], amd.dev.pci
   seen = len(card.hazards)
   launches = LaunchList(amd.dev, amd.queue)
-  for item, addresses in zip(jit.captured, jit.graph.addresses):
+  for item, addresses in zip(jit.captured, jit.graph.args):
     launches.add(item.program.kernel, addresses, item.program.grid, item.program.block, after=[])
   amd.queue.wait(launches.submit())
   found, card.hazards[seen:] = card.hazards[seen:], []

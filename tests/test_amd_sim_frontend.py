@@ -113,3 +113,32 @@ def test_tinyjit_replays_one_indirect_buffer(amd, rng):
       assert isinstance(step.graph, AMDGraph)
       assert amd.queue.signal.last == before + 1
   assert step.launches == 3 * len(step.captured) and len(step.captured) >= 2
+
+
+def test_tinyjit_patches_variables_in_the_indirect_buffer(amd, rng):
+  """A step whose kernels read a Variable (a value and a window start): replays rewrite the changed kernarg values
+  (AMDGraph.set_var) and resubmit the one indirect buffer; nothing compiles after the capture."""
+  from frontend import Variable
+  from frontend.realize import STATS
+  pos = Variable("pos", 0, 15)
+  table = random_array(rng, (16, 8), dtypes.float32)
+  (t,) = on_amd(table)
+  t.realize()
+
+  @TinyJit
+  def step(x, p):
+    return ((t.shrink(((p, p + 1), None)) * p + x) * (Tensor.arange(8, device="AMD") < p)).realize()
+
+  compiles = None
+  for i, p in enumerate((3, 9, 0, 15, 9, 4)):
+    a = random_array(rng, (1, 8), dtypes.float32)
+    (x,) = on_amd(a)
+    x.realize()
+    before = amd.queue.signal.last
+    got = step(x, pos.bind(p)).numpy()
+    want = (table[p:p + 1].astype(np.float64) * p + a) * (np.arange(8) < p)
+    assert_close(got, want, dtypes.float32, scale=4)
+    if i >= 2:
+      assert isinstance(step.graph, AMDGraph) and amd.queue.signal.last == before + 1
+      assert STATS["compiles"] == compiles
+    compiles = STATS["compiles"]

@@ -217,10 +217,14 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
 @pytest.mark.slow
 def test_readme_usage_example_runs(tmp_path):
   blocks = re.findall(r"```python\n(.*?)```", _readme_section("Usage"), flags=re.S)
-  assert len(blocks) == 1
-  script = tmp_path / "example.py"
-  script.write_text(blocks[0])
-  proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr
-  final_loss = float(proc.stdout.split()[-1])
+  assert len(blocks) == 2
+  outputs = []
+  for i, block in enumerate(blocks):
+    script = tmp_path / f"example{i}.py"
+    script.write_text(block)
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    outputs.append(proc.stdout.split()[-1])
+  final_loss = float(outputs[0])
   assert np.isfinite(final_loss) and final_loss < 1.0, "20 Adam steps on one batch should fit it"
+  assert outputs[1] == "8", "the Variables example writes rows 0..7 of its cache"

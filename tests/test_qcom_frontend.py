@@ -166,6 +166,25 @@ def test_tinyjit_replays_on_qcom(qcom, rng):
   assert step.launches > 0
 
 
+def test_variables_are_int_arguments(qcom, rng):
+  """Variables reach the kernel as `int` arguments after the buffers: a value and a window that starts at one, in a
+  TinyJit step replayed with new values (the same programs; no compile after the capture)."""
+  from frontend import Variable
+  from frontend.realize import STATS
+  pos = Variable("pos", 0, 9)
+  table = random_array(rng, (10, 16), dtypes.float32)
+  t = Tensor(table, device="QCOM").realize()
+  step = TinyJit(lambda p: (t.shrink(((p, p + 1), None)) * p - (Tensor.arange(16, device="QCOM") < p)).realize())
+  compiles = None
+  for i, p in enumerate((2, 7, 0, 9, 5)):
+    got = step(pos.bind(p)).numpy()
+    np.testing.assert_allclose(got, table[p:p + 1] * p - (np.arange(16) < p), rtol=1e-6, atol=1e-6)
+    if i >= 2:
+      assert STATS["compiles"] == compiles
+    compiles = STATS["compiles"]
+  assert step.launches > 0
+
+
 def test_copies_between_devices(qcom, rng):
   """.to() moves values both ways, and a kernel on a copied tensor runs on the copy's device (not its source's)."""
   a = random_array(rng, (6, 5), dtypes.float32)

@@ -104,7 +104,8 @@ def run_on(runtime: QCOMRuntime, t: Tensor, rng: np.random.Generator) -> np.ndar
       alloc.copyin(target, initial)
       inputs = [device(n) for n in item.bufs[1:]]
       program, _ = runtime.program(lower_gpu(item.ast))
-      program([alloc.address(target)] + [alloc.address(b) for b in inputs])
+      program([alloc.address(target)] + [alloc.address(b) for b in inputs],
+              tuple(item.var_vals[v] for v in program.info.vars))
       mem[out] = (target, nbytes)
   return host(t.lazydata).view(t.dtype.np)
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from compiler.dtypes import dtypes
+from compiler.ir import Variable
 from compiler.lower_gpu import lower_gpu
 from compiler.rdna_regalloc import RegisterPressureError
 from tests.test_rdna_asm import llvm_mc_path
@@ -196,6 +197,27 @@ def test_padded_views_of_computed_values(amd):
   np.testing.assert_allclose(folded.numpy(), np.pad(wide.sum(1, keepdims=True), ((1, 0), (0, 2))) + 1, rtol=1e-5)
 
 
+POS, SHIFT = Variable("pos", 0, 8), Variable("shift", -5, 5)
+
+
+def test_variables_are_kernel_arguments(amd, rng):
+  """Variables are int32 kernel arguments after the pointers (s_load_b32 into an SGPR): a value and a window that
+  starts at one, against numpy for several values with one compile."""
+  x = random_array(rng, (10, 33), dtypes.float32)
+  (t,) = on_amd(x)
+  compiles = None
+  for p, s in ((0, 5), (8, -5), (3, 0)):
+    got = (t.shrink(((POS.bind(p), POS.bind(p) + 2), None)) * POS.bind(p) - SHIFT.bind(s)).numpy()
+    assert_close(got, x[p:p + 2].astype(np.float64) * p - s, dtypes.float32)
+    compiles = kernel_compiles() if compiles is None else compiles
+  assert kernel_compiles() == compiles
+
+
+def kernel_compiles() -> int:
+  from frontend.realize import STATS
+  return STATS["compiles"]
+
+
 def test_runs_machine_code_of_the_target(amd, rng):
   x = random_array(rng, (5,), dtypes.float32)
   np.testing.assert_allclose((Tensor(x, device="AMD") * 3).numpy(), x * 3, rtol=1e-6)
@@ -224,6 +246,7 @@ def rendered_kernels(target: str) -> tuple:
     (rand(5, 33, d=dtypes.float16) * rand(5, 33, d=dtypes.float16)).exp(), rand(5, 33, d=dtypes.bfloat16).sum(1),
     (rand(3, 40) * 2).pad(((0, 0), (39, 0))).reshape(3, 79)[:, :40].cumsum(1),
     rand(256, 64) @ rand(64, 256), rand(48, 32, d=dtypes.float16) @ rand(32, 32, d=dtypes.float16),
+    rand(10, 33).shrink(((POS.bind(4), POS.bind(4) + 2), None)) * POS.bind(4) - SHIFT.bind(-2),  # s_load_b32 args
     rand(37, 9) * rand(37, 9) + rand(37, 9), rand(6, 33, d=dtypes.float64) * rand(6, 33, d=dtypes.float64) - 1.5,
   ]
   return tuple(render_rdna(lower_gpu(ast), target) for t in graphs for ast in kernel_asts(t))

@@ -90,9 +90,9 @@ class AMDProgram:
     self.grid, self.block = tuple(self.info.global_size), tuple(self.info.local_size)
     self.kernarg = runtime.allocator.alloc(max(self.kernel.kernarg_size, 16))
 
-  def __call__(self, addresses: list[int]) -> None:
+  def __call__(self, addresses: list[int], values: tuple[int, ...] = ()) -> None:
     from am.sim import build_kernargs, run_kernel
-    args = build_kernargs(self.kernel, tuple(addresses), self.grid, self.block)
+    args = build_kernargs(self.kernel, (*addresses, *values), self.grid, self.block)
     self.runtime.allocator.copyin(self.kernarg, np.frombuffer(args, np.uint8))
     run_kernel(self.kernel, self.code_object.isa, self.runtime.memory, self.grid, self.block, self.kernarg)
 
@@ -206,38 +206,46 @@ class AMDCardProgram:
     self.kernel = GpuKernel(runtime.dev, code_object, rendered.name)
     self.grid, self.block = tuple(self.info.global_size), tuple(self.info.local_size)
 
-  def __call__(self, addresses: list[int]) -> None:
+  def __call__(self, addresses: list[int], values: tuple[int, ...] = ()) -> None:
     from am.queues.dispatch import dispatch
-    dispatch(self.runtime.queue, self.kernel, addresses, self.grid, self.block)
+    dispatch(self.runtime.queue, self.kernel, [*addresses, *values], self.grid, self.block)
 
 
 class AMDGraph:
   """A TinyJit capture as one am.queues.launches.LaunchList: each launch's dispatch PM4 recorded once into an indirect
   buffer, a barrier before it only where it reads or overwrites what a launch still in flight touches
   (frontend.realize.exec_dependencies), its kernarg segment in an arena of the list's own (never rewritten by other
-  launches). Replay rewrites the kernarg segments whose buffer addresses changed (after the previous replay finished
-  reading them), then submits the whole step as one INDIRECT_BUFFER packet."""
+  launches). Replay rewrites the kernarg segments whose arguments changed (buffer addresses, Variable values; after the
+  previous replay finished reading them), then submits the whole step as one INDIRECT_BUFFER packet."""
 
   def __init__(self, runtime: AMDCardRuntime, items):
     from am.queues.launches import LaunchList
     from frontend.realize import exec_dependencies
     self.programs = [item.program for item in items]
-    self.addresses = [[runtime.allocator.address(b.mem) for b in item.bufs] for item in items]
+    self.args = [[runtime.allocator.address(b.mem) for b in item.bufs] + [item.var_vals[v] for v in item.info.vars]
+                 for item in items]
+    self.var_base = [len(item.bufs) for item in items]  # argument index of each launch's first Variable
     self.launches = LaunchList(runtime.dev, runtime.queue)
-    for program, addresses, after in zip(self.programs, self.addresses, exec_dependencies(items)):
-      self.launches.add(program.kernel, addresses, program.grid, program.block, after=after)
+    for program, args, after in zip(self.programs, self.args, exec_dependencies(items)):
+      self.launches.add(program.kernel, args, program.grid, program.block, after=after)
     self.launches.finalize()
     self.changed: set[int] = set()
 
   def set_buffer(self, item: int, index: int, buf) -> None:
-    address = buf.mem.va
-    if self.addresses[item][index] != address:
-      self.addresses[item][index] = address
+    self._set(item, index, buf.mem.va)
+
+  def set_var(self, item: int, k: int, value: int) -> None:
+    """Launch `item`'s k-th Variable takes `value` from the next run on."""
+    self._set(item, self.var_base[item] + k, value)
+
+  def _set(self, item: int, index: int, value: int) -> None:
+    if self.args[item][index] != value:
+      self.args[item][index] = value
       self.changed.add(item)
 
   def run(self) -> None:
     for item in sorted(self.changed):
-      self.launches.set_args(item, self.addresses[item])
+      self.launches.set_args(item, self.args[item])
     self.changed.clear()
     self.launches.submit()
 

@@ -83,8 +83,8 @@ class QCOMProgram:
     self.program, self.info = program, info
     self.groups, self.local = tuple(info.global_size), tuple(info.local_size)
 
-  def __call__(self, addresses: list[int]) -> None:
-    self.program(*addresses, groups=self.groups, local=self.local)
+  def __call__(self, addresses: list[int], values: tuple[int, ...] = ()) -> None:
+    self.program(*addresses, *values, groups=self.groups, local=self.local)
 
 
 class QCOMRuntime:
