@@ -44,7 +44,7 @@ def _input_vars(args, kwargs) -> dict:
   return out
 
 
-_STATE = ("captured", "input_slots", "signature", "ret", "segments", "kernels", "var_slots")
+_STATE = ("captured", "input_slots", "signature", "ret", "segments", "kernels", "var_slots", "patches")
 
 
 def _describe(signature) -> list:
@@ -70,6 +70,7 @@ class TinyJit:
     self.input_slots: list[list[tuple[int, int]]] = []  # per input: (exec item index, buffer index)
     self.signature: list[tuple[tuple[int, ...], object]] = []  # (shape, dtype) per tensor input
     self.var_slots: dict = {}  # Variable argument (by name) -> [(exec item index, position in its info.vars)]
+    self.patches: tuple[list, dict] = ([], {})  # _patch_plan: the writes a replay makes, per input and Variable
     self.ret = None
     self.segments: list[tuple[int, int, object]] = []  # (first item, end, device graph or None) in order
     self.kernels = 0  # kernel launches in the capture (its items less the copies)
@@ -80,7 +81,7 @@ class TinyJit:
   def reset(self) -> None:
     self.cnt = 0
     self.captured, self.input_slots, self.signature, self.ret = [], [], [], None
-    self.segments, self.kernels, self.captures, self.var_slots = [], 0, {}, {}
+    self.segments, self.kernels, self.captures, self.var_slots, self.patches = [], 0, {}, {}, ([], {})
 
   @property
   def graph(self):
@@ -139,9 +140,20 @@ class TinyJit:
       slots = [(i, j) for i, item in enumerate(self.captured) for j, b in enumerate(item.bufs) if b is buf]
       self.input_slots.append(slots)
     self.segments = self._make_segments()
+    self.patches = self._patch_plan()
     self.kernels = sum(not isinstance(item, realize.CopyItem) for item in captured)
     self.captures[tuple(self.signature) + tuple(self.var_slots)] = {key: getattr(self, key) for key in _STATE}
     return ret
+
+  def _patch_plan(self) -> tuple[list, dict]:
+    """What a replay writes per input and per Variable, worked out once: (the captured item's buffer list or values,
+    its index there, the device graph holding the item or None, the item's index in that graph)."""
+    where = {i: (graph, i - start) for start, end, graph in self.segments if graph is not None
+             for i in range(start, end)}
+    buffers = [[(self.captured[i].bufs, j, *where.get(i, (None, 0))) for i, j in slots] for slots in self.input_slots]
+    values = {var: [(self.captured[i].var_vals, k, *where.get(i, (None, 0))) for i, k in slots]
+              for var, slots in self.var_slots.items()}
+    return buffers, values
 
   def _make_segments(self) -> list[tuple[int, int, object]]:
     """The capture cut into runs of consecutive kernels on one device, each as that device's prebuilt command buffer
@@ -185,18 +197,17 @@ class TinyJit:
                             optimizer_state=optimizer_state, feeds=feeds)
 
   def _replay(self, inputs, buffers, var_vals):
+    buffer_patches, value_patches = self.patches
     for var, value in var_vals.items():
-      for i, k in self.var_slots[var]:
-        self.captured[i].var_vals[var] = value
-        for start, end, graph in self.segments:
-          if graph is not None and start <= i < end:
-            graph.set_var(i - start, k, value)  # every call: a graph with several copies patches the one to run
-    for buf, slots in zip(buffers, self.input_slots):
-      for i, j in slots:
-        self.captured[i].bufs[j] = buf
-        for start, end, graph in self.segments:
-          if graph is not None and start <= i < end:
-            graph.set_buffer(i - start, j, buf)
+      for values, k, graph, local in value_patches[var]:
+        values[var] = value
+        if graph is not None:
+          graph.set_var(local, k, value)  # every call: a graph with several copies patches the one to run
+    for buf, patches in zip(buffers, buffer_patches):
+      for bufs, j, graph, local in patches:
+        bufs[j] = buf
+        if graph is not None:
+          graph.set_buffer(local, j, buf)
     for start, end, graph in self.segments:
       if graph is not None:
         graph.run()

@@ -117,6 +117,7 @@ class CommandBuffer:
     self._data_size = 0
     self.memory: GPUMemory | None = None
     self.last_value = 0
+    self.idle_after = 0  # the last run int_setter waited for
 
   def _reserve(self, nbytes: int) -> int:
     offset = self._data_size
@@ -225,6 +226,31 @@ class CommandBuffer:
     if self.last_value:
       self.dev.compute.wait(self.last_value)
     self.dev.write(item.cbuf + item.program.kernel.param_base + param.offset, packed)
+
+  def int_setter(self, launch: int, ordinal: int):
+    """A fast `set(value)` for an integer parameter of a launch (a buffer address, a Variable's int32), for patching
+    every step: the first set after a submit waits for that run to finish, then each set is one struct.pack_into
+    into the constant bank's mapping (set_arg checks and packs by type on each call).
+
+    Raises:
+      ValueError: the parameter is neither 8 nor 4 bytes; RuntimeError: the buffer is not finalized.
+    """
+    if self.memory is None:
+      raise RuntimeError("int_setter needs a finalized CommandBuffer (call finalize() or submit once first)")
+    item = self.launches[launch]
+    param = item.program.kernel.params[ordinal]
+    if param.size not in (4, 8):
+      raise ValueError(f"int_setter({launch}, {ordinal}): parameter {ordinal} of kernel {item.program.kernel.name} "
+                       f"is {param.size} bytes; an address is 8, a Variable 4")
+    pack_into = struct.Struct("<Q" if param.size == 8 else "<i").pack_into
+    view = self.dev.osif.view(item.cbuf + item.program.kernel.param_base + param.offset, param.size)
+
+    def set_value(value: int) -> None:
+      if self.last_value > self.idle_after:
+        self.dev.compute.wait(self.last_value)
+        self.idle_after = self.last_value
+      pack_into(view, 0, value)
+    return set_value
 
   def submit(self) -> int:
     """Queue the whole buffer with one GPFIFO entry; returns the compute timeline value that marks its end."""

@@ -235,6 +235,30 @@ def test_bad_set_arg_is_refused(cubin, dev):  # noqa: F811
     cb.set_arg(0, 1, "x")
 
 
+def test_int_setter_writes_what_set_arg_writes_and_waits_once_per_run(cubin, dev):  # noqa: F811
+  """int_setter, the per-step patch NVGraph uses: the same constant-bank bytes as set_arg for an address (8 bytes)
+  and a negative int32 (4 bytes; saxpy's n), and one wait for the last run before the first patch after a submit."""
+  saxpy = Program(dev, cubin, "saxpy")
+  x, y, z = dev._host(4096), dev._host(4096), dev._host(4096)
+  cb = CommandBuffer(dev, mode="dep")
+  cb.launch(saxpy, x, y, 1.0, 10, grid=(1, 1, 1), block=(32, 1, 1))
+  with pytest.raises(RuntimeError, match="finalized"):
+    cb.int_setter(0, 1)
+  dev.compute.submit_segment = lambda address, nwords: None
+  dev.compute.completed = 1 << 40
+  value = cb.submit()
+  set_y, set_n = cb.int_setter(0, 1), cb.int_setter(0, 3)
+  waits = len(dev.compute.waits)
+  set_y(z.va)
+  set_n(-7)
+  assert dev.compute.waits[waits:] == [value]  # one wait, for the run that read the old values
+  params = dev.read(cb.launches[0].cbuf + saxpy.kernel.param_base, saxpy.kernel.param_size)
+  assert params == saxpy.pack_args((x, z, 1.0, -7))
+  cb.submit()
+  set_n(5)
+  assert dev.compute.waits[waits:] == [value, value + 1]
+
+
 def test_qmd_edges_keep_every_order_within_two_slots():
   import random
   from nvdrv.replay import qmd_edges

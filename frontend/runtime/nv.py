@@ -129,6 +129,7 @@ class NVGraph:
       self.cbs.append(cb)
       self.args.append(args)
     self.turn = 0  # the copy the next run submits
+    self.setters: list[dict] = [{}, {}]  # per copy: (launch, ordinal) -> CommandBuffer.int_setter
 
   @property
   def cb(self):
@@ -145,7 +146,11 @@ class NVGraph:
   def _set(self, item: int, ordinal: int, value: int) -> None:
     args = self.args[self.turn]
     if args[item][ordinal] != value:
-      self.cbs[self.turn].set_arg(item, ordinal, value)
+      setters = self.setters[self.turn]
+      setter = setters.get((item, ordinal))
+      if setter is None:
+        setter = setters[item, ordinal] = self.cbs[self.turn].int_setter(item, ordinal)
+      setter(value)
       args[item][ordinal] = value
 
   def run(self) -> None:
