@@ -159,7 +159,7 @@ def _lanes_ok(red: Node) -> bool:
   """A reduction can keep LANES partial sums: float32 throughout, one long reduced axis that its loads read with
   stride 0 or 1 (at least one with 1, so every lane sees its own elements) and no padded views inside."""
   nodes = [n for n in red.toposort() if n.op is not Ops.PARAM]
-  if red.arg[0] is Ops.MUL or any(n.dtype != dtypes.float32 or n.op in (Ops.VIEW, Ops.REDUCE) and n is not red
+  if red.arg[0] is Ops.MUL or any(not _vector_dtype(n) or n.op in (Ops.VIEW, Ops.REDUCE) and n is not red
                                   for n in nodes):
     return False
   src_shape = red.src[0].shape
@@ -170,12 +170,19 @@ def _lanes_ok(red: Node) -> bool:
   return all(st in (0, 1) for st in strides) and 1 in strides
 
 
+def _vector_dtype(n: Node) -> bool:
+  """n computes in float32 lanes: a float32 value, or a float16 LOAD (read as vectors and widened; any float16
+  arithmetic on it would be a float16 node, which is not)."""
+  return n.dtype == dtypes.float32 or (n.op is Ops.LOAD and n.dtype == dtypes.float16)
+
+
 def _plan(store: Node) -> _Plan:
   _stride_cache.clear()
   plan = _Plan()
   reduces = _nodes(store, Ops.REDUCE)
   simple = len(reduces) == 1 and reduces[0].shape == store.shape and not any(n.op is Ops.VIEW for n in store.toposort())
-  if not simple or any(n.dtype != dtypes.float32 for n in store.toposort() if n.op is not Ops.PARAM):
+  if not simple or any(not _vector_dtype(n) for n in store.toposort() if n.op not in (Ops.PARAM, Ops.STORE)) or \
+     store.dtype != dtypes.float32:
     plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
     return plan
   red = reduces[0]

@@ -3,7 +3,9 @@
 Signature: `void NAME(p0, p1, ..., long long start, long long end)`; the outermost loop runs [start, end) so a
 runtime can split it across threads. Values that depend on the LANE variable are GCC vector-extension values of
 LANES float32 (one 512-bit register, or two 256-bit ones); a lane-dependent op C cannot express on vectors is
-computed lane by lane. bfloat16 is stored as its 16 raw bits and computed in float; float16 is `_Float16`.
+computed lane by lane. bfloat16 is stored as its 16 raw bits and computed in float; float16 is `_Float16`, and a
+vector load of float16 converts to LANES float32 at once (`__builtin_convertvector`: vcvtph2ps with F16C), so
+float16 weights feed a float32 reduction at vector speed.
 """
 from __future__ import annotations
 
@@ -21,6 +23,13 @@ PRELUDE = f"""#include <math.h>
 #include <string.h>
 typedef float vf32 __attribute__((vector_size({LANES * 4}), aligned(4)));
 typedef int vi32 __attribute__((vector_size({LANES * 4}), aligned(4)));
+typedef _Float16 vf16 __attribute__((vector_size({LANES * 2}), aligned(2)));
+#if defined(__AVX512F__) && {LANES} == 16
+#include <immintrin.h>
+static inline vf32 _ldh(const _Float16* p) {{ return (vf32)_mm512_cvtph_ps(_mm256_loadu_si256((const void*)p)); }}
+#else /* GCC 12 converts a vf16 lane by lane; with AVX-512F one vcvtph2ps does all 16 */
+static inline vf32 _ldh(const _Float16* p) {{ return __builtin_convertvector(*(const vf16*)p, vf32); }}
+#endif
 static inline float _bf2f(unsigned short b) {{
   unsigned int u = (unsigned int)b << 16; float f; memcpy(&f, &u, 4); return f;
 }}
@@ -163,6 +172,8 @@ class _Statement:
     srcs = [self.expr(s) for s in n.src]
     op = n.op
     if op is Ops.CAST:
+      if vec:  # float16 vector loads are already float32 lanes (_vector_ok admits only that cast)
+        return srcs[0]
       return _cast(srcs[0], n.src[0].dtype, d)
     if op is Ops.BITCAST:
       return _bitcast(srcs[0], n.src[0].dtype, d)
@@ -215,8 +226,8 @@ class _Statement:
       coeff, base = _lane_split(idx)
       if coeff == 1:
         if gate is None:
-          return f"(*(const vf32*)({p} + {self.expr(base)}))"
-        value = self.force_temp(n, f"(*(const vf32*)({p} + ({gate} ? {self.expr(base)} : 0)))")
+          return _vload(p, self.expr(base), n.dtype)
+        value = self.force_temp(n, _vload(p, f"({gate} ? {self.expr(base)} : 0)", n.dtype))
         return f"({gate} ? {value} : (vf32){{0}})"
       return self._per_lane(n)
     if gate is None:
@@ -243,7 +254,14 @@ class _Statement:
 def _vector_ok(n: Node) -> bool:
   if n.op in (Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.MAX, Ops.RECIP, Ops.EXP2):
     return n.dtype == dtypes.float32
+  if n.op is Ops.CAST:  # float16 loaded as vectors is held widened (_vload): its cast to float32 is the value itself
+    return n.dtype == dtypes.float32 and n.src[0].dtype == dtypes.float16 and n.src[0].op is Ops.GLOAD
   return n.op in (Ops.GLOAD, Ops.HREDUCE)
+
+
+def _vload(p: str, offset: str, d: DType) -> str:
+  """LANES consecutive elements of buffer p from offset, as vf32 (float16 lanes converted by _ldh)."""
+  return f"_ldh({p} + {offset})" if d == dtypes.float16 else f"(*(const vf32*)({p} + {offset}))"
 
 
 def _vec(text: str, n: Node, r: CRenderer) -> str:

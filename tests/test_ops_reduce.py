@@ -325,3 +325,23 @@ def test_sum_dtype_argument():
   assert t.sum(dtype=dtypes.int16).dtype == dtypes.int16
   assert Tensor([60000.0, 60000.0], dtype=dtypes.float16).sum().dtype == dtypes.float16
   assert Tensor([1.5, 2.5]).sum(dtype=dtypes.float64).dtype == dtypes.float64
+
+
+@pytest.mark.usefixtures("on_cpu")
+def test_float16_weights_reduce_in_float32_vectors():
+  """A matrix-vector product over float16 weights cast to float32 (LLaMA's float16 weights): the CPU kernel reads
+  the weights as vectors converted 16 lanes at a time (`_ldh`) and keeps float32 partial sums; the result is the
+  float64 product of the same float16 values, to float32 rounding."""
+  from compiler.lower import lower
+  from compiler.schedule import Scheduler
+  from frontend.device import Device
+  from frontend.realize import realized
+  rng = np.random.default_rng(9)
+  w = rng.standard_normal((96, 64)).astype(np.float16)
+  x = rng.standard_normal((1, 64)).astype(np.float32)
+  out = Tensor(x).matmul(Tensor(w).T.cast(dtypes.float32))
+  (item,) = [i for i in Scheduler(lambda n: n in realized).schedule([out.lazydata]) if i.kind == "kernel"]
+  kernel = lower(item.ast)
+  assert kernel.arg.lanes == 16 and "_ldh(" in Device["CPU"].render(kernel)[1]
+  want = x.astype(np.float64) @ w.astype(np.float64).T
+  np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
