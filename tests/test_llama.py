@@ -514,6 +514,12 @@ def test_sov_run_streams_the_answer_and_reports_speed(smollm2_path):
   assert "tokens/s" in proc.stderr and "time to first token" in proc.stderr and "device CPU" in proc.stderr
 
 
+def test_sov_run_float16_weights(smollm2_path):
+  proc = run_sov("run", "The capital of France is", "--max-tokens", "4", "--max-context", "64", "--weights", "float16")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith(" Paris"), proc.stdout
+
+
 def test_sov_run_chat(smollm2_path):
   proc = run_sov("run", "What is the capital of France?", "--chat", "--max-tokens", "12", "--max-context", "96")
   assert proc.returncode == 0, proc.stderr

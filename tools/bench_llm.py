@@ -1,7 +1,7 @@
 """LLM decode benchmark: SmolLM2-135M-Instruct (Q4_1 GGUF) through Sovereign, beside torch + transformers on the same
 device in the same run, and llama.cpp (llama-cpp-python) on the CPU when it is installed.
 
-  python tools/bench_llm.py [--tokens 64] [--device CPU] [--repeat 3]
+  python tools/bench_llm.py [--tokens 64] [--device CPU] [--repeat 3] [--weights float16]
 
 Measures, after one warm-up generation per engine (kernel compiles, JIT capture, allocator warm-up):
   - time to first token: the prompt's prefill plus the first token, median of --repeat runs;
@@ -10,7 +10,8 @@ Every engine generates exactly --tokens tokens greedily from the same prompt ids
 first run is printed so a reader can see they agree up to the first end-of-turn token (transformers' min_new_tokens
 masks that token's logit, so its text may go another way from there). Needs `pip install -e '.[models,ref]'`
 (transformers, torch); transformers loads the same GGUF dequantized to float32, as our loader does. "ratio" is
-ours / theirs for tokens/s and theirs / ours for time to first token: > 1 means Sovereign is faster.
+ours / theirs for tokens/s and theirs / ours for time to first token: > 1 means Sovereign is faster. --weights float16
+dequantizes our weights to float16 instead (the others keep theirs as they are).
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ def _median(values: list[float]) -> float:
   return statistics.median(values)
 
 
-def ours(path, device: str, tokens: int, repeat: int) -> dict:
+def ours(path, device: str, tokens: int, repeat: int, weights: str = "float32") -> dict:
   from frontend.models import GGUFTokenizer, load_llama
-  model, metadata = load_llama(path, device=device, max_context=512)
+  model, metadata = load_llama(path, device=device, max_context=512, dtype=weights)
   tokenizer = GGUFTokenizer(metadata, source=str(path))
   ids = tokenizer.encode(PROMPT)
 
@@ -109,19 +110,21 @@ def main() -> None:
   parser.add_argument("--tokens", type=int, default=64, help="tokens generated per run")
   parser.add_argument("--repeat", type=int, default=3, help="timed runs per engine (the median is shown)")
   parser.add_argument("--device", default=None, help="our device (default: the best available, see `sov info`)")
+  parser.add_argument("--weights", choices=("float32", "float16"), default="float32",
+                      help="what our weights are dequantized to (default float32, as transformers does)")
   args = parser.parse_args()
   from frontend.device import Device
   from frontend.models import smollm2_gguf
   path = smollm2_gguf()
   device = Device.canonicalize(args.device)
-  mine = ours(path, device, args.tokens, args.repeat)
+  mine = ours(path, device, args.tokens, args.repeat, args.weights)
   rows = [("torch+transformers", torch_side(path, device, args.tokens, args.repeat, mine["ids"]))]
   if not device.startswith("NV"):
     cpp = llama_cpp_side(path, args.tokens, args.repeat, mine["ids"])
     rows.append(("llama.cpp", cpp) if cpp else ("llama.cpp", None))
   print(f"SmolLM2-135M-Instruct Q4_1, prompt {PROMPT!r} ({len(mine['ids'])} tokens), {args.tokens} greedy tokens, "
         f"median of {args.repeat}")
-  print(f"  sovereign on {mine['device']}: {mine['text']!r}")
+  print(f"  sovereign on {mine['device']} ({args.weights} weights): {mine['text']!r}")
   for name, r in rows:
     if r:
       print(f"  {name} ({r['device']}): {r['text']!r}")
