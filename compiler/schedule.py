@@ -52,10 +52,29 @@ class Scheduler:
     return node.op is Ops.BUFFER or id(node) in self.done or self.is_realized(node)
 
   def schedule(self, targets: list[Node]) -> list[ScheduleItem]:
+    # targets that only read (a training step's gradients, its loss) go first: they see every buffer as it is, and
+    # the assigns' values below then load them instead of fusing and recomputing them (Adam's moment updates would
+    # each recompute a weight gradient)
+    for t in targets:
+      if t.op is not Ops.ASSIGN and not self._reaches_assign(t):
+        self.realize(t)
     self._protect_old_values(targets)
     for t in targets:
       self.realize(t)
     return self.items
+
+  def _reaches_assign(self, node: Node) -> bool:
+    """node's graph holds an ASSIGN not yet realized (realizing node would write a buffer)."""
+    stack, seen = [node], set()
+    while stack:
+      n = stack.pop()
+      if id(n) in seen or self.realized(n):
+        continue
+      seen.add(id(n))
+      if n.op is Ops.ASSIGN:
+        return True
+      stack.extend(n.src)
+    return False
 
   def _protect_old_values(self, targets: list[Node]) -> None:
     """Write-after-read: a target that reads a buffer which another target assigns must see the old contents, so it
