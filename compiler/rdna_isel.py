@@ -7,12 +7,12 @@ after the user SGPRs), v0 the work-item id x. Kernel arguments: one 64-bit globa
 8*i, read with s_load_b64, then one int32 per Variable (GPUKernelInfo.vars) at 8*params + 4*k, read with s_load_b32
 into an SGPR (a Variable is uniform).
 
-Uniformity. A value is uniform when it is the same in every lane: constants, PARAM pointers, BLOCKIDX, loop counters
-(LOOP extents are constants, so every lane runs the same iterations) and ALU ops over uniform values. Uniform
-32-bit integers (and int64 index values that compiler/symbolic.py bounds prove fit in int32: "narrow") live in SGPRs
-and use SALU; everything lane-dependent (THREADIDX, loads, accumulators) and every float lives in VGPRs. Bools are
-lane masks in an SGPR (bit i = lane i, wave32): v_cmp writes them, v_cndmask and s_and_saveexec read them; a uniform
-bool is the mask 0 or -1 (s_cmp + s_cselect).
+Uniformity. A value is uniform when it is the same in every lane: constants, PARAM pointers, Variables (VAR),
+BLOCKIDX, loop counters (LOOP extents are constants, so every lane runs the same iterations) and ALU ops over uniform
+values. Uniform 32-bit integers (and int64 index values that compiler/symbolic.py bounds prove fit in int32:
+"narrow") live in SGPRs and use SALU; everything lane-dependent (THREADIDX, loads, accumulators) and every float lives
+in VGPRs. Bools are lane masks in an SGPR (bit i = lane i, wave32): v_cmp writes them, v_cndmask and s_and_saveexec
+read them; a uniform bool is the mask 0 or -1 (s_cmp + s_cselect).
 
 Register forms by dtype: bool a mask; int8..uint32 32 bits, sign- or zero-extended and re-normalized after each op
 that can overflow (so they wrap like C's); int64/uint64 a VGPR pair (narrow index values 32 bits); float16 the low
@@ -115,7 +115,9 @@ class Selector:
   def bounds(self, n: Node) -> tuple[int, int]:
     """[min, max] of an index value: symbolic.bounds, which gives none for a quotient or remainder of a dividend that
     may be negative (padded views index below 0 where their gate is off), extended to those with C's truncating
-    division: x / d lies between lo / d and hi / d, and |x % d| < d with the sign of x."""
+    division: x / d lies between lo / d and hi / d, and |x % d| < d with the sign of x. A Variable lies in its
+    [lo, hi] (Variable.bind refuses other values), and so does its widening to the index type, so an index that starts
+    at a Variable stays 32-bit and its uniform part scalar."""
     got = self.bounds_memo.get(n)
     if got is None:
       if n.op in (Ops.ADD, Ops.SUB, Ops.MUL):
@@ -132,7 +134,7 @@ class Selector:
           got = -(-lo // d) if lo < 0 else lo // d, -(-hi // d) if hi < 0 else hi // d
         else:
           got = max(lo, 1 - d) if lo < 0 else 0, min(hi, d - 1) if hi > 0 else 0
-      elif n.op in (Ops.CONST, Ops.RANGE, Ops.THREADIDX, Ops.BLOCKIDX):
+      elif n.op in (Ops.CONST, Ops.RANGE, Ops.THREADIDX, Ops.BLOCKIDX, Ops.VAR) or is_var_index(n):
         got = sym.bounds(n)
       else:
         got = (INT64_MIN, INT64_MAX)
@@ -453,6 +455,11 @@ class Selector:
     self.statements(self.kernel.src)
     self.emit("s_endpgm", ndefs=0)
     return self.code
+
+
+def is_var_index(n: Node) -> bool:
+  """A Variable widened to the index type (compiler/view.py: a view that starts at a Variable)."""
+  return n.op is Ops.CAST and n.src[0].op is Ops.VAR
 
 
 class _Gate:

@@ -25,12 +25,24 @@ def const(value, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, 
   return expand(reshape(c, (1,) * len(shape)), shape)
 
 
-def bind(bound: BoundVariable, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, ...]) -> Node:
-  """A bound Variable's value as a node of dtype and shape (BIND is int32; other dtypes cast it)."""
+def bind(bound: BoundVariable | Offset, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, ...]) -> Node:
+  """A bound Variable's value (or an Offset's: const + sum(coeff * value), in int32) as a node of dtype and shape
+  (BIND is int32; other dtypes cast it)."""
+  terms = ((bound, 1),) if isinstance(bound, BoundVariable) else bound.terms
+  const = 0 if isinstance(bound, BoundVariable) else bound.const
   if isinstance(device, tuple):
-    raise NotImplementedError(f"Variable {bound.var.name} on several devices {device}: symbolic values are "
+    names = [v.var.name for v, _ in terms]
+    raise NotImplementedError(f"Variable {', '.join(names)} on several devices {device}: symbolic values are "
                               f"supported on one device; bind it per shard")
-  node = cast(Node(Ops.BIND, dtypes.int32, (), bound, (), device), dtype)
+  node = None
+  for bv, k in terms:
+    term = Node(Ops.BIND, dtypes.int32, (), bv, (), device)
+    if k != 1:
+      term = alu(Ops.MUL, term, Node(Ops.CONST, dtypes.int32, (), cast_scalar(k, dtypes.int32), (), device))
+    node = term if node is None else alu(Ops.ADD, node, term)
+  if const:
+    node = alu(Ops.ADD, node, Node(Ops.CONST, dtypes.int32, (), cast_scalar(const, dtypes.int32), (), device))
+  node = cast(node, dtype)
   return expand(reshape(node, (1,) * len(shape)), shape) if shape else node
 
 

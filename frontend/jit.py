@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-from compiler.ir import BoundVariable
+from compiler.ir import BoundVariable, Offset
 from frontend import realize
 from frontend.device import Device
 from frontend.tensor import Tensor
@@ -32,15 +32,16 @@ def _input_tensors(args, kwargs) -> list[Tensor]:
 
 
 def _input_vars(args, kwargs) -> dict:
-  """Variable -> value of the BoundVariables among the arguments.
+  """Variable -> value of the BoundVariables among the arguments (alone or in an Offset such as `pos + 1`).
 
   Raises:
     JitError: one Variable passed with two values.
   """
   out: dict = {}
   for a in list(args) + list(kwargs.values()):
-    if isinstance(a, BoundVariable) and out.setdefault(a.var, a.value) != a.value:
-      raise JitError(f"TinyJit: Variable {a.var.name} passed twice, bound to {out[a.var]} and {a.value}")
+    for b in [a] if isinstance(a, BoundVariable) else a.bindings() if isinstance(a, Offset) else []:
+      if out.setdefault(b.var, b.value) != b.value:
+        raise JitError(f"TinyJit: Variable {b.var.name} passed twice, bound to {out[b.var]} and {b.value}")
   return out
 
 

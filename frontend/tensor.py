@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from compiler.dtypes import DType, dtypes, to_dtype
-from compiler.ir import BoundVariable, Node, Ops
+from compiler.ir import BoundVariable, Node, Offset, Ops
 from frontend import graph as g
 from frontend import multi
 from frontend.autograd import gradients
@@ -78,7 +78,7 @@ class Tensor(TensorElementwise, TensorShapeOps, TensorNN):
     elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):
       dt = dtype or dtypes.from_py(data)
       node = g.const(data, dt, (), device)
-    elif isinstance(data, BoundVariable):  # a 0-d int32 (or dtype) tensor whose value kernels read at launch
+    elif isinstance(data, (BoundVariable, Offset)):  # a 0-d int32 (or dtype) tensor whose value kernels read at launch
       node = g.bind(data, dtype or dtypes.int32, (), device)
     elif isinstance(data, (list, tuple)):
       dt = dtype or dtypes.from_py(list(data))

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from compiler.dtypes import dtypes, least_upper_dtype, scalar_result_dtype, to_dtype
-from compiler.ir import BoundVariable, Ops
+from compiler.ir import BoundVariable, Offset, Ops
 from frontend import graph as g
 from frontend.device import supports_dtype
 from frontend.shapes import _broadcast_shape
@@ -27,8 +27,8 @@ class TensorElementwise:
       # an implicit constant never asks for gradients: c * 2 keeps c's requires_grad (False stays False)
       if isinstance(y, (np.ndarray, list, tuple)):
         y = type(self)(y, device=x.device, requires_grad=False)
-      elif isinstance(y, BoundVariable):  # an int known at launch: typed as a Python int would be
-        dt = scalar_result_dtype(x.dtype, y.value)
+      elif isinstance(y, (BoundVariable, Offset)):  # an int known at launch: typed as a Python int would be
+        dt = scalar_result_dtype(x.dtype, 0)
         if dt != x.dtype:
           x = x.cast(dt)
         y = type(self)(g.bind(y, dt, (), x.lazydata.device or x.device), device=x.device, requires_grad=False)

@@ -142,3 +142,36 @@ def test_tinyjit_patches_variables_in_the_indirect_buffer(amd, rng):
       assert isinstance(step.graph, AMDGraph) and amd.queue.signal.last == before + 1
       assert STATS["compiles"] == compiles
     compiles = STATS["compiles"]
+
+
+def test_tinyjit_patches_each_variable_of_a_launch(amd, rng):
+  """Two Variables read by several launches (a row picked at one, a shift that may be negative, a reduction that reads
+  both): AMDGraph.set_var patches the k-th by-value kernarg of each launch (after the pointers), so replays with any
+  mix of new values match numpy from one graph, one submission each, nothing compiled after the capture."""
+  from frontend import Variable
+  from frontend.realize import STATS
+  row, shift = Variable("row", 0, 11), Variable("shift", -7, 7)
+  table = random_array(rng, (12, 24), dtypes.float32)
+  (t,) = on_amd(table)
+  t.realize()
+
+  @TinyJit
+  def step(x, r, s):
+    picked = (Tensor.arange(12, device="AMD").reshape(12, 1) == r).where(t, 0.0).sum(0)   # table[r]
+    return ((picked + x * s).realize() * (Tensor.arange(24, device="AMD") < r) - s).sum().realize()
+
+  graph, compiles = None, None
+  for i, (r, s) in enumerate(((2, 3), (5, -7), (11, 0), (0, 7), (11, -1), (4, 4))):
+    a = random_array(rng, (24,), dtypes.float32)
+    (x,) = on_amd(a)
+    x.realize()
+    before = amd.queue.signal.last
+    got = step(x, row.bind(r), shift.bind(s)).numpy()
+    want = ((table[r].astype(np.float64) + a * s) * (np.arange(24) < r) - s).sum()
+    assert_close(got, want, dtypes.float32, scale=8)
+    if i >= 2:
+      assert isinstance(step.graph, AMDGraph) and amd.queue.signal.last == before + 1
+      assert step.graph is (graph or step.graph) and STATS["compiles"] == compiles
+      graph = step.graph
+      assert sum(len(item.info.vars) for item in step.captured) >= 3
+    compiles = STATS["compiles"]

@@ -197,7 +197,7 @@ def test_padded_views_of_computed_values(amd):
   np.testing.assert_allclose(folded.numpy(), np.pad(wide.sum(1, keepdims=True), ((1, 0), (0, 2))) + 1, rtol=1e-5)
 
 
-POS, SHIFT = Variable("pos", 0, 8), Variable("shift", -5, 5)
+POS, SHIFT, COUNT = Variable("pos", 0, 8), Variable("shift", -5, 5), Variable("count", 0, 300)
 
 
 def test_variables_are_kernel_arguments(amd, rng):
@@ -216,6 +216,81 @@ def test_variables_are_kernel_arguments(amd, rng):
 def kernel_compiles() -> int:
   from frontend.realize import STATS
   return STATS["compiles"]
+
+
+ROWS = 40
+
+
+def arange(n: int) -> Tensor:
+  return Tensor.arange(n, device="AMD")
+
+
+# name: (Variable, the values to run, input shape, graph of (input, bound Variable), numpy of (input, value)); the
+# forms of tests/test_render_ptx.py's VARIABLE_CASES, on AMD: value math, compares, index math, loops that read it
+VARIABLE_CASES = {
+  "scale": (Variable("k", -50, 50), (-50, -3, 0, 7, 50), (ROWS, 6), lambda x, v: x * v - v, lambda x, k: x * k - k),
+  "mask": (Variable("n", 0, ROWS), (0, 1, 17, ROWS), (ROWS,), lambda x, v: arange(ROWS) < v,
+           lambda x, k: np.arange(ROWS) < k),
+  "pick_row": (Variable("row", -20, ROWS - 21), (-20, -1, 0, ROWS - 21), (ROWS, 6),
+               lambda x, v: (arange(ROWS).reshape(ROWS, 1) - 20 == v).where(x, 0.0).sum(0), lambda x, k: x[k + 20]),
+  "window": (Variable("row", 0, ROWS - 2), (0, 5, ROWS - 2), (ROWS, 6), lambda x, v: x.shrink(((v, v + 2), None)) * 2,
+             lambda x, k: x[k:k + 2] * 2),
+  "int_index": (Variable("step", 0, 1000), (0, 3, 999), (ROWS,), lambda x, v: (arange(ROWS) * v + 3) % 7,
+                lambda x, k: (np.arange(ROWS) * k + 3) % 7),
+  "prefix_sum": (Variable("n", 0, 700), (0, 1, 350, 700), (8, 700),          # block plan: the compare in the strided
+                 lambda x, v: (x * (arange(700) < v)).sum(1), lambda x, k: x[:, :k].sum(1)),   # loop of every thread
+  "column_prefix": (Variable("n", 0, 300), (0, 150, 300), (300, 7),          # thread plan: a loop over rows
+                    lambda x, v: (x * (arange(300).reshape(300, 1) < v)).sum(0), lambda x, k: x[:k].sum(0)),
+  "window_sum": (Variable("row", 0, 100), (0, 37, 100), (300, 7),           # an induction offset that starts at it
+                 lambda x, v: x.shrink(((v, v + 200), None)).sum(0), lambda x, k: x[k:k + 200].sum(0)),
+  "row_window_sum": (Variable("col", 0, 50), (0, 9, 50), (20, 80),         # block plan: each row's slice from it
+                     lambda x, v: x.shrink((None, (v, v + 30))).sum(1), lambda x, k: x[:, k:k + 30].sum(1)),
+  "sum_plus_value": (Variable("k", -9, 9), (-9, 0, 4), (ROWS, 6), lambda x, v: (x + v).sum() * v,
+                     lambda x, k: (x + k).sum() * k),
+  "value": (Variable("k", -9, 9), (-9, 0, 4), (1,), lambda x, v: (lambda t: t * 3 + (t < 2))(Tensor(v, device="AMD")),
+            lambda x, k: np.int32(k * 3 + (k < 2))),   # the value stored, and a uniform compare (s_cmp)
+}
+
+
+@pytest.mark.parametrize("case", sorted(VARIABLE_CASES))
+def test_variable_kernels_match_numpy_for_every_value(amd, rng, case):
+  """Each case against numpy for several values of its Variable (negative ones too), compiled once: the value is an
+  int32 kernel argument (one s_load_b32 into an SGPR), not part of the code."""
+  var, values, shape, graph, reference = VARIABLE_CASES[case]
+  data = random_array(rng, shape, dtypes.float32)
+  (x,) = on_amd(data)
+  compiles = None
+  for k in values:
+    got = graph(x, var.bind(k))
+    want = np.asarray(reference(data.astype(np.float64), k))
+    if got.dtype.is_float:
+      assert_close(got, want, dtypes.float32, scale=8)
+    else:
+      np.testing.assert_array_equal(got.numpy(), want.astype(got.dtype.np), err_msg=f"{var.name}={k}")
+    compiles = kernel_compiles() if compiles is None else compiles
+    assert kernel_compiles() == compiles, f"{var.name}={k} compiled another kernel"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_variables_follow_the_pointers_in_the_kernarg_segment(target, rng):
+  """The code object declares each Variable a 4-byte by-value argument after the 8-byte pointers (in info.vars order,
+  by name), the kernarg size covers them, the kernel reads each with one s_load_b32 at its offset, and a window that
+  starts at a Variable (lo >= 0) is indexed in 32 bits with the uniform part in SALU (no 64-bit address math)."""
+  from compiler.rdna import load_code_object
+  a, b = Variable("b_second", 0, 8), Variable("a_first", -5, 5)
+  x, y = (Tensor(random_array(rng, (10, 33), dtypes.float32), device="CPU").realize() for _ in range(2))
+  window = ((a.bind(2), a.bind(2) + 2), None)
+  kernel = render_rdna(lower_gpu(kernel_asts(x.shrink(window) * b.bind(-3) + y.shrink(window))[-1]), target)
+  assert kernel.info.vars == (b, a) and len(kernel.info.params) == 3
+  meta = load_code_object(kernel.code_object, name=kernel.name).kernel(kernel.name)
+  args = [(arg.offset, arg.size, arg.value_kind, arg.name) for arg in meta.args]
+  assert args == [(0, 8, "global_buffer", "p0"), (8, 8, "global_buffer", "p1"), (16, 8, "global_buffer", "p2"),
+                  (24, 4, "by_value", "var_a_first"), (28, 4, "by_value", "var_b_second")]
+  assert meta.kernarg_size == 32 and meta.descriptor.kernarg_size == 32
+  loads = re.findall(r"s_load_b32 s\d+, s\[0:1\], (\d+)", kernel.asm)
+  assert sorted(int(offset) for offset in loads) == [24, 28], kernel.asm
+  assert "s_mul_i32" in kernel.asm and "v_cvt_f32_i32" in kernel.asm, kernel.asm
+  assert not any(op in kernel.asm for op in ("v_mad_u64_u32", "v_lshlrev_b64", "v_add_co_ci_u32")), kernel.asm
 
 
 def test_runs_machine_code_of_the_target(amd, rng):
@@ -247,6 +322,7 @@ def rendered_kernels(target: str) -> tuple:
     (rand(3, 40) * 2).pad(((0, 0), (39, 0))).reshape(3, 79)[:, :40].cumsum(1),
     rand(256, 64) @ rand(64, 256), rand(48, 32, d=dtypes.float16) @ rand(32, 32, d=dtypes.float16),
     rand(10, 33).shrink(((POS.bind(4), POS.bind(4) + 2), None)) * POS.bind(4) - SHIFT.bind(-2),  # s_load_b32 args
+    (rand(300, 7) - COUNT.bind(150)).sum(0) * COUNT.bind(150),  # a Variable read in a loop and after it
     rand(37, 9) * rand(37, 9) + rand(37, 9), rand(6, 33, d=dtypes.float64) * rand(6, 33, d=dtypes.float64) - 1.5,
   ]
   return tuple(render_rdna(lower_gpu(ast), target) for t in graphs for ast in kernel_asts(t))

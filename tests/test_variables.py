@@ -289,3 +289,17 @@ def test_gradient_of_a_variable_window_is_refused():
   w = Tensor(np.ones(4, np.float32), requires_grad=True)
   with pytest.raises(NotImplementedError, match="gradient of a shrink at a Variable"):
     w.shrink(((v.bind(1), v.bind(1) + 1),)).sum().backward()
+
+
+def test_offsets_are_values_too(x):
+  """`pos + 1`, `2 * a - b`: affine expressions of bound Variables enter arithmetic as int32 values, and a TinyJit
+  argument that is one patches its Variables on replay."""
+  a, b = Variable("a", 0, 9), Variable("b", -5, 5)
+  base = x.numpy()
+  np.testing.assert_array_equal((x + (a.bind(3) * 2 - b.bind(-4))).numpy(), base + 10)
+  assert Tensor(a.bind(7) - 9).item() == -2
+  np.testing.assert_array_equal((Tensor.arange(6) < a.bind(2) + 1).numpy(), np.arange(6) < 3)
+  step = TinyJit(lambda t, p: (t * p).realize())
+  for k in (1, 4, 0, 9):
+    np.testing.assert_array_equal(step(x, a.bind(k) + 1).numpy(), base * (k + 1))
+  assert len(step.captures) == 1

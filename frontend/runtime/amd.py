@@ -7,8 +7,9 @@ each rendered code object is uploaded with am.queues GpuKernel; a launch is a di
 (kernarg segment from compiler.rdna.codeobj.kernarg_segment), which the simulated MEC runs on the wave
 emulator; synchronize waits for the queue's timeline signal. A TinyJit capture becomes one AMDGraph: its launches
 recorded once into an indirect buffer (am.queues CommandBuffer) with kernarg segments of its own and barriers only
-between launches that share a buffer one of them writes; replay rewrites the segments whose buffer addresses changed
-and submits the IB with one INDIRECT_BUFFER packet.
+between launches that share a buffer one of them writes; replay rewrites the segments whose buffer addresses or
+Variable values changed (a Variable is a 4-byte by-value kernarg after the pointers: compiler/render_rdna.py) and
+submits the IB with one INDIRECT_BUFFER packet.
 
 AMD_EMULATE=gfx1100 (or gfx1201): no card; each kernel runs directly on the wave emulator (am/sim: `run_kernel` over
 a FlatMemory that holds all of this device's buffers). The code is the real thing in both modes: the scheduler's
