@@ -271,44 +271,32 @@ class _KernelBuilder:
     Where the nested REDUCE lies under a computed value that the reduction reads REUSE_LIMIT or more times per
     element (which `_build` would realize anyway), that value is realized instead, and the nested REDUCE fuses into
     its kernel: an RMSNorm feeding a matmul is one kernel (sum of squares, then the scaled row), not two."""
-    stack: list[tuple[Node, int]] = [(node, 0)]  # (node, size of the enclosing REDUCE's frame; 0 outside one)
-    seen: set[tuple[int, int]] = set()
-    while stack:
-      n, frame = stack.pop()
-      n = _strip(n)
-      if (id(n), frame) in seen or self.sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN):
-        continue
-      seen.add((id(n), frame))
+    def step(n: Node, frame: int):  # frame: the size of the enclosing REDUCE's source; 0 outside one
       if n.op is Ops.REDUCE:
         if frame:
           self.sched.realize(n)
-          continue
-        stack.extend((s, max(1, s.size)) for s in n.src)
-      elif frame and n.op in ALU | {Ops.CAST, Ops.BITCAST} and frame >= REUSE_LIMIT * n.size and \
-          _has_alu(n, self.sched) and self._reduces_below(n):
+          return []
+        return [(s, max(1, s.size)) for s in n.src]
+      if frame and n.op in ALU | {Ops.CAST, Ops.BITCAST} and frame >= REUSE_LIMIT * n.size and \
+         _has_alu(n, self.sched) and self._reduces_below(n):
         self.sched.realize(n)
-      else:
-        stack.extend((s, frame) for s in n.src)
+        return []
+      return [(s, frame) for s in n.src]
+    _walk(self.sched, [(node, 0)], step)
 
   def _reduces_below(self, node: Node) -> bool:
     """A REDUCE is computed (not loaded) in node's kernel-local graph, and every such REDUCE is read through reshapes
     and broadcasts only (so it fuses into node's kernel whole: a REDUCE also read through a window of it, such as
     the gate half of a fused gate/up product, would be realized there and recomputed for the other reads)."""
-    stack, seen, found = [(node, False)], set(), False
-    while stack:
-      n, windowed = stack.pop()
-      n = _strip(n)
-      if (id(n), windowed) in seen or self.sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN):
-        continue
-      seen.add((id(n), windowed))
+    found = []
+
+    def step(n: Node, windowed: bool):
       if n.op is Ops.REDUCE:
-        if windowed:
-          return False
-        found = True
-        continue
+        found.append(n)
+        return True if windowed else []
       windowed = windowed or (n.op in MOVEMENT and n.op not in (Ops.RESHAPE, Ops.EXPAND))
-      stack.extend((s, windowed) for s in n.src)
-    return found
+      return [(s, windowed) for s in n.src]
+    return not _walk(self.sched, [(node, False)], step) and bool(found)
 
   def build(self, node: Node, view: ShapeTracker, in_reduce: bool = False) -> Node:
     """The AST computing `node` seen through `view` (from the consumer's shape to node.shape)."""
@@ -372,6 +360,24 @@ class _KernelBuilder:
     if _identity(view):
       return inner
     return Node(Ops.VIEW, inner.dtype, (inner,), view.with_src_shape(inner.shape), view.shape)
+
+
+def _walk(sched: Scheduler, start: list[tuple[Node, object]], step) -> bool:
+  """Depth first over what a kernel computes itself (it stops at realized nodes and kernel boundaries), each node
+  once per state: `step(node, state)` gives the (source, state) pairs to visit next, or True to end the walk, which
+  then returns True (False once every node is visited)."""
+  stack, seen = list(start), set()
+  while stack:
+    n, state = stack.pop()
+    n = _strip(n)
+    if (id(n), state) in seen or sched.realized(n) or n.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN):
+      continue
+    seen.add((id(n), state))
+    more = step(n, state)
+    if more is True:
+      return True
+    stack.extend(more)
+  return False
 
 
 def _has_alu(node: Node, sched: Scheduler) -> bool:
