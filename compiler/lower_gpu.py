@@ -397,8 +397,12 @@ def narrow_int64(n: Node, bounds, memo: dict[Node, bool]) -> bool:
     return False
   got = memo.get(n)
   if got is None:
-    lo, hi = bounds(n)
-    got = INT32_MIN <= lo and hi <= INT32_MAX and (widening or all(narrow_int64(s, bounds, memo) for s in n.src))
+    # sources first: the bounds of wide int64 value math (repeated squaring in `a ** b`) grow to integers of
+    # millions of bits, and nothing narrow is built on them anyway
+    got = widening or all(narrow_int64(s, bounds, memo) for s in n.src)
+    if got:
+      lo, hi = bounds(n)
+      got = INT32_MIN <= lo and hi <= INT32_MAX
     memo[n] = got
   return got
 

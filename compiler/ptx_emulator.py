@@ -234,12 +234,16 @@ class PTXEmulator:
     values are the scalar .params after them (Variables), as ints.
 
     Raises:
-      EmulatorError: a buffer or value count that does not match the kernel's parameters.
+      EmulatorError: a buffer or value count that does not match the kernel's parameters, or a value outside int32
+        (a .param .s32 holds 4 bytes; the GPU launch would refuse it too).
     """
     if len(buffers) != len(self.params) or len(values) != len(self.scalars):
       raise EmulatorError(f"the kernel takes {len(self.params)} buffers and {len(self.scalars)} values "
                           f"{self.scalars}; got {len(buffers)} and {len(values)}")
     self.values = [int(v) for v in values]
+    wide = [(name, v) for name, v in zip(self.scalars, self.values) if not -(1 << 31) <= v < 1 << 31]
+    if wide:
+      raise EmulatorError(f"values {wide} do not fit the kernel's int32 parameters")
     self.buffers = list(buffers) + [t.copy() for t in self.tables.values()]
     self.n = grid * block
     self.block = block

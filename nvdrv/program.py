@@ -162,8 +162,12 @@ class Program:
       return bytes(arg)
     if isinstance(arg, float):
       return struct.pack("<f" if param.size == 4 else "<d", arg)
-    if isinstance(arg, int):
-      return arg.to_bytes(param.size, "little", signed=arg < 0)
+    if isinstance(arg, int):  # a negative value as two's complement: an int32 Variable of -3 is ff ff ff fd
+      try:
+        return arg.to_bytes(param.size, "little", signed=arg < 0)
+      except OverflowError:
+        raise ValueError(f"kernel {self.kernel.name} parameter {param.ordinal}: {arg} does not fit its {param.size} "
+                         f"bytes") from None
     raise TypeError(f"kernel {self.kernel.name} parameter {param.ordinal}: cannot pass {type(arg).__name__}")
 
   def constant_bank(self, params: bytes, grid, block, dynamic_shared: int) -> bytes:
@@ -248,11 +252,12 @@ class Program:
 
   def _launch_slow(self, args: tuple, grid, block, dynamic_shared: int) -> int:
     self.check(args, grid, block, dynamic_shared)
+    params = self.pack_args(args)  # raises on a value that does not fit, before any copy counts as awaited
     pb = PushBuffer()
     self.dev.order_compute_after_copies(pb)
     self.dev.ensure_local_memory(self.local_per_thread, pb)
     slot = self.dev.launch_slot(self.cbuf_size)
-    cbuf = self.constant_bank(self.pack_args(args), grid, block, dynamic_shared)
+    cbuf = self.constant_bank(params, grid, block, dynamic_shared)
     self.dev.write(slot.cbuf_cpu, cbuf)
     self.dev.write(slot.qmd_cpu, self.qmd(slot.cbuf, grid, block, dynamic_shared).tobytes())
     self.dev.barrier(pb)

@@ -182,6 +182,60 @@ def test_fast_path_packs_every_argument_kind_as_pack_args_does(cubin, dev):
     assert cbuf[base:base + saxpy.kernel.param_size] == saxpy.pack_args(args), args
 
 
+@pytest.fixture(scope="module")
+def variable_kernel():
+  """(name, cubin, info) of a kernel the compiler renders (compiler/render_ptx.py) for a window of rows that starts
+  at Variable `row`, scaled by Variable `k`: its buffers' pointers, then two int32 parameters (k, row: by name)."""
+  import numpy as np
+
+  from compiler.ir import Variable
+  from compiler.lower_gpu import lower_gpu
+  from compiler.render_ptx import render_ptx
+  from compiler.schedule import Scheduler
+  from frontend.realize import realized
+  from frontend.tensor import Tensor
+  k, row = Variable("k", -1000, 1000), Variable("row", 0, 7)
+  x = Tensor(np.ones((8, 4), np.float32), device="CPU")
+  t = x.shrink(((row.bind(1), row.bind(1) + 1), None)) * k.bind(2)
+  asts = [item.ast for item in Scheduler(lambda n: n in realized).schedule([t.lazydata]) if item.ast is not None]
+  name, ptx, info = render_ptx(lower_gpu(asts[-1]))
+  assert info.vars == (k, row)
+  try:
+    return name, compile_ptx(ptx), info
+  except CompilerNotFound as e:
+    pytest.skip(str(e))
+
+
+def test_variable_values_are_int32_params_after_the_buffers(dev, variable_kernel):
+  """A rendered kernel that reads two Variables: ptxas gives each a 4-byte parameter after the 8-byte buffer
+  pointers, and NVProgram(addresses, values) packs each value there as an int32, in info.vars order. The first
+  launch takes the slow path, later ones the plan's packer; a negative value goes the checked slow path (the packer
+  packs unsigned) and must land as two's complement all the same."""
+  from frontend.runtime.nv import NVProgram
+  name, cubin, info = variable_kernel
+  program = NVProgram(Program(dev, cubin, name), info, cubin)
+  kernel = program.program.kernel
+  nbuf = len(info.params)
+  assert [p.size for p in kernel.params] == [8] * nbuf + [4, 4]
+  slow = []
+  slow_path = program.program._launch_slow
+  program.program._launch_slow = lambda args, *rest: slow.append(args[nbuf:]) or slow_path(args, *rest)
+  bufs = [dev._host(4096) for _ in range(nbuf)]
+  calls = [(2, 1), (-3, 7), (1000, 0), (-1000, 5), (0, 0), (-1, 3)]
+  for values in calls:
+    program([b.va for b in bufs], values)
+  assert slow == [(2, 1), (-3, 7), (-1000, 5), (-1, 3)] and len(program.program._plans) == 1
+  assert len(dev.compute.pushed) == len(calls)
+  for values, pushed in zip(calls, dev.compute.pushed):
+    _, cbuf, _ = launched(dev, pushed)
+    at = [kernel.param_base + p.offset for p in kernel.params]
+    assert [struct.unpack_from("<Q", cbuf, at[i])[0] for i in range(nbuf)] == [b.va for b in bufs]
+    assert tuple(struct.unpack_from("<i", cbuf, at[nbuf + j])[0] for j in range(2)) == values
+  with pytest.raises(ValueError, match=r"parameter 2: 4294967296 does not fit its 4 bytes"):
+    program([b.va for b in bufs], (1 << 32, 0))
+  assert len(dev.compute.pushed) == len(calls), "a value that does not fit was queued"
+
+
 def test_called_function_sections_are_loaded_and_linked(dev, tmp_path):
   """A kernel whose code calls a function in a separate .text section (`ptxas -c` output, as some toolkits' ptxas
   emits for div.rn.f32's slow path): both are uploaded, the callee at a 128-byte boundary after the kernel, and the

@@ -15,7 +15,7 @@ from nvdrv.program import Program
 from nvdrv.pushbuf import decode
 from nvdrv.qmd import Qmd
 from nvdrv.replay import CommandBuffer
-from tests.test_nv_launch import HostDevice, cubin  # noqa: F401  (cubin: the saxpy fixture)
+from tests.test_nv_launch import HostDevice, cubin, variable_kernel  # noqa: F401  (fixtures: saxpy, a Variable kernel)
 
 
 @pytest.fixture
@@ -259,6 +259,27 @@ def test_int_setter_writes_what_set_arg_writes_and_waits_once_per_run(cubin, dev
   assert dev.compute.waits[waits:] == [value, value + 1]
 
 
+def test_set_arg_packs_a_variable_as_int32(dev, variable_kernel):  # noqa: F811
+  """set_arg on a Variable's parameter (4 bytes in the cubin's param info) writes an int32, negative values as two's
+  complement, and refuses a value that does not fit before touching the constant bank."""
+  name, blob, info = variable_kernel
+  program = Program(dev, blob, name)
+  nbuf = len(info.params)
+  bufs = [dev._host(4096) for _ in range(nbuf)]
+  cb = CommandBuffer(dev, mode="dep")
+  cb.launch(program, *bufs, 3, 4, grid=info.global_size, block=info.local_size)
+  cb.finalize()
+  base = cb.launches[0].cbuf + program.kernel.param_base
+  at = [base + p.offset for p in program.kernel.params[nbuf:]]
+  assert [struct.unpack("<i", dev.read(a, 4))[0] for a in at] == [3, 4]
+  cb.set_arg(0, nbuf, -5)
+  cb.set_arg(0, nbuf + 1, 2**31 - 1)
+  assert [struct.unpack("<i", dev.read(a, 4))[0] for a in at] == [-5, 2**31 - 1]
+  with pytest.raises(ValueError, match=f"parameter {nbuf}: -4294967296 does not fit its 4 bytes"):
+    cb.set_arg(0, nbuf, -(1 << 32))
+  assert struct.unpack("<i", dev.read(at[0], 4))[0] == -5
+
+
 def test_qmd_edges_keep_every_order_within_two_slots():
   import random
   from nvdrv.replay import qmd_edges
@@ -366,3 +387,81 @@ def test_jit_graph_patches_variables_in_the_copy_to_run(cubin, dev):  # noqa: F8
   graph.run()
   graph.set_var(0, 0, 42)
   assert (n_of(first), n_of(second)) == (42, -3)
+
+
+def test_jit_graph_catches_the_other_copy_up_before_its_turn(cubin, dev):  # noqa: F811
+  """A value set once holds for every later run: the copy not patched at set time gets it just before its own
+  submit (one set_var, then two runs: both copies run with it)."""
+  import types
+
+  from compiler.ir import Variable
+  from frontend.runtime.nv import NVGraph
+  from hwtests.nv import kernels
+  from nvdrv.compile import compile_ptx
+  inc = Program(dev, compile_ptx(kernels.INCREMENT), "increment")
+  n = Variable("n", -100, 100)
+  program = types.SimpleNamespace(program=inc, grid=(1, 1, 1), block=(32, 1, 1))
+  info = types.SimpleNamespace(params=((None, True),), vars=(n,))
+  items = [types.SimpleNamespace(program=program, bufs=[types.SimpleNamespace(mem=dev._host(4096))], info=info,
+                                 var_vals={n: 5})]
+  graph = NVGraph(types.SimpleNamespace(dev=dev, allocator=types.SimpleNamespace(address=lambda m: m.va)), items)
+  at = inc.kernel.param_base + inc.kernel.params[1].offset
+  ran = []
+  by_address = {cb.pb_address: cb for cb in graph.cbs}
+  dev.compute.submit_segment = lambda address, nwords: ran.append(
+    struct.unpack("<i", dev.read(by_address[address].launches[0].cbuf + at, 4))[0])
+  dev.compute.completed = 1 << 40
+  graph.set_var(0, 0, -7)
+  graph.run()
+  graph.run()
+  graph.run()
+  assert ran == [-7, -7, -7]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_jit_graph_runs_every_step_with_the_values_set_last(dev, variable_kernel, seed):  # noqa: F811
+  """Many steps over two launches of a rendered kernel with two Variables (tests/test_nv_launch.py variable_kernel):
+  each step sets some values and buffers (or none, or the same again), then runs. The constant banks of the copy
+  each run submits must hold exactly the last value set for every parameter, whichever copy was patched when."""
+  import types
+
+  import numpy as np
+
+  from frontend.runtime.nv import NVGraph
+  name, blob, info = variable_kernel
+  program = Program(dev, blob, name)
+  params, nbuf = program.kernel.params, len(info.params)
+  mems = [dev._host(4096) for _ in range(nbuf + 3)]
+  launch = types.SimpleNamespace(program=program, grid=info.global_size, block=info.local_size)
+  items = [types.SimpleNamespace(program=launch, bufs=[types.SimpleNamespace(mem=m) for m in mems[:nbuf]], info=info,
+                                 var_vals={v: i for v in info.vars}) for i in range(2)]
+  graph = NVGraph(types.SimpleNamespace(dev=dev, allocator=types.SimpleNamespace(address=lambda m: m.va)), items)
+  want = [[m.va for m in mems[:nbuf]] + [i] * len(info.vars) for i in range(2)]
+  by_address = {cb.pb_address: cb for cb in graph.cbs}
+
+  def held(cb) -> list[list[int]]:
+    out = []
+    for launch in cb.launches:
+      bank = dev.read(launch.cbuf + program.kernel.param_base, program.kernel.param_size)
+      out.append([struct.unpack_from("<Q" if p.size == 8 else "<i", bank, p.offset)[0] for p in params])
+    return out
+
+  ran = []
+  dev.compute.submit_segment = lambda address, nwords: ran.append(held(by_address[address]))
+  dev.compute.completed = 1 << 40
+  rng = np.random.default_rng(seed)
+  for step in range(24):
+    for item in range(2):
+      for k in range(len(info.vars)):
+        if rng.random() < 0.5:
+          value = int(rng.integers(-1000, 1001))
+          graph.set_var(item, k, value)
+          want[item][nbuf + k] = value
+      if rng.random() < 0.3:
+        j = int(rng.integers(0, nbuf))
+        buf = types.SimpleNamespace(mem=mems[int(rng.integers(0, len(mems)))])
+        graph.set_buffer(item, j, buf)
+        want[item][j] = buf.mem.va
+    graph.run()
+    assert ran[-1] == want, f"step {step}: the submitted copy holds stale parameters"
+  assert len(ran) == 24 and graph.turn == 0

@@ -17,10 +17,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_render_ptx import GRAPHS, TOLERANCE, build, kernel_asts
+from test_render_ptx import GRAPHS, TOLERANCE, VARIABLE_CASES, build, check_variable_case, kernel_asts
 
 from compiler.dtypes import dtypes
-from compiler.ir import Ops
+from compiler.ir import Ops, Variable
 from compiler.lower_gpu import lower_gpu
 from compiler.render_cl import render_cl
 from compiler.schedule import Scheduler, _buffer_view
@@ -178,3 +178,44 @@ def test_refuses_float64_and_cpu_kernels(rng):
   from compiler.lower import lower
   with pytest.raises(ValueError, match="lower_gpu"):
     render_cl(lower(kernel_asts(x.cast(dtypes.float32) * 2)[-1]))
+
+
+# ---- Variables: an `int` argument per Variable after the buffers, one kernel text for every value -------------------
+
+@pytest.mark.parametrize("case", sorted(VARIABLE_CASES))
+def test_variable_kernels_match_numpy_for_every_value(case, runtimes, rng):
+  """tests/test_render_ptx.py's Variable cases (value math, masks, a row picked at a negative-ranged Variable, a
+  window, integer index math, reductions that read it) on the simulated a740 for several values each: the value
+  reaches the kernel through its constant-file slot (an ARG_SCALAR after the buffers), so the source never changes."""
+  var = VARIABLE_CASES[case][0]
+
+  def run(t, rng):
+    sources = [render_cl(lower_gpu(ast))[1] for ast in kernel_asts(t)]
+    assert any(f"int var_{var.name})" in src for src in sources), sources
+    return run_on(runtime_for(runtimes, "a740"), t, rng), sources
+  check_variable_case(case, rng, run)
+
+
+def test_variable_arguments_follow_the_buffers(runtimes, rng):
+  """The kernel's parameters: every buffer pointer, then one `int` per Variable in info.vars order (by name); the
+  compiled binary has an ARG_SCALAR of 4 bytes for each, and a negative value fills its constant slot in two's
+  complement."""
+  from qcomdrv import binary as kb
+  from qcomdrv.program import Program
+  a, b = Variable("b_second", 0, 9), Variable("a_first", -5, 5)
+  x = Tensor(rng.standard_normal((3, 4)).astype(np.float32)).realize()
+  y = Tensor(rng.standard_normal((3, 4)).astype(np.float32)).realize()
+  name, source, info = render_cl(lower_gpu(kernel_asts(x * a.bind(2) + b.bind(-1) + y)[-1]))
+  assert info.vars == (b, a)
+  head = source[source.index(f"void {name}(") + len(f"void {name}("):source.index(") {")]
+  params = [p.strip() for p in head.split(",")]
+  assert params[:len(info.params)] == [f"__global {'' if w else 'const '}float* restrict p{i}"
+                                       for i, (_, w) in enumerate(info.params)]
+  assert params[len(info.params):] == ["int var_a_first", "int var_b_second"]
+  clang_check(source, name)
+  runtime = runtime_for(runtimes, "a740")
+  program = Program(runtime.dev, runtime.compiler.compile(source, name))
+  scalars = program.kernel.args[len(info.params):]
+  assert [(arg.kind, arg.nbytes) for arg in scalars] == [(kb.ARG_SCALAR, 4)] * 2
+  consts = np.frombuffer(program.constants([0x1000, 0x2000, 0x3000, -1, 7]), np.int32)
+  assert consts[scalars[0].const_dword] == -1 and consts[scalars[1].const_dword] == 7

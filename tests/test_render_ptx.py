@@ -194,8 +194,9 @@ def kernel_asts(t: Tensor) -> list[Node]:
   return [item.ast for item in items if item.ast is not None]
 
 
-def emulate(t: Tensor, rng: np.random.Generator) -> np.ndarray:
-  """t computed by the PTX kernels of its schedule in the emulator (inputs from the CPU buffers); flat, as stored."""
+def emulate(t: Tensor, rng: np.random.Generator, sources: list[str] | None = None) -> np.ndarray:
+  """t computed by the PTX kernels of its schedule in the emulator (inputs from the CPU buffers); flat, as stored.
+  Each kernel's PTX text is appended to `sources` when given."""
   items = Scheduler(lambda n: n in realized).schedule([t.lazydata])
   mem: dict[Node, np.ndarray] = {}
 
@@ -214,6 +215,8 @@ def emulate(t: Tensor, rng: np.random.Generator) -> np.ndarray:
       else:  # random bytes: an element the kernel fails to write shows up as a mismatch
         target = rng.integers(0, 256, out.size * out.dtype.itemsize, dtype=np.uint8)
       name, src, info = render_ptx(lower_gpu(item.ast))
+      if sources is not None:
+        sources.append(src)
       PTXEmulator(src).run([target] + [data(n) for n in item.bufs[1:]], info.global_size[0], info.local_size[0],
                            tuple(item.var_vals[v] for v in info.vars))
       mem[out] = target
@@ -365,6 +368,97 @@ def test_index_math_is_32_bit_when_it_fits(rng):
   assert "mad.wide.s32" in src and "mul.lo.s64" not in src and "div.s64" not in src
 
 
+# ---- Variables: int32 parameters, one kernel text for every value ----------------------------------------------
+
+ROWS = 40
+# name: (Variable, the values to run, input shape, the graph of (input, bound Variable), numpy of (input, value))
+VARIABLE_CASES = {
+  "mask": (Variable("n", 0, ROWS), (0, 1, 17, ROWS), (ROWS,),
+           lambda x, v: (Tensor.arange(ROWS) < v).cast(dtypes.int32), lambda x, k: (np.arange(ROWS) < k)),
+  "scale": (Variable("k", -50, 50), (-50, -3, 0, 7, 50), (ROWS, 6), lambda x, v: x * v - v, lambda x, k: x * k - k),
+  "gather_row": (Variable("row", -20, ROWS - 21), (-20, -1, 0, ROWS - 21), (ROWS, 6),
+                 lambda x, v: (Tensor.arange(ROWS).reshape(ROWS, 1) - 20 == v).where(x, 0.0).sum(0),
+                 lambda x, k: x[k + 20]),
+  "window": (Variable("row", 0, ROWS - 1), (0, 5, ROWS - 1), (ROWS, 6),
+             lambda x, v: x.shrink(((v, v + 1), None)) * 2, lambda x, k: x[k:k + 1] * 2),
+  "int_index": (Variable("step", 0, 1000), (0, 3, 999), (ROWS,),
+                lambda x, v: (Tensor.arange(ROWS) * v + 3) % 7, lambda x, k: (np.arange(ROWS) * k + 3) % 7),
+  "prefix_sum": (Variable("n", 0, 700), (0, 1, 350, 700), (8, 700),
+                 lambda x, v: (x * (Tensor.arange(700) < v)).sum(1), lambda x, k: x[:, :k].sum(1)),
+  "sum_plus_value": (Variable("k", -9, 9), (-9, 0, 4), (ROWS, 6),
+                     lambda x, v: (x + v).sum() * v, lambda x, k: (x.astype(np.float64) + k).sum() * k),
+}
+
+
+def check_variable_case(case: str, rng, run) -> list[str]:
+  """Runs VARIABLE_CASES[case] for each of its values through `run(t, rng) -> (flat result, kernel sources)` (a
+  device's renderer and executor) against numpy; the sources must be the same for every value (the value is a
+  kernel parameter, not part of the code). Returns them."""
+  var, values, shape, graph, reference = VARIABLE_CASES[case]
+  data = rng.standard_normal(shape).astype(np.float32)
+  x = Tensor(data)
+  texts = None
+  for k in values:
+    t = graph(x, var.bind(k))
+    got, sources = run(t, rng)
+    got, want = got.reshape(t.shape), np.asarray(reference(data, k))
+    if t.dtype.is_float:
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=f"{var.name}={k}")
+    else:
+      np.testing.assert_array_equal(got, want.astype(t.dtype.np), err_msg=f"{var.name}={k}")
+    texts = sources if texts is None else texts
+    assert sources == texts, f"{var.name}={k} rendered different code: the value leaked into it"
+  return texts
+
+
+def _run_variable_case(case: str, rng) -> list[str]:
+  """check_variable_case on the PTX emulator; each kernel that reads the Variable loads it once (ld.param.s32)."""
+  var = VARIABLE_CASES[case][0]
+
+  def run(t, rng):
+    sources: list[str] = []
+    got = emulate(t, rng, sources)
+    reads = [src.count(f"_var_{var.name}];") for src in sources]
+    assert max(reads) == 1 and all(n <= 1 for n in reads), f"one ld.param.s32 per kernel that reads it: {reads}"
+    return got, sources
+  return check_variable_case(case, rng, run)
+
+
+@pytest.mark.parametrize("case", sorted(VARIABLE_CASES))
+def test_variable_kernels_match_numpy_for_every_value(case, rng):
+  _run_variable_case(case, rng)
+
+
+@needs_ptxas
+@pytest.mark.parametrize("case", sorted(VARIABLE_CASES))
+def test_variable_kernels_assemble(case, rng):
+  for src in _run_variable_case(case, rng):
+    assert len(assemble(src)) > 0
+
+
+def test_variable_param_follows_the_buffers(rng):
+  """The entry's parameters: every buffer pointer, then one .s32 per Variable in info.vars order (sorted by name)."""
+  a, b = Variable("b_second", 0, 9), Variable("a_first", -5, 5)
+  x = rand(rng, 3, 4)
+  kernel = lower_gpu(kernel_asts(x * a.bind(2) + b.bind(-1) + rand(rng, 3, 4))[-1])
+  name, src, info = render_ptx(kernel)
+  assert info.vars == (b, a)
+  entry = src[src.index(".entry"):src.index(")", src.index(".entry"))]
+  params = [line.split()[-1].rstrip(",") for line in entry.splitlines()[1:]]
+  assert params == [f"{name}_p{i}" for i in range(len(info.params))] + [f"{name}_var_a_first", f"{name}_var_b_second"]
+  assert "ld.param.s32" in src and src.count("ld.param.s32") == 2
+
+
+def test_emulator_refuses_values_that_do_not_fit_int32(rng):
+  _, src, info = render_ptx(lower_gpu(kernel_asts(rand(rng, 40) * Variable("k", 0, 9).bind(2))[-1]))
+  bufs = [np.zeros(160, np.uint8), np.zeros(160, np.uint8)]
+  with pytest.raises(EmulatorError, match=r"takes 2 buffers and 1 values \['\w+_var_k'\]; got 2 and 0"):
+    PTXEmulator(src).run(bufs, info.global_size[0], info.local_size[0], ())
+  with pytest.raises(EmulatorError, match="int32"):
+    PTXEmulator(src).run(bufs, info.global_size[0], info.local_size[0], (1 << 31,))
+  PTXEmulator(src).run(bufs, info.global_size[0], info.local_size[0], (-(1 << 31),))
+
+
 def test_render_rejects_cpu_kernels(rng):
   with pytest.raises(ValueError, match="lower_gpu"):
     render_ptx(lower(kernel_asts(rand(rng, 4, 4) + 1)[0]))
@@ -446,9 +540,10 @@ def test_emulator_catches_out_of_bounds_and_divergent_barriers():
     PTXEmulator(_UNGUARDED.replace("BODY", "bar.sync 0;")).run([buf], 1, 32)
 
 
-def test_nv_emulate_runs_the_frontend_on_the_ptx_emulator(monkeypatch, rng):
-  """NV_EMULATE=1 makes DEV=NV a PTX-emulator device (frontend/runtime/nv.py NVEmuRuntime): the same renderer's
-  kernels, run lane by lane, agree with numpy (the whole frontend suite runs this way with NV_EMULATE=1 DEV=NV)."""
+@pytest.fixture
+def emulated_nv(monkeypatch):
+  """DEV=NV as the PTX emulator for one test (NV_EMULATE=1): a fresh NV device and no NV kernels cached; the device
+  and the kernels cached before are put back after."""
   from frontend.device import Device
   from frontend.realize import kernel_cache
   from frontend.runtime.nv import NVEmuRuntime
@@ -459,10 +554,7 @@ def test_nv_emulate_runs_the_frontend_on_the_ptx_emulator(monkeypatch, rng):
   monkeypatch.setenv("NV_EMULATE", "1")
   try:
     assert isinstance(Device["NV"], NVEmuRuntime)
-    a = rng.standard_normal((33, 20)).astype(np.float32)
-    b = rng.standard_normal((20, 7)).astype(np.float32)
-    got = (Tensor(a, device="NV") @ Tensor(b, device="NV")).relu().sum(0).numpy()
-    np.testing.assert_allclose(got, np.maximum(a.astype(np.float64) @ b, 0).sum(0), rtol=1e-5, atol=1e-5)
+    yield Device["NV"]
   finally:
     Device._opened.pop("NV", None)
     if before is not None:
@@ -470,3 +562,41 @@ def test_nv_emulate_runs_the_frontend_on_the_ptx_emulator(monkeypatch, rng):
     for k in [k for k in kernel_cache if k[0] == "NV"]:
       del kernel_cache[k]
     kernel_cache.update(saved)
+
+
+def test_nv_emulate_runs_the_frontend_on_the_ptx_emulator(emulated_nv, rng):
+  """NV_EMULATE=1 makes DEV=NV a PTX-emulator device (frontend/runtime/nv.py NVEmuRuntime): the same renderer's
+  kernels, run lane by lane, agree with numpy (the whole frontend suite runs this way with NV_EMULATE=1 DEV=NV)."""
+  a = rng.standard_normal((33, 20)).astype(np.float32)
+  b = rng.standard_normal((20, 7)).astype(np.float32)
+  got = (Tensor(a, device="NV") @ Tensor(b, device="NV")).relu().sum(0).numpy()
+  np.testing.assert_allclose(got, np.maximum(a.astype(np.float64) @ b, 0).sum(0), rtol=1e-5, atol=1e-5)
+
+
+def test_nv_emulate_jit_replays_variables_without_compiling(emulated_nv, rng):
+  """A TinyJit step on the emulated NV device with a BoundVariable argument: captured once, then every call replays
+  the captured kernels with the call's value (NVEmuProgram gets it after the buffers), compiles nothing and matches
+  numpy, the value read as arithmetic, a mask, a window start and inside a reduction."""
+  from frontend import realize
+  from frontend.jit import TinyJit
+  pos = Variable("pos", 0, 31)
+  data = rng.standard_normal((32, 8)).astype(np.float32)
+  x = Tensor(data, device="NV").realize()
+  traced = []
+
+  @TinyJit
+  def step(x, p):
+    traced.append(p.value)
+    mask = (Tensor.arange(32, device="NV") <= p).reshape(32, 1)
+    return ((x * p + mask).sum(1) + x.shrink(((p, p + 1), None)).sum()).realize()
+
+  compiled = None
+  for i, p in enumerate((3, 0, 31, 17, 3, 9)):
+    got = step(x, pos.bind(p)).numpy()
+    want = (data.astype(np.float64) * p + (np.arange(32) <= p)[:, None]).sum(1) + data[p].astype(np.float64).sum()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=f"pos={p}")
+    if i == 1:
+      compiled = realize.STATS["compiles"]
+  assert traced == [3, 0], "calls after the capture replay it instead of running the function"
+  assert realize.STATS["compiles"] == compiled, "a new value compiled a new kernel"
+  assert step.graph is None and any(item.info.vars for item in step.captured), "replayed item by item, with values"

@@ -94,8 +94,9 @@ class NVProgram:
       self.program.dev.compute.check_error()
     except (NVFault, TimeoutError) as e:
       self.program.dev.recover()
+      named = "".join(f", {v.name}={value}" for v, value in zip(self.info.vars, values))
       e.args = (f"kernel {self.info.name} (grid {self.grid}, block {self.block}, buffers "
-                f"{', '.join(hex(a) for a in addresses)}): {e}",)
+                f"{', '.join(hex(a) for a in addresses)}{named}): {e}",)
       raise
 
 
@@ -110,14 +111,19 @@ class NVGraph:
   Two copies of the buffer take turns: a run's constant banks cannot be patched while it is queued, so the next run's
   inputs go into the other copy, and the host queues step k+1 while the GPU runs step k (it waits only for step k-1,
   the last run of the copy it patches). Each copy records the arguments its constant banks hold (buffer addresses,
-  then Variable values), so a patch writes only what differs in the copy about to run."""
+  then Variable values), so a patch writes only what differs in the copy about to run; what was set while the other
+  copy had its turn is written into this one just before it is submitted (a value set once holds for every later run,
+  whichever copy runs it).
+
+  Parameter ordinals follow the kernels' contract (compiler.lower_gpu.GPUKernelInfo): the buffer pointers in PARAM
+  order, then one int32 per Variable in info.vars order."""
 
   def __init__(self, runtime, items):
     from frontend.realize import exec_dependencies
     from nvdrv.replay import CommandBuffer
     after = exec_dependencies(items)
     self.cbs, self.args = [], []
-    self.var_base = [len(item.bufs) for item in items]  # parameter ordinal of each launch's first Variable
+    self.var_base = [len(item.info.params) for item in items]  # parameter ordinal of each launch's first Variable
     for _ in range(2):
       cb = CommandBuffer(runtime.dev, mode="dep")
       args = []
@@ -130,6 +136,8 @@ class NVGraph:
       self.args.append(args)
     self.turn = 0  # the copy the next run submits
     self.setters: list[dict] = [{}, {}]  # per copy: (launch, ordinal) -> CommandBuffer.int_setter
+    self.wanted: dict[tuple[int, int], int] = {}  # (launch, ordinal) -> the value set last
+    self.behind: list[set] = [set(), set()]  # per copy: (launch, ordinal) set while the other copy had its turn
 
   @property
   def cb(self):
@@ -137,23 +145,38 @@ class NVGraph:
     return self.cbs[self.turn]
 
   def set_buffer(self, item: int, index: int, buf) -> None:
+    """Launch `item`'s buffer parameter `index` points at `buf` from the next run on."""
     self._set(item, index, buf.mem.va)
 
   def set_var(self, item: int, k: int, value: int) -> None:
-    """Launch `item`'s k-th Variable takes `value` from the next run on."""
+    """Launch `item`'s k-th Variable (parameter len(info.params) + k) takes `value` from the next run on."""
     self._set(item, self.var_base[item] + k, value)
 
   def _set(self, item: int, ordinal: int, value: int) -> None:
-    args = self.args[self.turn]
-    if args[item][ordinal] != value:
-      setters = self.setters[self.turn]
-      setter = setters.get((item, ordinal))
-      if setter is None:
-        setter = setters[item, ordinal] = self.cbs[self.turn].int_setter(item, ordinal)
-      setter(value)
-      args[item][ordinal] = value
+    """Writes the value into the copy about to run now (its wait for that copy's last run happens here, while the
+    GPU may still run the other copy) and marks the other copy to catch up before its own turn."""
+    key = (item, ordinal)
+    self.wanted[key] = value
+    self._write(self.turn, key, value)
+    self.behind[self.turn].discard(key)
+    self.behind[self.turn ^ 1].add(key)
+
+  def _write(self, copy: int, key: tuple[int, int], value: int) -> None:
+    held = self.args[copy][key[0]]
+    if held[key[1]] == value:
+      return
+    setter = self.setters[copy].get(key)
+    if setter is None:
+      setter = self.setters[copy][key] = self.cbs[copy].int_setter(*key)
+    setter(value)
+    held[key[1]] = value
 
   def run(self) -> None:
+    """Submits the copy whose turn it is, first bringing it up to every value set since its last run."""
+    behind = self.behind[self.turn]
+    for key in behind:  # empty when every value is set on every call (TinyJit does): each _set clears its key
+      self._write(self.turn, key, self.wanted[key])
+    behind.clear()
     self.cbs[self.turn].submit()
     self.turn ^= 1
 

@@ -25,6 +25,16 @@ def dev():
   yield device
 
 
+@pytest.fixture(scope="module")
+def nv(dev):
+  """The frontend's device name for the GPU, once the frontend's NV runtime can open it (else a skip saying why)."""
+  from frontend.device import Device
+  ok, why = Device.available("NV")
+  if not ok:
+    pytest.skip(why)
+  return "NV"
+
+
 @pytest.fixture(scope="session")
 def programs(dev):
   from nvdrv.compile import compile_ptx

@@ -2,16 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
-
-@pytest.fixture(scope="module")
-def nv(dev):
-  from frontend.device import Device
-  ok, why = Device.available("NV")
-  if not ok:
-    pytest.skip(why)
-  return "NV"
 
 
 def test_ops_match_numpy(nv):
