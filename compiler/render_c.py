@@ -23,13 +23,6 @@ PRELUDE = f"""#include <math.h>
 #include <string.h>
 typedef float vf32 __attribute__((vector_size({LANES * 4}), aligned(4)));
 typedef int vi32 __attribute__((vector_size({LANES * 4}), aligned(4)));
-typedef _Float16 vf16 __attribute__((vector_size({LANES * 2}), aligned(2)));
-#if defined(__AVX512F__) && {LANES} == 16
-#include <immintrin.h>
-static inline vf32 _ldh(const _Float16* p) {{ return (vf32)_mm512_cvtph_ps(_mm256_loadu_si256((const void*)p)); }}
-#else /* GCC 12 converts a vf16 lane by lane; with AVX-512F one vcvtph2ps does all 16 */
-static inline vf32 _ldh(const _Float16* p) {{ return __builtin_convertvector(*(const vf16*)p, vf32); }}
-#endif
 static inline float _bf2f(unsigned short b) {{
   unsigned int u = (unsigned int)b << 16; float f; memcpy(&f, &u, 4); return f;
 }}
@@ -111,6 +104,17 @@ def c_literal(value, d: DType) -> str:
   if d.itemsize == 8:
     return f"{int(value)}ll" if value != -(1 << 63) else "(-9223372036854775807ll-1)"
   return str(int(value)) if value != -(1 << 31) else "(-2147483647-1)"
+
+
+# only in kernels that load float16 vectors: immintrin.h would add ~0.3 s to every kernel's compile
+LDH_PRELUDE = f"""typedef _Float16 vf16 __attribute__((vector_size({LANES * 2}), aligned(2)));
+#if defined(__AVX512F__) && {LANES} == 16
+#include <immintrin.h>
+static inline vf32 _ldh(const _Float16* p) {{ return (vf32)_mm512_cvtph_ps(_mm256_loadu_si256((const void*)p)); }}
+#else /* GCC 12 converts a vf16 lane by lane; with AVX-512F one vcvtph2ps does all 16 */
+static inline vf32 _ldh(const _Float16* p) {{ return __builtin_convertvector(*(const vf16*)p, vf32); }}
+#endif
+"""
 
 
 class _Statement:
@@ -226,8 +230,8 @@ class _Statement:
       coeff, base = _lane_split(idx)
       if coeff == 1:
         if gate is None:
-          return _vload(p, self.expr(base), n.dtype)
-        value = self.force_temp(n, _vload(p, f"({gate} ? {self.expr(base)} : 0)", n.dtype))
+          return _vload(r, p, self.expr(base), n.dtype)
+        value = self.force_temp(n, _vload(r, p, f"({gate} ? {self.expr(base)} : 0)", n.dtype))
         return f"({gate} ? {value} : (vf32){{0}})"
       return self._per_lane(n)
     if gate is None:
@@ -259,9 +263,12 @@ def _vector_ok(n: Node) -> bool:
   return n.op in (Ops.GLOAD, Ops.HREDUCE)
 
 
-def _vload(p: str, offset: str, d: DType) -> str:
+def _vload(r: CRenderer, p: str, offset: str, d: DType) -> str:
   """LANES consecutive elements of buffer p from offset, as vf32 (float16 lanes converted by _ldh)."""
-  return f"_ldh({p} + {offset})" if d == dtypes.float16 else f"(*(const vf32*)({p} + {offset}))"
+  if d != dtypes.float16:
+    return f"(*(const vf32*)({p} + {offset}))"
+  r.uses_ldh = True
+  return f"_ldh({p} + {offset})"
 
 
 def _vec(text: str, n: Node, r: CRenderer) -> str:
@@ -323,6 +330,7 @@ class CRenderer:
     self.vector_memo: dict[int, bool] = {}
     self.lane: Node | None = None
     self.counter = 0
+    self.uses_ldh = False  # a float16 vector load: the kernel needs LDH_PRELUDE
 
   def fresh(self, prefix: str) -> str:
     self.counter += 1
@@ -367,6 +375,8 @@ class CRenderer:
     for s in kernel.src:
       lines.extend(self.statement(s, 1))
     lines.append("}")
+    if self.uses_ldh:
+      lines.insert(1, LDH_PRELUDE)
     return info.name, "\n".join(lines) + "\n"
 
   def statement(self, s: Node, depth: int) -> list[str]:
