@@ -54,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import operator
 from typing import Any
 
 from compiler.dtypes import DType, dtypes
@@ -191,9 +192,12 @@ class Variable:
     Raises:
       ValueError: value is not an int in [lo, hi].
     """
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not hasattr(value, "__index__"):
-      raise ValueError(f"Variable {self.name}: value {value!r} is not an int")
-    value = int(value)
+    try:
+      if isinstance(value, bool):
+        raise TypeError
+      value = operator.index(value)
+    except TypeError:
+      raise ValueError(f"Variable {self.name}: value {value!r} is not an int") from None
     if not self.lo <= value <= self.hi:
       raise ValueError(f"Variable {self.name}: value {value} is outside its bounds [{self.lo}, {self.hi}]; make the "
                        f"Variable with wider bounds")
@@ -211,22 +215,19 @@ class BoundVariable:
     return f"{self.var.canonical()}={self.value}"
 
   # arithmetic with ints gives an Offset: `t.shrink(((pos, pos + 1),))` starts a view at a launch-time index
-  def _offset(self) -> Offset:
-    return Offset(((self, 1),))
-
   def __add__(self, k):
-    return self._offset() + k
+    return as_offset(self) + k
 
   __radd__ = __add__
 
   def __sub__(self, k):
-    return self._offset() - k
+    return as_offset(self) - k
 
   def __rsub__(self, k):
-    return k - self._offset()
+    return k - as_offset(self)
 
   def __mul__(self, k):
-    return self._offset() * k
+    return as_offset(self) * k
 
   __rmul__ = __mul__
 
@@ -250,8 +251,7 @@ class Offset:
     return dict(self.terms)
 
   def __add__(self, other):
-    if isinstance(other, BoundVariable):
-      other = other._offset()
+    other = as_offset(other)
     if isinstance(other, Offset):
       terms = self._parts()
       for v, k in other.terms:
@@ -267,7 +267,7 @@ class Offset:
     return self * -1
 
   def __sub__(self, other):
-    return self + (-other if isinstance(other, (int, Offset)) else other * -1)
+    return self + other * -1
 
   def __rsub__(self, other):
     return -self + other
@@ -300,6 +300,11 @@ class Offset:
     return f"({text} + {self.const})"
 
   __str__ = canonical
+
+
+def as_offset(x):
+  """A BoundVariable as the Offset `1 * it`; anything else as it is."""
+  return Offset(((x, 1),)) if isinstance(x, BoundVariable) else x
 
 
 def _var_of(v) -> Variable:

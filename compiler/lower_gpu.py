@@ -32,7 +32,7 @@ import math
 
 from compiler import symbolic as sym
 from compiler.dtypes import DType, dtypes
-from compiler.ir import Node, Ops, Variable, reduce_identity, verify
+from compiler.ir import INT32_MAX, INT32_MIN, Node, Ops, Variable, reduce_identity, verify
 from compiler.lower import _canonical_frame, _count_bytes, _count_ops, evaluate_at, kernel_vars
 from compiler.view import unravel
 
@@ -383,7 +383,6 @@ def lower_gpu(sink: Node, name: str | None = None) -> Node:
 # int64 index math that the renderers compute in 32 bits when its value range allows (narrow_int64)
 NARROW_INT_OPS = frozenset({Ops.CONST, Ops.RANGE, Ops.THREADIDX, Ops.BLOCKIDX, Ops.ADD, Ops.SUB, Ops.MUL, Ops.IDIV,
                             Ops.MOD})
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def narrow_int64(n: Node, bounds, memo: dict[Node, bool]) -> bool:

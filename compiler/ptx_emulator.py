@@ -18,6 +18,8 @@ import re
 
 import numpy as np
 
+from compiler.ir import INT32_MAX, INT32_MIN
+
 BUFFER_SHIFT = 40  # global address of buffer i: (i + 1) << BUFFER_SHIFT
 INT_TYPES = {"s8": np.int8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "u8": np.uint8, "u16": np.uint16,
              "u32": np.uint32, "u64": np.uint64, "b8": np.uint8, "b16": np.uint16, "b32": np.uint32, "b64": np.uint64}
@@ -241,7 +243,7 @@ class PTXEmulator:
       raise EmulatorError(f"the kernel takes {len(self.params)} buffers and {len(self.scalars)} values "
                           f"{self.scalars}; got {len(buffers)} and {len(values)}")
     self.values = [int(v) for v in values]
-    wide = [(name, v) for name, v in zip(self.scalars, self.values) if not -(1 << 31) <= v < 1 << 31]
+    wide = [(name, v) for name, v in zip(self.scalars, self.values) if not INT32_MIN <= v <= INT32_MAX]
     if wide:
       raise EmulatorError(f"values {wide} do not fit the kernel's int32 parameters")
     self.buffers = list(buffers) + [t.copy() for t in self.tables.values()]

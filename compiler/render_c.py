@@ -4,7 +4,7 @@ Signature: `void NAME(p0, p1, ..., long long start, long long end)`; the outermo
 runtime can split it across threads. Values that depend on the LANE variable are GCC vector-extension values of
 LANES float32 (one 512-bit register, or two 256-bit ones); a lane-dependent op C cannot express on vectors is
 computed lane by lane. bfloat16 is stored as its 16 raw bits and computed in float; float16 is `_Float16`, and a
-vector load of float16 converts to LANES float32 at once (`__builtin_convertvector`: vcvtph2ps with F16C), so
+vector load of float16 converts to LANES float32 at once (`_ldh` in LDH_PRELUDE: one vcvtph2ps under AVX-512F), so
 float16 weights feed a float32 reduction at vector speed.
 """
 from __future__ import annotations

@@ -55,26 +55,35 @@ class Scheduler:
     # targets that only read (a training step's gradients, its loss) go first: they see every buffer as it is, and
     # the assigns' values below then load them instead of fusing and recomputing them (Adam's moment updates would
     # each recompute a weight gradient)
+    writes = self._reaches_assign(targets)
     for t in targets:
-      if t.op is not Ops.ASSIGN and not self._reaches_assign(t):
+      if id(t) not in writes:
         self.realize(t)
     self._protect_old_values(targets)
     for t in targets:
       self.realize(t)
     return self.items
 
-  def _reaches_assign(self, node: Node) -> bool:
-    """node's graph holds an ASSIGN not yet realized (realizing node would write a buffer)."""
-    stack, seen = [node], set()
+  def _reaches_assign(self, roots: list[Node]) -> set[int]:
+    """ids of the nodes under roots whose graph holds an ASSIGN not yet realized (realizing one would write a
+    buffer), in one post-order pass shared by all roots."""
+    out: set[int] = set()
+    done: set[int] = set()
+    stack = [(r, False) for r in roots]
     while stack:
-      n = stack.pop()
-      if id(n) in seen or self.realized(n):
+      n, expanded = stack.pop()
+      if id(n) in done:
         continue
-      seen.add(id(n))
-      if n.op is Ops.ASSIGN:
-        return True
-      stack.extend(n.src)
-    return False
+      if self.realized(n):
+        done.add(id(n))
+      elif expanded:
+        done.add(id(n))
+        if n.op is Ops.ASSIGN or any(id(s) in out for s in n.src):
+          out.add(id(n))
+      else:
+        stack.append((n, True))
+        stack.extend((s, False) for s in n.src if id(s) not in done)
+    return out
 
   def _protect_old_values(self, targets: list[Node]) -> None:
     """Write-after-read: a target that reads a buffer which another target assigns must see the old contents, so it

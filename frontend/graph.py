@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from compiler.dtypes import DType, dtypes
-from compiler.ir import BINARY, COMPARISON, MOVEMENT, BoundVariable, Node, Offset, Ops, cast_scalar
+from compiler.ir import BINARY, COMPARISON, MOVEMENT, BoundVariable, Node, Offset, Ops, as_offset, cast_scalar
 
 
 def device_of(x: Node) -> str | None:
@@ -28,8 +28,8 @@ def const(value, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, 
 def bind(bound: BoundVariable | Offset, dtype: DType, shape: tuple[int, ...], device: str | tuple[str, ...]) -> Node:
   """A bound Variable's value (or an Offset's: const + sum(coeff * value), in int32) as a node of dtype and shape
   (BIND is int32; other dtypes cast it)."""
-  terms = ((bound, 1),) if isinstance(bound, BoundVariable) else bound.terms
-  const = 0 if isinstance(bound, BoundVariable) else bound.const
+  bound = as_offset(bound)
+  terms, const = bound.terms, bound.const
   if isinstance(device, tuple):
     names = [v.var.name for v, _ in terms]
     raise NotImplementedError(f"Variable {', '.join(names)} on several devices {device}: symbolic values are "
@@ -172,8 +172,7 @@ def shrink(x: Node, arg: tuple[tuple[int, int], ...]) -> Node:
 
 
 def _index(b):
-  if isinstance(b, BoundVariable):
-    return Offset(((b, 1),))
+  b = as_offset(b)
   return b if isinstance(b, Offset) else int(b)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-from compiler.ir import BoundVariable, Offset
+from compiler.ir import Offset, as_offset
 from frontend import realize
 from frontend.device import Device
 from frontend.tensor import Tensor
@@ -38,8 +38,8 @@ def _input_vars(args, kwargs) -> dict:
     JitError: one Variable passed with two values.
   """
   out: dict = {}
-  for a in list(args) + list(kwargs.values()):
-    for b in [a] if isinstance(a, BoundVariable) else a.bindings() if isinstance(a, Offset) else []:
+  for a in map(as_offset, list(args) + list(kwargs.values())):
+    for b in a.bindings() if isinstance(a, Offset) else []:
       if out.setdefault(b.var, b.value) != b.value:
         raise JitError(f"TinyJit: Variable {b.var.name} passed twice, bound to {out[b.var]} and {b.value}")
   return out
@@ -203,7 +203,7 @@ class TinyJit:
       for values, k, graph, local in value_patches[var]:
         values[var] = value
         if graph is not None:
-          graph.set_var(local, k, value)  # every call: a graph with several copies patches the one to run
+          graph.set_var(local, k, value)
     for buf, patches in zip(buffers, buffer_patches):
       for bufs, j, graph, local in patches:
         bufs[j] = buf

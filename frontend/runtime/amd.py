@@ -225,7 +225,7 @@ class AMDGraph:
     self.programs = [item.program for item in items]
     self.args = [[runtime.allocator.address(b.mem) for b in item.bufs] + [item.var_vals[v] for v in item.info.vars]
                  for item in items]
-    self.var_base = [len(item.bufs) for item in items]  # argument index of each launch's first Variable
+    self.var_base = [len(item.info.params) for item in items]  # argument index of each launch's first Variable
     self.launches = LaunchList(runtime.dev, runtime.queue)
     for program, args, after in zip(self.programs, self.args, exec_dependencies(items)):
       self.launches.add(program.kernel, args, program.grid, program.block, after=after)
