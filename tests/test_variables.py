@@ -212,6 +212,8 @@ def test_variable_on_several_devices_is_refused():
   t = Tensor(np.ones(4, np.float32), device=("CPU", "CPU:1"))
   with pytest.raises(NotImplementedError, match="Variable k on several devices"):
     t + v.bind(1)
+  with pytest.raises(NotImplementedError, match="at a Variable of a tensor on several devices"):
+    t.shrink(((v.bind(1), v.bind(1) + 1),))
 
 
 # ---- views that start at a Variable ------------------------------------------------------------------------------
