@@ -553,8 +553,10 @@ def test_sov_run_bad_arguments_exit_2(tiny_gguf):
 
 
 def test_sov_run_ctrl_c_exits_130_without_traceback(tiny_gguf):
-  """SIGINT once the first token is out: the tiny model (no stop token in its vocabulary) would run 2048 steps."""
-  proc = subprocess.Popen(sov_command("run", "the", "--model", str(tiny_gguf[0]), "--max-tokens", "100000"), cwd=ROOT,
+  """SIGINT once the first token is out: the tiny model (no stop token in its vocabulary) would run its whole 4096
+  context (about 5 s here; a loaded machine that stalls this process past the end made a 2048 context flaky)."""
+  proc = subprocess.Popen(sov_command("run", "the", "--model", str(tiny_gguf[0]), "--max-tokens", "100000",
+                                      "--max-context", "4096"), cwd=ROOT,
                           env=sov_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   try:
     first = proc.stdout.read(1)
