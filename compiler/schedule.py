@@ -133,7 +133,7 @@ class Scheduler:
       return
     if node.op is Ops.CONTIGUOUS:
       src = _strip(node.src[0])
-      if self.realized(src) or src.op is Ops.CONTIGUOUS:
+      if (self.realized(src) and not _assigns_a_window(src)) or src.op is Ops.CONTIGUOUS:
         self.realize(src)
         self._alias(node, src)
         return
@@ -209,6 +209,15 @@ def _buffer_view(node: Node) -> tuple[Node, ShapeTracker]:
   for v in reversed(views):
     tracker = tracker.compose(v)
   return node, tracker
+
+
+def _assigns_a_window(node: Node) -> bool:
+  """An ASSIGN into part of its buffer (a slice, rows at a Variable): its buffer, the target's whole one, is not its
+  value, which reads through the target's view."""
+  if node.op is not Ops.ASSIGN:
+    return False
+  base, view = _buffer_view(node.src[0])
+  return not (view.is_contiguous and base.size == node.size)
 
 
 def reduce_fusable(view: ShapeTracker) -> bool:
@@ -353,7 +362,16 @@ class _KernelBuilder:
   def _load(self, node: Node, view: ShapeTracker) -> Node:
     if not self.sched.realized(node):
       self.sched.realize(node)
-    base = ShapeTracker.contiguous((node.size,)).reshape(node.shape)
+    if node.op is Ops.ASSIGN:
+      # an ASSIGN's buffer is its target's whole buffer, and its value is the target's window of it (a slice, rows
+      # at a Variable): read through the target's view, not from the buffer's start
+      chain = node.src[0]
+      while chain.op in MOVEMENT or chain.op is Ops.DETACH:
+        self.bind_all(chain)
+        chain = chain.src[0]
+      base = _buffer_view(node.src[0])[1]
+    else:
+      base = ShapeTracker.contiguous((node.size,)).reshape(node.shape)
     tracker = base.compose(view)
     tracker = ShapeTracker(tracker.views)
     self.loads.append((node, tracker))

@@ -477,6 +477,25 @@ def test_assign(rng):
   assert t.tolist() == [[1, 2, 3], [4, 5, 6]]
 
 
+@pytest.mark.parametrize("realize_first", [True, False])
+def test_assign_into_a_window_reads_back_the_window(rng, realize_first):
+  """The tensor an assign into a slice returns is that slice of the buffer, before and after it is realized: its
+  values, arithmetic on it, and the rest of the buffer left as it was (it once read the buffer's first rows)."""
+  x = random_array(rng, (3, 4), dtypes.float32)
+  value = random_array(rng, (3, 2), dtypes.float32)
+  buf = Tensor(x).realize()
+  window = buf.shrink(((0, 3), (1, 3))).assign(Tensor(value))
+  if realize_first:
+    window.realize()
+  np.testing.assert_array_equal((window * 2).numpy(), value * 2)
+  np.testing.assert_array_equal(window.numpy(), value)
+  row = buf.shrink(((2, 3), None)).assign(Tensor(x[:1] + 1)).realize()
+  assert row.sum().item() == pytest.approx(float((x[:1] + 1).sum()), rel=1e-6)
+  want = x.copy()
+  want[:, 1:3], want[2] = value, x[0] + 1
+  np.testing.assert_array_equal(buf.numpy(), want)
+
+
 def test_assign_shape_mismatch_names_shapes():
   t = Tensor.zeros(2, 3).realize()
   with pytest.raises(ValueError, match=r"\(3, 2\).*\(2, 3\)"):
