@@ -64,10 +64,26 @@ class KernelInfo:
   bytes: int  # estimated bytes moved, for DEBUG's GB/s
   parallel: str = ""  # name of the RANGE that runs [start, end) (the outermost output loop); "" if none
   vars: tuple[Variable, ...] = ()  # int32 scalar parameters after the buffers (then start, end), by name
+  writes: int = -1  # store_extent of the kernel's STORE: the output's elements [0, writes) written, or -1
 
   def canonical(self) -> str:
     return (f"{self.name} params={[(d.name, w) for d, w in self.params]} global={self.global_extent}"
             + (f" vars={[v.canonical() for v in self.vars]}" if self.vars else ""))
+
+
+def store_extent(store: Node) -> int:
+  """n where a STORE writes elements [0, n) of its buffer, each once: its view is contiguous from offset 0 and
+  unmasked (every kernel the scheduler makes for a new buffer). -1 for any other view, an assign into a window of a
+  buffer (rows at a Variable, a static slice): the rest of the buffer keeps its contents, which a replay file must
+  then save (frontend.replay_save)."""
+  if len(store.arg.views) != 1:
+    return -1
+  view = store.arg.views[0]
+  expected, dense = 1, True
+  for size, stride in reversed([(s, st) for s, st in zip(view.shape, view.strides) if s != 1]):
+    dense, expected = dense and stride == expected, expected * size
+  at_start = isinstance(view.offset, int) and view.offset == 0
+  return expected if dense and at_start and view.mask is None else -1
 
 
 def kernel_vars(root: Node) -> tuple[Variable, ...]:
@@ -366,7 +382,7 @@ def lower(sink: Node, name: str | None = None) -> Node:
   global_extent = lowerer.loops[0].arg[1] if lowerer.loops else 1
   info = KernelInfo(name or _name(store, plan), tuple(params[i] for i in range(len(params))), global_extent,
                     LANES if lowerer.lane is not None else 1, _count_ops(store), _count_bytes(store),
-                    lowerer.loops[0].arg[0] if lowerer.loops else "", kernel_vars(store))
+                    lowerer.loops[0].arg[0] if lowerer.loops else "", kernel_vars(store), store_extent(sink.src[0]))
   kernel = Node(Ops.KERNEL, dtypes.index, tuple(body), info)
   verify(kernel, "loop")
   return kernel

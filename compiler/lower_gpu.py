@@ -33,7 +33,7 @@ import math
 from compiler import symbolic as sym
 from compiler.dtypes import DType, dtypes
 from compiler.ir import INT32_MAX, INT32_MIN, Node, Ops, Variable, reduce_identity, verify
-from compiler.lower import _canonical_frame, _count_bytes, _count_ops, evaluate_at, kernel_vars
+from compiler.lower import _canonical_frame, _count_bytes, _count_ops, evaluate_at, kernel_vars, store_extent
 from compiler.view import unravel
 
 WARP = 32
@@ -61,6 +61,7 @@ class GPUKernelInfo:
   bytes: int  # estimated bytes moved, for DEBUG's GB/s
   plan: str = "thread"  # "thread" | "block", see the module docstring
   vars: tuple[Variable, ...] = ()  # int32 scalar params after the pointers (compiler.lower.kernel_vars)
+  writes: int = -1  # compiler.lower.store_extent: the output's elements [0, writes) written, or -1 (part of it)
   lanes: int = 1  # no vector lanes on the GPU; kept so DEBUG's kernel line reads the same as the CPU's
 
   @property
@@ -374,7 +375,7 @@ def lower_gpu(sink: Node, name: str | None = None) -> Node:
       params.setdefault(n.arg, (n.dtype, False))
   params[store.src[0].arg] = (store.src[0].dtype, True)
   info = GPUKernelInfo(name or _name(store), tuple(params[i] for i in range(len(params))), global_size, local_size,
-                       _count_ops(store), _count_bytes(store), plan, kernel_vars(store))
+                       _count_ops(store), _count_bytes(store), plan, kernel_vars(store), store_extent(sink.src[0]))
   kernel = Node(Ops.KERNEL, dtypes.index, tuple(body), info)
   verify(kernel, "loop")
   return kernel

@@ -185,13 +185,15 @@ class TinyJit:
         loader's --save-state writes them under these names.
       feeds: name -> Tensor for host-written buffers the kernels read (a learning rate): the loader may feed them
         per step like inputs; unfed, their saved contents stay.
+    Variables the kernels read are saved by name with their last values (format version 2); the loader feeds them
+    like inputs, and keeps the saved value where none is fed.
 
     Returns:
       the size of the file in bytes.
 
     Raises:
       frontend.replay_save.ReplaySaveError: nothing captured yet, a capture over several devices or on a device
-        without a replay target, names that do not match the capture.
+        without a replay target, names that do not match the capture, two Variables of one name.
     """
     from frontend import replay_save
     return replay_save.save(self, path, inputs=inputs, outputs=outputs, parameters=parameters,

@@ -13,8 +13,8 @@ Buffer roles, in order of precedence:
   optimizer_state  named in `optimizer_state`
   state            unnamed, but some launch reads it before any launch writes it: its contents carry over
   intermediate     first written by a launch in the step; no contents saved (the loader zero-fills it)
-A kernel writes every element of its output buffer (the scheduler's kernels do), so a buffer first written in the
-step needs no saved contents.
+A buffer first written whole by a launch of the step needs no saved contents; one a launch writes only part of (an
+assign into a window) keeps the rest, so it is state unless written whole before.
 """
 from __future__ import annotations
 
@@ -65,15 +65,18 @@ class _Table:
 
 
 def _first_reads(items) -> set[int]:
-  """ids of the Buffers some launch reads before any launch writes them (their contents carry into the step)."""
+  """ids of the Buffers whose contents carry into the step: some launch reads them before any launch writes all of
+  them. A launch that writes only part of its output (an assign into rows at a Variable, a slice: info.writes is not
+  the buffer's size) leaves the rest as it was, so that buffer counts as read where no earlier launch wrote it whole."""
   written, read_first = set(), set()
   for item in items:
     params = item.info.params
     for buf, (_, is_written) in zip(item.bufs, params):
-      if not is_written and id(buf) not in written:
+      whole = is_written and getattr(item.info, "writes", buf.size) == buf.size  # a copy writes all of it
+      if not whole and id(buf) not in written:
         read_first.add(id(buf))
     for buf, (_, is_written) in zip(item.bufs, params):
-      if is_written:
+      if is_written and getattr(item.info, "writes", buf.size) == buf.size:
         written.add(id(buf))
   return read_first
 
@@ -92,16 +95,14 @@ def build(jit, inputs=None, outputs=None, parameters=None, optimizer_state=None,
   if len(devices) != 1 or devices[0].split(":")[0] not in _TARGETS:
     raise ReplaySaveError(f"TinyJit.save: the capture runs on {devices}; replay files hold one device's step, and "
                           f"this version writes {', '.join(_TARGETS)} targets")
-  symbolic = sorted({v.canonical() for item in items for v in getattr(item.info, "vars", ())})
-  if symbolic:
-    raise ReplaySaveError(f"TinyJit.save: the captured kernels read Variables {symbolic}; replay files (format "
-                          f"version {replay_format.FORMAT_VERSION}) hold buffers only. Pass such values as a 1-element "
-                          f"tensor input to save the step")
   table = _Table()
   launches = [[table.add(b) for b in item.bufs] for item in items]
   blobs: list[bytes] = []
   manifest = {"target": _target(devices[0], blobs), "buffers": table.entries, "inputs": [], "outputs": []}
-  manifest["kernels"], kernel_of = _kernels(items, devices[0], blobs)
+  variables, var_index = _variables(items)
+  if variables:  # format version 2; a step without Variables stays version 1 (replay_format.version_needed)
+    manifest["variables"] = variables
+  manifest["kernels"], kernel_of = _kernels(items, devices[0], blobs, var_index)
   manifest["launches"] = [{"kernel": kernel_of[i], "args": args} for i, args in enumerate(launches)]
   _mark_inputs(jit, table, manifest, inputs, feeds)
   _mark_outputs(jit, table, manifest, outputs)
@@ -117,6 +118,29 @@ def build(jit, inputs=None, outputs=None, parameters=None, optimizer_state=None,
       entry["init"] = len(blobs)
       blobs.append(buf.numpy().tobytes())
   return manifest, blobs
+
+
+def _variables(items) -> tuple[list[dict], dict]:
+  """(variables[] of the manifest, Variable -> its index): every Variable a captured kernel reads, by name, with its
+  bounds and its value in the last call (the launches' current values).
+
+  Raises:
+    ReplaySaveError: two different Variables with one name (a loader feeds Variables by name).
+  """
+  found: dict = {}
+  for item in items:
+    for var in getattr(item.info, "vars", ()):
+      found[var] = item.var_vals[var]
+  by_name: dict[str, list] = {}
+  for var in found:
+    by_name.setdefault(var.name, []).append(var.canonical())
+  clashes = {name: forms for name, forms in by_name.items() if len(forms) > 1}
+  if clashes:
+    raise ReplaySaveError(f"TinyJit.save: Variables with one name and different bounds {clashes}; a replay file "
+                          f"feeds Variables by name, so give each a name of its own")
+  ordered = sorted(found, key=lambda v: v.name)
+  entries = [{"name": v.name, "lo": v.lo, "hi": v.hi, "value": int(found[v])} for v in ordered]
+  return entries, {v: i for i, v in enumerate(ordered)}
 
 
 def _mark_inputs(jit, table: _Table, manifest: dict, names, feeds) -> None:
@@ -196,7 +220,7 @@ def _target(device: str, blobs: list[bytes]) -> dict:
           "compute_class": info.compute_class, "gpfifo_class": info.gpfifo_class, "driver_version": info.driver_version}
 
 
-def _kernels(items, device: str, blobs: list[bytes]) -> tuple[list[dict], list[int]]:
+def _kernels(items, device: str, blobs: list[bytes], var_index: dict) -> tuple[list[dict], list[int]]:
   kernels: list[dict] = []
   seen: dict[int, int] = {}
   kernel_of = []
@@ -206,6 +230,8 @@ def _kernels(items, device: str, blobs: list[bytes]) -> tuple[list[dict], list[i
       seen[id(prog)] = len(kernels)
       params = [{"dtype": dtype.name, "written": bool(written)} for dtype, written in prog.info.params]
       entry = {"name": prog.info.name, "params": params}
+      if getattr(prog.info, "vars", ()):
+        entry["vars"] = [var_index[v] for v in prog.info.vars]  # int32 parameters after the buffers, in this order
       if device.split(":")[0] == "CPU":
         entry.update(entry=prog.fn_name, global_extent=prog.info.global_extent, threads=prog.threads,
                      so_blob=len(blobs), source_blob=len(blobs) + 1)

@@ -15,7 +15,6 @@ from compiler.ir import Node, Ops, Variable, print_ir
 from compiler.schedule import Scheduler
 from frontend import realize
 from frontend.jit import JitError, TinyJit
-from frontend.replay_save import ReplaySaveError
 from frontend.tensor import Tensor
 
 
@@ -195,16 +194,6 @@ def test_jit_without_its_variable_captures_again(x):
   np.testing.assert_array_equal(step(x).numpy(), base + 100)  # a new signature: no Variable
   np.testing.assert_array_equal(step(x, v.bind(5)).numpy(), base + 5)
   assert len(step.captures) == 2
-
-
-def test_replay_file_refuses_variables(x, tmp_path):
-  v = Variable("pos", 0, 64)
-  step = TinyJit(lambda t, pos: (t + pos).realize())
-  for k in (1, 2):
-    step(x, v.bind(k))
-  with pytest.raises(ReplaySaveError, match=r"read Variables \['pos\[0..64\]'\]"):
-    step.save(tmp_path / "step.sovreplay")
-  assert not (tmp_path / "step.sovreplay").exists()
 
 
 def test_variable_on_several_devices_is_refused():

@@ -7,7 +7,9 @@
 
 The npz holds one array per input slot, named as the file names them: shaped like the slot (one batch, reused every
 step) or with a leading step axis (step i reads row i, cycling when --iters is larger). Inputs with saved contents
-(e.g. a learning rate) may be left out: they keep their saved values.
+(e.g. a learning rate) may be left out: they keep their saved values. A Variable (format version 2: an int32 kernel
+parameter such as a decode step's position) is fed the same way, by its name: an integer scalar, or one value per
+step; unfed, it keeps its saved value.
 
 This module imports neither `frontend` nor the compiler: a CPU file's kernels are shared objects loaded with cffi, an
 NV file's cubins are loaded by nvdrv.program and launched from one nvdrv.replay.CommandBuffer, an AMD file's code
@@ -147,7 +149,9 @@ class CPUBackend:
     self.launches = []
     for launch in m["launches"]:
       k = m["kernels"][launch["kernel"]]
-      args = self.ffi.new("void *[]", [self.ffi.cast("void *", self.mem[a].ctypes.data) for a in launch["args"]] or 1)
+      slots = [self.ffi.cast("void *", self.mem[a].ctypes.data) for a in launch["args"]]
+      slots += [self._int_slot(v) for v in launch_values(m, launch)]
+      args = self.ffi.new("void *[]", slots or 1)
       direct = getattr(self.libs[launch["kernel"]], f"{k['entry']}_packed")
       self.launches.append((direct, self.packed[launch["kernel"]], args, k["global_extent"], k["threads"]))
 
@@ -176,6 +180,12 @@ class CPUBackend:
 
   def set_address(self, launch: int, arg: int, mem: np.ndarray) -> None:
     self.launches[launch][2][arg] = self.ffi.cast("void *", mem.ctypes.data)
+
+  def _int_slot(self, value: int):
+    return self.ffi.cast("void *", value & 0xFFFFFFFF)  # the packed entry reads an int parameter's slot as (int)
+
+  def set_value(self, launch: int, ordinal: int, value: int) -> None:
+    self.launches[launch][2][ordinal] = self._int_slot(value)
 
   def write(self, mem: np.ndarray, data: np.ndarray) -> None:
     np.copyto(mem.reshape(-1).view(np.uint8), data.reshape(-1).view(np.uint8))
@@ -216,9 +226,10 @@ class NVBackend:
     self.cb = CommandBuffer(self.dev, mode="dep")
     for launch, after in zip(m["launches"], launch_order(m)):
       k = m["kernels"][launch["kernel"]]
-      self.cb.launch(self.programs[launch["kernel"]], *[self.mem[a] for a in launch["args"]], grid=tuple(k["grid"]),
-                     block=tuple(k["block"]), after=after)
+      self.cb.launch(self.programs[launch["kernel"]], *[self.mem[a] for a in launch["args"]],
+                     *launch_values(m, launch), grid=tuple(k["grid"]), block=tuple(k["block"]), after=after)
     self.cb.finalize()
+    self.setters: dict[tuple[int, int], object] = {}  # (launch, ordinal) -> CommandBuffer.int_setter
 
   def alloc(self, nbytes: int):
     return self.dev.mem.alloc_device(max(nbytes, 1))
@@ -230,6 +241,12 @@ class NVBackend:
 
   def set_address(self, launch: int, arg: int, mem) -> None:
     self.cb.set_arg(launch, arg, mem)  # waits for the previous submit, then patches the constant bank in place
+
+  def set_value(self, launch: int, ordinal: int, value: int) -> None:
+    setter = self.setters.get((launch, ordinal))
+    if setter is None:
+      setter = self.setters[(launch, ordinal)] = self.cb.int_setter(launch, ordinal)
+    setter(value)  # the first set after a submit waits for it; then one 4-byte store into the constant bank
 
   def write(self, mem, data: np.ndarray) -> None:
     if self.cb.last_value:
@@ -254,6 +271,12 @@ def launch_order(m: dict) -> list[list[int]]:
     accesses.append(([a for a, p in zip(launch["args"], params) if p["written"]],
                      [a for a, p in zip(launch["args"], params) if not p["written"]]))
   return launch_dependencies(accesses)
+
+
+def launch_values(m: dict, launch: dict) -> list[int]:
+  """The saved values of the Variables launch `launch` of manifest `m` passes, in its kernel's parameter order (the
+  int32 parameters after the buffers); none before format version 2."""
+  return [m["variables"][i]["value"] for i in m["kernels"][launch["kernel"]].get("vars", [])]
 
 
 def _amd_code_objects(rf: ReplayFile) -> list:
@@ -282,7 +305,7 @@ class AMDCardBackend:
     for b, mem in zip(m["buffers"], self.mem):
       if b.get("init") is not None and mem.size:
         mem.write(rf.blob(b["init"]))
-    self.args = [[self.mem[a].va for a in launch["args"]] for launch in m["launches"]]
+    self.args = [[self.mem[a].va for a in launch["args"]] + launch_values(m, launch) for launch in m["launches"]]
     self.launches = LaunchList(dev, self.queue)
     for launch, args, after in zip(m["launches"], self.args, launch_order(m)):
       k = m["kernels"][launch["kernel"]]
@@ -299,7 +322,10 @@ class AMDCardBackend:
                         f"{type(mem).__name__} of {getattr(mem, 'size', '?')} bytes")
 
   def set_address(self, launch: int, arg: int, mem) -> None:
-    self.args[launch][arg] = mem.va
+    self.set_value(launch, arg, mem.va)
+
+  def set_value(self, launch: int, ordinal: int, value: int) -> None:
+    self.args[launch][ordinal] = value
     self.launches.set_args(launch, self.args[launch])  # waits for the previous submit, rewrites the kernarg segment
 
   def write(self, mem, data: np.ndarray) -> None:
@@ -336,7 +362,7 @@ class AMDEmulatorBackend:
       kern = self.kernels[launch["kernel"]]
       grid, block = tuple(k["grid"]), tuple(k["block"])
       kernarg = self.memory.alloc(max(kern.kernarg_size, 16))
-      args = [self.mem[a] for a in launch["args"]]
+      args = [self.mem[a] for a in launch["args"]] + launch_values(m, launch)
       self.launches.append([kern, self.code_objects[launch["kernel"]].isa, grid, block, kernarg, args])
       self._write_kernargs(len(self.launches) - 1)
 
@@ -353,7 +379,10 @@ class AMDEmulatorBackend:
                         f"one); got {mem!r}")
 
   def set_address(self, launch: int, arg: int, mem: int) -> None:
-    self.launches[launch][5][arg] = mem
+    self.set_value(launch, arg, mem)
+
+  def set_value(self, launch: int, ordinal: int, value: int) -> None:
+    self.launches[launch][5][ordinal] = value
     self._write_kernargs(launch)
 
   def write(self, mem: int, data: np.ndarray) -> None:
@@ -402,6 +431,13 @@ class Replay:
     self.slots = {name: [(i, j) for i, launch in enumerate(m["launches"]) for j, a in enumerate(launch["args"])
                          if a == s["buffer"]] for name, s in self.inputs.items()}
     self.bound: dict[str, object] = {}  # input name -> caller memory patched into the launches (bind)
+    self.variables = {v["name"]: v for v in m.get("variables", [])}
+    self.values = {name: v["value"] for name, v in self.variables.items()}  # what the launches pass now
+    self.var_slots: dict[str, list[tuple[int, int]]] = {name: [] for name in self.variables}  # (launch, ordinal)
+    for i, launch in enumerate(m["launches"]):
+      kernel = m["kernels"][launch["kernel"]]
+      for k, index in enumerate(kernel.get("vars", [])):
+        self.var_slots[m["variables"][index]["name"]].append((i, len(kernel["params"]) + k))
     self.steps = 0
 
   def input_spec(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -409,14 +445,21 @@ class Replay:
     return tuple(slot["shape"]), np.dtype(NUMPY_DTYPES[self.buffers[slot["buffer"]]["dtype"]])
 
   def check_feeds(self, feeds: dict[str, np.ndarray], stepped: bool = False) -> None:
-    """Checks names, shapes and dtypes of `feeds` (with a leading step axis when `stepped`).
+    """Checks names, shapes and dtypes of `feeds` (with a leading step axis when `stepped`); a Variable's feed must
+    be integers within its bounds.
 
     Raises:
-      ReplayError: an unknown name, a missing input without saved contents, a wrong shape or dtype.
+      ReplayError: an unknown name, a missing input without saved contents, a wrong shape or dtype, a Variable's
+        value out of its bounds.
     """
     for name, value in feeds.items():
+      if name in self.variables:
+        self._check_values(name, value, stepped)
+        continue
       if name not in self.inputs:
-        raise ReplayError(f"input {name!r} is not a slot of {self.file.path}; its inputs are {list(self.inputs)}")
+        known = f"; its Variables are {list(self.variables)}" if self.variables else ""
+        raise ReplayError(f"input {name!r} is not a slot of {self.file.path}; its inputs are {list(self.inputs)}"
+                          f"{known}")
       shape, dtype = self.input_spec(name)
       value = np.asarray(value)
       if value.dtype != dtype:
@@ -429,6 +472,33 @@ class Replay:
                and self.buffers[s["buffer"]].get("init") is None]
     if missing and self.steps == 0:
       raise ReplayError(f"inputs {missing} have no saved contents; give them (arrays named {missing})")
+
+  def _check_values(self, name: str, value, stepped: bool) -> None:
+    v = self.variables[name]
+    array = np.asarray(value)
+    shapes = "an integer or, per step, a 1-D array of them" if stepped else "one integer"
+    if array.dtype.kind not in "iu" or not (array.ndim == 0 or (stepped and array.ndim == 1 and array.size)):
+      raise ReplayError(f"Variable {name!r}: got {array.dtype} of shape {array.shape}; it takes {shapes}")
+    lo, hi = int(array.min()), int(array.max())
+    if lo < v["lo"] or hi > v["hi"]:
+      bad = lo if lo < v["lo"] else hi
+      raise ReplayError(f"Variable {name!r}: value {bad} is outside its bounds [{v['lo']}, {v['hi']}] (the kernels' "
+                        f"index arithmetic relies on them)")
+
+  def set_var(self, name: str, value: int) -> None:
+    """Makes every launch that reads Variable `name` pass `value` from the next step on.
+
+    Raises:
+      ReplayError: no such Variable, not an integer, outside the Variable's bounds.
+    """
+    if name not in self.variables:
+      raise ReplayError(f"{name!r} is not a Variable of {self.file.path}; its Variables are {list(self.variables)}")
+    self._check_values(name, value, stepped=False)
+    value = int(value)
+    if value != self.values[name]:
+      for launch, ordinal in self.var_slots[name]:
+        self.backend.set_value(launch, ordinal, value)
+      self.values[name] = value
 
   def bind(self, name: str, memory) -> None:
     """Makes input `name` read `memory` (what the loader's alloc returns: see `alloc`):
@@ -446,6 +516,9 @@ class Replay:
     feeds = feeds or {}
     self.check_feeds(feeds)
     for name, value in feeds.items():
+      if name in self.variables:
+        self.set_var(name, value)
+        continue
       memory = self.bound.get(name, self.backend.mem[self.inputs[name]["buffer"]])
       self.backend.write(memory, np.ascontiguousarray(value))
     self.backend.run()
@@ -520,7 +593,8 @@ def _load_inputs(replay: Replay, path: str | None) -> tuple[dict[str, np.ndarray
   with np.load(path, allow_pickle=False) as npz:
     arrays = {name: npz[name] for name in npz.files}
   replay.check_feeds(arrays, stepped=True)
-  stepped = {n: a for n, a in arrays.items() if a.shape != replay.input_spec(n)[0]}
+  stepped = {n: a for n, a in arrays.items()
+             if a.shape != (() if n in replay.variables else replay.input_spec(n)[0])}
   reused = {n: a for n, a in arrays.items() if n not in stepped}
   counts = {len(a) for a in stepped.values()}
   if len(counts) > 1:

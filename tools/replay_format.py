@@ -4,7 +4,7 @@ The layout, the manifest's fields and the refusal rules are documented in tools/
 one encoder and decoder of it (frontend.replay_save writes through `encode`, tools.replay reads through `read`).
 
   prelude   64 bytes: magic, format version, flags, manifest length, body length, sha256 of manifest + body
-  manifest  UTF-8 JSON: target, kernels, buffers, launches, inputs, outputs, blob table
+  manifest  UTF-8 JSON: target, kernels, buffers, launches, inputs, outputs, variables (version 2), blob table
   body      the blobs (kernel binaries, initial buffer contents), each 64-byte aligned, referenced by index
 
 Nothing here executes or unpickles file contents: the manifest is JSON and the blobs are bytes.
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"SOVRPLY\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this module reads and writes; version 1 is version 2 without Variables
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1  # a Variable is a kernel's int32 parameter
 PRELUDE = struct.Struct("<8sIIQQ32s")  # magic, version, flags, manifest bytes, body bytes, sha256
 BLOB_ALIGN = 64
 ROLES = ("input", "output", "parameter", "optimizer_state", "state", "intermediate")
@@ -121,17 +122,25 @@ def pack_blobs(blobs: list[bytes]) -> tuple[bytes, list[dict]]:
   return bytes(body), table
 
 
-def encode(manifest: dict, blobs: list[bytes], check: bool = True) -> bytes:
-  """The whole file for `manifest` (without its "blobs" key, which this fills) and the blobs it references.
-  check=False skips the manifest check (tests write inconsistent files with it)."""
+def version_needed(manifest: dict) -> int:
+  """The oldest format version that holds `manifest`: 2 where a kernel reads Variables, else 1 (so a step without
+  them stays readable by version-1 loaders)."""
+  return 2 if manifest.get("variables") else 1
+
+
+def encode(manifest: dict, blobs: list[bytes], check: bool = True, version: int | None = None) -> bytes:
+  """The whole file for `manifest` (without its "blobs" key, which this fills) and the blobs it references, written
+  as format `version` (default: version_needed). check=False skips the manifest check (tests write inconsistent
+  files with it)."""
   body, table = pack_blobs(blobs)
-  manifest = dict(manifest, format="sovreplay", version=FORMAT_VERSION, blobs=table)
+  version = version_needed(manifest) if version is None else version
+  manifest = dict(manifest, format="sovreplay", version=version, blobs=table)
   if check:
-    check_manifest(manifest, "encode")
+    check_manifest(manifest, "encode", version)
   head = json.dumps(manifest, indent=1, sort_keys=True).encode()
   head += b" " * (-(PRELUDE.size + len(head)) % BLOB_ALIGN)  # the body starts aligned in the file too
   digest = hashlib.sha256(head + body).digest()
-  return PRELUDE.pack(MAGIC, FORMAT_VERSION, 0, len(head), len(body), digest) + head + body
+  return PRELUDE.pack(MAGIC, version, 0, len(head), len(body), digest) + head + body
 
 
 def write(path: str, manifest: dict, blobs: list[bytes]) -> int:
@@ -182,7 +191,7 @@ def decode(data: bytes, path: str = "<bytes>") -> ReplayFile:
     manifest = json.loads(bytes(view[PRELUDE.size:PRELUDE.size + head_len]))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ReplayFormatError(f"{path}: the manifest is not UTF-8 JSON ({e})") from e
-  check_manifest(manifest, path)
+  check_manifest(manifest, path, version)
   body = view[PRELUDE.size + head_len:]
   for i, entry in enumerate(manifest["blobs"]):
     if entry["offset"] + entry["nbytes"] > len(body):
@@ -196,8 +205,9 @@ def _require(cond: bool, where: str, what: str) -> None:
     raise ReplayFormatError(f"{where}: inconsistent manifest: {what}")
 
 
-def check_manifest(m: dict, where: str) -> None:
-  """Checks that every reference in the manifest points at something that exists and every size agrees.
+def check_manifest(m: dict, where: str, version: int = FORMAT_VERSION) -> None:
+  """Checks that every reference in the manifest points at something that exists and every size agrees (and, for
+  format `version` 1, that nothing of version 2 is there).
 
   Raises:
     ReplayFormatError: naming the first inconsistency.
@@ -235,6 +245,7 @@ def check_manifest(m: dict, where: str) -> None:
         count *= s
       _require(count == buf["size"], where, f"{section[:-1]} {slot['name']!r} shape {slot['shape']} is not the "
                                             f"{buf['size']} elements of its buffer")
+  _check_variables(m, where, version)
   for kernel in m["kernels"]:
     _require(all(isinstance(p, dict) and isinstance(p.get("written"), bool) for p in kernel.get("params", [None])),
              where, f"kernel {kernel.get('name')} params {kernel.get('params')!r}: each needs a boolean 'written' (the "
@@ -242,6 +253,32 @@ def check_manifest(m: dict, where: str) -> None:
     for key, value in kernel.items():
       if key.endswith("_blob"):
         _require(0 <= value < nblobs, where, f"kernel {kernel.get('name')} {key} {value} of {nblobs}")
+
+
+def _check_variables(m: dict, where: str, version: int) -> None:
+  """variables[] (name, lo, hi, value: int32s with lo <= value <= hi, names distinct) and kernels[].vars (indices into
+  it, each at most once). Version 1 has neither."""
+  variables = m.get("variables", [])
+  uses = [k.get("vars", []) for k in m["kernels"]]
+  if version < 2:
+    _require(not variables and not any(uses), where, "format version 1 has no Variables (variables[], kernels[].vars); "
+                                                     "the file says version 1 but holds them")
+    return
+  _require(isinstance(variables, list), where, f"variables is {type(variables).__name__}, not a list")
+  for i, v in enumerate(variables):
+    fields = [v.get(key) if isinstance(v, dict) else None for key in ("lo", "value", "hi")]
+    ints = all(isinstance(f, int) and not isinstance(f, bool) for f in fields)
+    _require(isinstance(v, dict) and isinstance(v.get("name"), str) and v["name"].isidentifier(), where,
+             f"variable {i} ({v!r}) needs a 'name' that is an identifier")
+    _require(ints and INT32_MIN <= fields[0] <= fields[1] <= fields[2] <= INT32_MAX, where,
+             f"variable {v['name']!r}: lo {fields[0]!r} <= value {fields[1]!r} <= hi {fields[2]!r} must be int32s "
+             f"in that order")
+  names = [v["name"] for v in variables]
+  _require(len(set(names)) == len(names), where, f"variable names repeat: {names}")
+  for kernel, used in zip(m["kernels"], uses):
+    _require(isinstance(used, list) and all(isinstance(i, int) and 0 <= i < len(variables) for i in used)
+             and len(set(used)) == len(used), where,
+             f"kernel {kernel.get('name')} vars {used!r}: each an index into the {len(variables)} variables, once")
 
 
 def describe(rf: ReplayFile) -> str:
@@ -259,4 +296,6 @@ def describe(rf: ReplayFile) -> str:
       dtype = m["buffers"][slot["buffer"]]["dtype"]
       lines.append(f"  {section[:-1]:<6} {slot['name']:<12} {tuple(slot['shape'])} {dtype}"
                    f"{' (has saved contents)' if m['buffers'][slot['buffer']].get('init') is not None else ''}")
+  for v in m.get("variables", []):
+    lines.append(f"  variable {v['name']:<10} int32 in [{v['lo']}, {v['hi']}], saved value {v['value']}")
   return "\n".join(lines)

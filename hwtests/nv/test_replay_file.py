@@ -7,6 +7,7 @@ list built into one nvdrv.replay.CommandBuffer):
   stage 3  a fresh process without the frontend (`python -m tools.replay`): the same weights
   stage 4  a rebound input (new GPUMemory patched into the constant banks) is read, the old one is not
   stage 5  a file whose compute class differs from the GPU's is refused before anything is loaded
+  stage 6  a step that reads a Variable (format version 2): a new position per step, patched into the constant banks
 
 Run: python -m pytest -q hwtests/nv/test_replay_file.py (skips without /dev/nvidiactl).
 """
@@ -140,3 +141,22 @@ def test_stage5_other_gpu_is_refused(saved, nv, tmp_path):
     f.write(replay_format.encode(manifest, blobs))
   with pytest.raises(replay.ReplayError, match="compute class 0xc7c0"):
     replay.load(bad, nv_device=nv.dev)
+
+
+def test_stage6_variables_round_trip(nv, tmp_path):
+  """Format version 2 on the GPU: tests/test_replay_variables.py's decode-like step (a cache row written at Variable
+  `pos`, a mask and a scale from it), jitted on DEV=NV and saved; loaded through nvdrv, each step's new position
+  goes into the constant banks (CommandBuffer.int_setter), and outputs and cache equal the in-process replay's, bit
+  for bit."""
+  from tests.test_replay_variables import CAPTURE as SAVED_AT
+  from tests.test_replay_variables import jit_and_save, replay_rest
+  from tools import replay, replay_format
+  path = str(tmp_path / "decode.sovreplay")
+  run = jit_and_save("NV", path)
+  for got, want in zip(run["outs"], run["want"]):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert replay_format.read(path).version == 2
+  r = replay.load(path, nv_device=nv.dev)
+  outs, cache = replay_rest(r)
+  np.testing.assert_array_equal(np.array(outs), np.array(run["outs"][SAVED_AT:]))
+  np.testing.assert_array_equal(cache, run["caches"][-1])
