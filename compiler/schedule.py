@@ -9,6 +9,10 @@ Fusion rules, in the order they are applied while a kernel's AST is built from i
   - a REDUCE fuses into its consumer when the consumer reads it at the consumer's own index (an epilogue such as
     matmul + bias + relu) or broadcast along trailing axes only (softmax's `x / x.sum(-1)`), so lowering can compute
     it once per outer index; a REDUCE needed inside another REDUCE, or read through any other view, is realized;
+  - a REDUCE over RECOMPUTE_LIMIT or more source elements that would be computed by two kernels (fused into both,
+    or fused into one and realized for another: a training step's forward matmul, which the activation's backward
+    reads again) is computed once into its own buffer instead: `schedule` finds those in one pass and, where there
+    are any, schedules again with them realized;
   - BUFFER nodes, nodes realized before, CONTIGUOUS, COPY and ASSIGN are kernel boundaries.
 
 A BIND (a Variable with its value) becomes a VAR leaf of the kernel, and a SHRINK that starts at a Variable a view
@@ -25,6 +29,7 @@ from compiler.view import ShapeTracker
 
 
 REUSE_LIMIT = 4  # reads per element above which a computed value inside a reduction is realized, not recomputed
+RECOMPUTE_LIMIT = 1 << 20  # source elements of a REDUCE above which two kernels share its buffer, not recompute it
 
 
 @dataclasses.dataclass
@@ -43,10 +48,12 @@ def _strip(node: Node) -> Node:
 
 
 class Scheduler:
-  def __init__(self, is_realized: Callable[[Node], bool]):
+  def __init__(self, is_realized: Callable[[Node], bool], shared: frozenset[int] = frozenset()):
     self.is_realized = is_realized
     self.items: list[ScheduleItem] = []
     self.done: dict[int, Node] = {}  # id(node) -> node, for nodes realized by this schedule
+    self.shared = shared  # ids of costly REDUCEs realized wherever they are read (found by an earlier pass)
+    self.computed: dict[int, set[int]] = {}  # id(costly REDUCE) -> the kernels computing it (ids of their outputs)
 
   def realized(self, node: Node) -> bool:
     return node.op is Ops.BUFFER or id(node) in self.done or self.is_realized(node)
@@ -62,7 +69,15 @@ class Scheduler:
     self._protect_old_values(targets)
     for t in targets:
       self.realize(t)
+    twice = frozenset(r for r, kernels in self.computed.items() if len(kernels) > 1)
+    if twice:  # again, computing each of those once; each pass adds at least one, so this ends
+      return Scheduler(self.is_realized, self.shared | twice).schedule(targets)
     return self.items
+
+  def _computes(self, reduce: Node, kernel: Node) -> None:
+    """Records that `kernel` computes the (costly) REDUCE `reduce`, fused or as its own output."""
+    if reduce.src[0].size >= RECOMPUTE_LIMIT:
+      self.computed.setdefault(id(reduce), set()).add(id(kernel))
 
   def _reaches_assign(self, roots: list[Node]) -> set[int]:
     """ids of the nodes under roots whose graph holds an ASSIGN not yet realized (realizing one would write a
@@ -146,6 +161,8 @@ class Scheduler:
     if base is not node and self.realized(base) and view.is_contiguous and base.size == node.size:
       self._alias(node, base)  # a reshape of a realized buffer is that buffer
       return
+    if node.op is Ops.REDUCE:
+      self._computes(node, node)
     self._kernel(node, node, ShapeTracker.contiguous(node.shape))
 
   def _alias(self, node: Node, target: Node) -> None:
@@ -338,9 +355,10 @@ class _KernelBuilder:
       self.bind(node.arg.var, node.arg.value)
       return self._gate(Node(Ops.VAR, node.dtype, (), node.arg.var, shape), view)
     if node.op is Ops.REDUCE:
-      if in_reduce or not reduce_fusable(view):
+      if in_reduce or not reduce_fusable(view) or (id(node) in self.sched.shared and node is not self.out):
         self.sched.realize(node)
         return self._load(node, view)
+      self.sched._computes(node, self.out)
       src = self.build(node.src[0], ShapeTracker.contiguous(node.src[0].shape), in_reduce=True)
       red = Node(Ops.REDUCE, node.dtype, (src,), node.arg, node.shape)
       return self._wrap_view(red, view)

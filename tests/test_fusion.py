@@ -103,6 +103,51 @@ def test_halves_of_one_product_are_computed_once(data):
   np.testing.assert_allclose(out.numpy(), (g / (1 + np.exp(-g)) * u) @ d, rtol=1e-4, atol=1e-4)
 
 
+def _reduce_work(*tensors: Tensor) -> list[int]:
+  """Source elements of every REDUCE in the kernels that realizing the tensors together would run."""
+  from compiler.ir import Ops
+  from compiler.schedule import Scheduler
+  items = Scheduler(lambda n: n in realize.realized).schedule([t.lazydata for t in tensors])
+  return sorted(n.src[0].size for i in items if i.kind == "kernel" for n in i.ast.toposort() if n.op is Ops.REDUCE)
+
+
+def test_a_costly_product_read_by_two_kernels_is_computed_once(data):
+  """A matmul over RECOMPUTE_LIMIT source elements that two kernels read (a training step's forward product, read
+  again by its activation's backward) is computed into its own buffer once; two kernels fused it before, each
+  computing it. A cheap one is still fused into both: a kernel and a buffer would cost more than the recompute."""
+  from compiler.schedule import RECOMPUTE_LIMIT
+  (x, tx), (w, tw) = data(256, 64), data(64, 128)
+  assert 256 * 128 * 64 >= RECOMPUTE_LIMIT
+  h = tx @ tw
+  a, b = h.relu(), (h * 0.5).exp()
+  assert _reduce_work(a, b) == [256 * 128 * 64]
+  assert kernels(a, b) == 3
+  want = x.astype(np.float64) @ w
+  np.testing.assert_allclose(a.numpy(), np.maximum(want, 0), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(b.numpy(), np.exp(want * 0.5), rtol=1e-4, atol=1e-4)
+  (s, ts), (v, tv) = data(8, 16), data(16, 8)
+  small = ts @ tv
+  assert _reduce_work(small.relu(), small.exp()) == [8 * 8 * 16] * 2
+  assert kernels(small.relu(), small.exp()) == 2
+
+
+def test_gelu_backward_reads_the_forward_product(data):
+  """An MLP's training step: the GELU's backward reads the forward product h = x @ w1 from a buffer; before, its
+  kernel recomputed h next to dY @ w2 (twice the matmul work, and two reductions kept that kernel scalar)."""
+  (x, tx), (w1, tw1), (w2, tw2) = data(256, 64), data(64, 128), data(128, 16)
+  tw1.requires_grad, tw2.requires_grad = True, True
+  prev = Tensor.training
+  Tensor.training = True
+  try:
+    loss = ((tx @ tw1).gelu() @ tw2).square().mean()
+    loss.backward()
+    work = _reduce_work(loss, tw1.grad, tw2.grad)
+  finally:
+    Tensor.training = prev
+  assert work.count(256 * 128 * 64) == 2, f"h and x.T @ dh, each once; h not again in the backward ({work})"
+  assert work.count(256 * 16 * 128) == 3, f"y = gelu(h) @ w2, dy @ w2.T and gelu(h).T @ dy ({work})"
+
+
 MOVES = {
   "permute": (lambda t: t.permute(1, 0), lambda a: a.transpose(1, 0)),
   "reshape": (lambda t: t.reshape(8, 3), lambda a: a.reshape(8, 3)),
