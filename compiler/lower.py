@@ -17,13 +17,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 from compiler import symbolic as sym
 from compiler.dtypes import DType, dtypes
 from compiler.ir import ALU, Node, Offset, Ops, Variable, reduce_identity, verify
 from compiler.view import ShapeTracker, unravel
 
-LANES = 16  # float32 lanes in a 512-bit register; renderers may split it
+def host_lanes() -> int:
+  """float32 lanes of the host CPU's widest vector register, the CPU target's vector width: 16 with AVX-512F, 8 with
+  AVX, else 4 (SSE, NEON). A vector wider than the registers costs far more than the lanes it adds: GCC keeps such
+  vectors in memory, so an AVX2 matmul ran at 4 GFLOP/s with 16 lanes and 87 with 8. SOV_CPU_LANES=4|8|16 overrides
+  it (tests render both widths on one machine)."""
+  forced = os.environ.get("SOV_CPU_LANES")
+  if forced:
+    if forced not in ("4", "8", "16"):
+      raise ValueError(f"SOV_CPU_LANES={forced!r}: give 4, 8 or 16 (float32 lanes of the CPU's vectors)")
+    return int(forced)
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = next((line.split(":", 1)[1].split() for line in f if line.startswith(("flags", "Features"))), [])
+  except OSError:
+    flags = []
+  return 16 if "avx512f" in flags else 8 if "avx" in flags else 4
+
+
+LANES = host_lanes()  # float32 lanes in one vector register of the host
 UNROLL_CHOICES = (8, 6, 4, 3, 2)
 
 
@@ -197,8 +216,12 @@ def _plan(store: Node) -> _Plan:
   plan = _Plan()
   reduces = _nodes(store, Ops.REDUCE)
   simple = len(reduces) == 1 and reduces[0].shape == store.shape and not any(n.op is Ops.VIEW for n in store.toposort())
-  if not simple or any(not _vector_dtype(n) for n in store.toposort() if n.op not in (Ops.PARAM, Ops.STORE)) or \
-     store.dtype != dtypes.float32:
+  # float32 lanes inside the reduction; the epilogue may also hold booleans (vi32 masks in the C renderer: the
+  # comparisons and selects of a GELU or ReLU backward)
+  inside = {id(n) for n in reduces[0].toposort()} if reduces else set()
+  if not simple or store.dtype != dtypes.float32 or \
+     any(not (_vector_dtype(n) or (id(n) not in inside and n.dtype.is_bool))
+         for n in store.toposort() if n.op not in (Ops.PARAM, Ops.STORE)):
     plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
     return plan
   red = reduces[0]

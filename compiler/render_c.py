@@ -2,16 +2,16 @@
 
 Signature: `void NAME(p0, p1, ..., long long start, long long end)`; the outermost loop runs [start, end) so a
 runtime can split it across threads. Values that depend on the LANE variable are GCC vector-extension values of
-LANES float32 (one 512-bit register, or two 256-bit ones); a lane-dependent op C cannot express on vectors is
-computed lane by lane. bfloat16 is stored as its 16 raw bits and computed in float; float16 is `_Float16`, and a
-vector load of float16 converts to LANES float32 at once (`_ldh` in LDH_PRELUDE: one vcvtph2ps under AVX-512F), so
-float16 weights feed a float32 reduction at vector speed.
+LANES float32 (one register of the host: compiler.lower.host_lanes); a lane-dependent op C cannot express on vectors
+is computed lane by lane. bfloat16 is stored as its 16 raw bits and computed in float; float16 is `_Float16`, and a
+vector load of float16 converts to LANES float32 at once (`_ldh` in LDH_PRELUDE: one vcvtph2ps under AVX-512F, or
+F16C for 8 lanes), so float16 weights feed a float32 reduction at vector speed.
 """
 from __future__ import annotations
 
 from compiler import symbolic as sym
 from compiler.dtypes import DType, dtypes
-from compiler.ir import Node, Ops
+from compiler.ir import COMPARISON, Node, Ops
 from compiler.lower import LANES, KernelInfo
 
 C_TYPES = {"bool": "_Bool", "int8": "signed char", "uint8": "unsigned char", "int16": "short",
@@ -111,7 +111,10 @@ LDH_PRELUDE = f"""typedef _Float16 vf16 __attribute__((vector_size({LANES * 2}),
 #if defined(__AVX512F__) && {LANES} == 16
 #include <immintrin.h>
 static inline vf32 _ldh(const _Float16* p) {{ return (vf32)_mm512_cvtph_ps(_mm256_loadu_si256((const void*)p)); }}
-#else /* GCC 12 converts a vf16 lane by lane; with AVX-512F one vcvtph2ps does all 16 */
+#elif defined(__F16C__) && {LANES} == 8
+#include <immintrin.h>
+static inline vf32 _ldh(const _Float16* p) {{ return (vf32)_mm256_cvtph_ps(_mm_loadu_si128((const void*)p)); }}
+#else /* GCC 12 converts a vf16 lane by lane; with AVX-512F (F16C for 8 lanes) one vcvtph2ps does them all */
 static inline vf32 _ldh(const _Float16* p) {{ return __builtin_convertvector(*(const vf16*)p, vf32); }}
 #endif
 """
@@ -175,6 +178,8 @@ class _Statement:
     vec = self.r.is_vector(n)
     srcs = [self.expr(s) for s in n.src]
     op = n.op
+    if vec and (d.is_bool or op is Ops.WHERE or (op is Ops.CAST and n.src[0].dtype.is_bool)):
+      return self._vector_mask_op(n, srcs)
     if op is Ops.CAST:
       if vec:  # float16 vector loads are already float32 lanes (_vector_ok admits only that cast)
         return srcs[0]
@@ -221,6 +226,21 @@ class _Statement:
       return _wrap(f"(({srcs[1]}) >= {d.bits} ? 0 : {srcs[0]} {sym_} {srcs[1]})", d)
     raise ValueError(f"C renderer: no rendering for {op.name}")
 
+  def _vector_mask_op(self, n: Node, srcs: list[str]) -> str:
+    """Lane-dependent booleans are vi32 masks (all bits set for true), as GCC's vector comparisons give them:
+    comparisons of float32 lanes, logic on masks, a select by a mask, a mask cast to float32 (1.0 or 0.0)."""
+    op, r = n.op, self.r
+    if op in COMPARISON:
+      return f"({_vec(srcs[0], n.src[0], r)} {_INFIX[op]} {_vec(srcs[1], n.src[1], r)})"
+    if op is Ops.WHERE:
+      return f"_vsel({_mask(srcs[0], n.src[0], r)}, {_vec(srcs[1], n.src[1], r)}, {_vec(srcs[2], n.src[2], r)})"
+    if op is Ops.CAST:  # true lanes are -1: negated, 1
+      return f"__builtin_convertvector(-({srcs[0]}), vf32)"
+    if op in (Ops.NEG, Ops.NOT):
+      return f"(~{srcs[0]})"
+    logic = {Ops.ADD: "|", Ops.OR: "|", Ops.MUL: "&", Ops.AND: "&", Ops.XOR: "^"}[op]
+    return f"({_mask(srcs[0], n.src[0], r)} {logic} {_mask(srcs[1], n.src[1], r)})"
+
   def _load(self, n: Node) -> str:
     r = self.r
     p = r.param_name(n.src[0])
@@ -252,10 +272,20 @@ class _Statement:
       sub = _Statement(self.r, [scalar])
       lanes.append(sub.expr(scalar))
       self.decls.extend(sub.decls)
+    if n.dtype.is_bool:  # a mask: -1 where true
+      return "((vi32){" + ", ".join(f"-(int){lane}" for lane in lanes) + "})"
     return "((vf32){" + ", ".join(lanes) + "})"
 
 
 def _vector_ok(n: Node) -> bool:
+  if n.dtype.is_bool:  # vi32 masks (_vector_mask_op): comparisons of float32 lanes and logic on masks
+    if n.op in COMPARISON:
+      return n.src[0].dtype == dtypes.float32
+    return n.op in (Ops.ADD, Ops.MUL, Ops.AND, Ops.OR, Ops.XOR, Ops.NEG, Ops.NOT)
+  if n.op is Ops.WHERE:
+    return n.dtype == dtypes.float32
+  if n.op is Ops.CAST and n.src[0].dtype.is_bool:
+    return n.dtype == dtypes.float32
   if n.op in (Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.MAX, Ops.RECIP, Ops.EXP2):
     return n.dtype == dtypes.float32
   if n.op is Ops.CAST:  # float16 loaded as vectors is held widened (_vload): its cast to float32 is the value itself
@@ -273,6 +303,11 @@ def _vload(r: CRenderer, p: str, offset: str, d: DType) -> str:
 
 def _vec(text: str, n: Node, r: CRenderer) -> str:
   return text if r.is_vector(n) else f"((vf32){{0}} + {text})"
+
+
+def _mask(text: str, n: Node, r: CRenderer) -> str:
+  """A boolean as a vi32 mask: a lane-dependent one already is; a scalar one is broadcast (-1 for true)."""
+  return text if r.is_vector(n) else f"((vi32){{0}} - (int)({text}))"
 
 
 def _lane_split(idx: Node) -> tuple[int, Node]:
@@ -356,7 +391,7 @@ class CRenderer:
 
   def value_type(self, n: Node) -> str:
     if self.is_vector(n):
-      return "vf32"
+      return "vi32" if n.dtype.is_bool else "vf32"
     if n.dtype == dtypes.index:
       return "long long"
     return compute_type(n.dtype)

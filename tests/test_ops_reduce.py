@@ -330,9 +330,9 @@ def test_sum_dtype_argument():
 @pytest.mark.usefixtures("on_cpu")
 def test_float16_weights_reduce_in_float32_vectors():
   """A matrix-vector product over float16 weights cast to float32 (LLaMA's float16 weights): the CPU kernel reads
-  the weights as vectors converted 16 lanes at a time (`_ldh`) and keeps float32 partial sums; the result is the
+  the weights as vectors converted LANES at a time (`_ldh`) and keeps float32 partial sums; the result is the
   float64 product of the same float16 values, to float32 rounding."""
-  from compiler.lower import lower
+  from compiler.lower import LANES, lower
   from compiler.schedule import Scheduler
   from frontend.device import Device
   from frontend.realize import realized
@@ -342,6 +342,6 @@ def test_float16_weights_reduce_in_float32_vectors():
   out = Tensor(x).matmul(Tensor(w).T.cast(dtypes.float32))
   (item,) = [i for i in Scheduler(lambda n: n in realized).schedule([out.lazydata]) if i.kind == "kernel"]
   kernel = lower(item.ast)
-  assert kernel.arg.lanes == 16 and "_ldh(" in Device["CPU"].render(kernel)[1]
+  assert kernel.arg.lanes == LANES and "_ldh(" in Device["CPU"].render(kernel)[1]
   want = x.astype(np.float64) @ w.astype(np.float64).T
   np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,87 @@
+"""The CPU target's vectors (compiler/lower.py's lane plans, compiler/render_c.py): their width follows the host's
+registers (compiler.lower.host_lanes, SOV_CPU_LANES overrides it), and a matmul's epilogue with comparisons and
+selects (a ReLU or GELU backward) stays in vectors, its booleans as vi32 masks. Results are checked against numpy at
+every width, in fresh processes (LANES is fixed when compiler.lower is imported)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from compiler.lower import LANES, host_lanes, lower
+from compiler.schedule import Scheduler
+from frontend import Tensor
+from frontend.device import Device
+from frontend.realize import realized
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def on_cpu(monkeypatch):
+  monkeypatch.setenv("DEV", "CPU")
+
+
+def epilogue_graph(rng):
+  """(tensor, numpy reference): a matmul whose epilogue compares, selects, ANDs masks and casts one to float, with
+  NaN and infinities among the inputs (comparisons with NaN are false, in vectors as in scalars)."""
+  a = rng.standard_normal((32, 48)).astype(np.float32)
+  b = rng.standard_normal((48, 64)).astype(np.float32)
+  c = rng.standard_normal((32, 64)).astype(np.float32)
+  c[0, :8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, np.nan, 1.0, -1.0]
+  h = Tensor(a) @ Tensor(b)
+  tc = Tensor(c)
+  out = (h > 0).where(h, tc * 0.5) + (h < tc).cast("float32") * 2 + ((h > 0) & (tc < 0)).where(1.0, -1.0) \
+      + (tc != tc).where(7.0, 0.0)
+  hn = a.astype(np.float64) @ b
+  with np.errstate(invalid="ignore"):
+    want = np.where(hn > 0, hn, c * 0.5) + (hn < c) * 2.0 + np.where((hn > 0) & (c < 0), 1.0, -1.0) \
+        + np.where(c != c, 7.0, 0.0)
+  return out, want
+
+
+def test_width_follows_the_host(monkeypatch):
+  with open("/proc/cpuinfo") as f:
+    flags = next((line.split(":", 1)[1].split() for line in f if line.startswith(("flags", "Features"))), [])
+  monkeypatch.delenv("SOV_CPU_LANES", raising=False)
+  assert host_lanes() == (16 if "avx512f" in flags else 8 if "avx" in flags else 4)
+  monkeypatch.setenv("SOV_CPU_LANES", "12")
+  with pytest.raises(ValueError, match="SOV_CPU_LANES='12': give 4, 8 or 16"):
+    host_lanes()
+
+
+def test_epilogue_with_masks_stays_in_vectors():
+  out, want = epilogue_graph(np.random.default_rng(0))
+  (item,) = [i for i in Scheduler(lambda n: n in realized).schedule([out.lazydata]) if i.kind == "kernel"]
+  kernel = lower(item.ast)
+  source = Device["CPU"].render(kernel)[1]
+  assert kernel.arg.lanes == LANES and "_vsel(" in source and "__builtin_convertvector(-(" in source
+  assert "_Bool" not in source.split(f"void {kernel.arg.name}(")[1], "no boolean computed lane by lane"
+  np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-4)
+
+
+CHECK = """
+import numpy as np
+from compiler.lower import LANES
+from tests.test_cpu_vectors import epilogue_graph
+assert LANES == {lanes}, LANES
+out, want = epilogue_graph(np.random.default_rng(1))
+np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-4)
+a = np.random.default_rng(2).standard_normal((40, 72)).astype(np.float32)
+from frontend import Tensor
+t = Tensor(a)
+np.testing.assert_allclose((t @ t.T).relu().numpy(), np.maximum(a.astype(np.float64) @ a.T, 0), rtol=1e-4, atol=1e-4)
+np.testing.assert_allclose(t.softmax(-1).numpy().sum(-1), np.ones(40), rtol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("lanes", [4, 8, 16])
+def test_every_width_computes_the_same(lanes, tmp_path):
+  env = dict(os.environ, SOV_CPU_LANES=str(lanes), DEV="CPU", SOV_CACHE=str(tmp_path))
+  proc = subprocess.run([sys.executable, "-c", CHECK.format(lanes=lanes)], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
