@@ -125,7 +125,7 @@ def test_a_costly_product_read_by_two_kernels_is_computed_once(data):
   want = x.astype(np.float64) @ w
   np.testing.assert_allclose(a.numpy(), np.maximum(want, 0), rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(b.numpy(), np.exp(want * 0.5), rtol=1e-4, atol=1e-4)
-  (s, ts), (v, tv) = data(8, 16), data(16, 8)
+  (_, ts), (_, tv) = data(8, 16), data(16, 8)
   small = ts @ tv
   assert _reduce_work(small.relu(), small.exp()) == [8 * 8 * 16] * 2
   assert kernels(small.relu(), small.exp()) == 2
@@ -134,7 +134,7 @@ def test_a_costly_product_read_by_two_kernels_is_computed_once(data):
 def test_gelu_backward_reads_the_forward_product(data):
   """An MLP's training step: the GELU's backward reads the forward product h = x @ w1 from a buffer; before, its
   kernel recomputed h next to dY @ w2 (twice the matmul work, and two reductions kept that kernel scalar)."""
-  (x, tx), (w1, tw1), (w2, tw2) = data(256, 64), data(64, 128), data(128, 16)
+  (_, tx), (_, tw1), (_, tw2) = data(256, 64), data(64, 128), data(128, 16)
   tw1.requires_grad, tw2.requires_grad = True, True
   prev = Tensor.training
   Tensor.training = True
