@@ -17,7 +17,9 @@ and gridDim). Two plans, picked per kernel by `_choose_plan`:
     accumulator that BLOCKREDUCE folds across the block. The threads then stride over the block's inner elements
     to compute and store the epilogue (softmax's `exp(x - max) / sum` row, or a single store by thread 0). Used
     when the loads read the reduced axis with stride 1 (each warp then reads contiguous memory), or when the
-    outputs are too few to fill the GPU with one thread each.
+    outputs are too few to fill the GPU with one thread each; never for a block per output when there are
+    MIN_OUTPUTS or more of them (a matmul whose operands both run along k): the thread plan's register tiles fill
+    the GPU then, where hundreds of thousands of blocks each folding a short row cost far more than they save.
 
 Loads under a padded VIEW of a computed value carry the view's gate: where it is off, the view's index arithmetic may
 point outside the buffers (below 0 for a left pad), and a GPU faults on such an address even when WHERE discards
@@ -347,6 +349,8 @@ def _choose_plan(store: Node):
     k = max(math.prod(r.src[0].shape[a] for a in r.arg[1]) for r in reduces)
     for split in range(len(store.shape) + 1):  # the fewest blocks (the longest rows) that work
       rows = math.prod(store.shape[:split])
+      if rows >= MIN_OUTPUTS and rows == math.prod(store.shape):
+        break  # a block per output: as many threads would fill the GPU, each reducing alone (matmul, attention)
       cap = BIG_BLOCK if rows < 64 and k >= 16 * BIG_BLOCK else BLOCK
       try:
         return (*_lower_block(store, split, _thread_count(k, cap)), "block")

@@ -340,6 +340,23 @@ def test_matmul_register_tiles(rng):
   assert body.count("ld.global") == 1 + 4 and body.count("mul.f32") == 4, "one A load serves the tile's row"
 
 
+def test_matmul_along_k_in_both_operands_takes_register_tiles(rng, monkeypatch):
+  """x @ w.T with w stored (out, in), as nn.Linear keeps it: both loads run along k with stride 1, which alone would
+  pick the block plan. With MIN_OUTPUTS outputs or more, a block per output (each folding one short row) is refused
+  for the tiled thread plan; emulated on a small case with the thresholds lowered to reach the same choice."""
+  kernel = lower_gpu(kernel_asts(rand(rng, 512, 128) @ rand(rng, 512, 128).T)[-1])
+  info = kernel.arg
+  assert info.plan == "thread" and info.global_size[0] * info.local_size[0] * 8 == 512 * 512, "4x2 tiles"
+  assert sum(n.op is Ops.GSTORE for n in kernel.toposort()) == 8
+  few = lower_gpu(kernel_asts(rand(rng, 64, 128) @ rand(rng, 64, 128).T)[-1])
+  assert few.arg.plan == "block" and few.arg.global_size == (64 * 64, 1, 1), "4096 outputs: a block each"
+  monkeypatch.setattr(lower_gpu_module, "MIN_OUTPUTS", 64)
+  monkeypatch.setattr(lower_gpu_module, "MIN_TILED_THREADS", 8)
+  t = rand(rng, 12, 40) @ rand(rng, 16, 40).T
+  assert lower_gpu(kernel_asts(t)[-1]).arg.plan == "thread"
+  np.testing.assert_allclose(emulate(t, rng), t.numpy().reshape(-1), rtol=1e-5, atol=1e-5)
+
+
 TILED = ["matmul", "matmul_even_bias", "matmul_batched_even", "conv2d", "sum_cols", "cast_float32_int8"]
 
 
