@@ -11,7 +11,9 @@ Optimizations, chosen from the strides of the loads and the store (all float32 k
   - register blocking: an output axis along which some load inside the reduction is broadcast (stride 0) is
     unrolled by UNROLL, so one loaded vector feeds UNROLL accumulators (matmul's micro-kernel);
   - without a vector output axis, a reduction over a stride-1 axis keeps LANES partial sums in a vector
-    accumulator and folds them after the loop (HREDUCE).
+    accumulator and folds them after the loop (HREDUCE); where two output axes each have a load inside the reduction
+    broadcast along them (x @ w.T with w stored (out, in): both operands run along k), a tile of outputs over both
+    shares the loop, so each loaded vector feeds several accumulators (DOT_TILES).
 """
 from __future__ import annotations
 
@@ -43,6 +45,9 @@ def host_lanes() -> int:
 
 
 LANES = host_lanes()  # float32 lanes in one vector register of the host
+# outputs per tile of a lane-reduction plan, (first axis, second axis): accumulators plus the loads of one step must
+# fit the vector registers (16 with AVX2, 32 with AVX-512: 4x2 takes 8 accumulators and 6 loads)
+DOT_TILES = ((4, 4), (4, 2), (2, 2), (4, 1), (2, 1)) if LANES == 16 else ((4, 2), (2, 2), (4, 1), (2, 1))
 UNROLL_CHOICES = (8, 6, 4, 3, 2)
 
 
@@ -129,6 +134,8 @@ class _Plan:
   vec_unroll: int = 1
   unroll_axis: int | None = None
   unroll: int = 1
+  unroll2_axis: int | None = None  # a second unrolled axis (lane-reduction tiles only)
+  unroll2: int = 1
   lane_reduces: frozenset = frozenset()  # ids of REDUCEs that keep LANES partial accumulators
 
 
@@ -237,6 +244,8 @@ def _plan(store: Node) -> _Plan:
     plan.vec_unroll = 2 if shape[plan.vec_axis] % (2 * LANES) == 0 else 1
   if plan.vec_axis is None:
     plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
+    if plan.lane_reduces:
+      _dot_tile(plan, shape, inner_loads)
     return plan
   for axis in reversed(range(len(shape))):
     if axis == plan.vec_axis or shape[axis] == 1:
@@ -249,6 +258,22 @@ def _plan(store: Node) -> _Plan:
       if plan.unroll_axis is not None:
         break
   return plan
+
+
+def _dot_tile(plan: _Plan, shape: tuple[int, ...], inner_loads: list[Node]) -> None:
+  """Unrolls up to two output axes of a lane-reduction plan, each one some load inside the reduction is broadcast
+  along (its value then serves the tile's row or column), by the first DOT_TILES entry that divides them."""
+  axes = [a for a in reversed(range(len(shape)))
+          if shape[a] > 1 and any(_load_strides(ld, a) == 0 for ld in inner_loads)]
+  pairs = [(a, b) for i, a in enumerate(axes) for b in axes[i + 1:]] + [(a, None) for a in axes]
+  for first, second in DOT_TILES:
+    for a, b in pairs:
+      if (b is None) != (second == 1) or shape[a] % first or (b is not None and shape[b] % second):
+        continue
+      plan.unroll_axis, plan.unroll = a, first
+      if b is not None:
+        plan.unroll2_axis, plan.unroll2 = b, second
+      return
 
 
 class _Lowerer:
@@ -284,6 +309,8 @@ class _Lowerer:
         step = LANES * plan.vec_unroll
       elif axis == plan.unroll_axis:
         step = plan.unroll
+      elif axis == plan.unroll2_axis:
+        step = plan.unroll2
       rng = self.new_range(size // step, "i")
       self.level[rng] = len(self.loops)
       self.loops.append(rng)
@@ -291,11 +318,13 @@ class _Lowerer:
     if plan.vec_axis is not None or plan.lane_reduces:
       self.lane = Node(Ops.LANE, dtypes.index, (), ("lane", LANES))
     copies = []
-    for r in range(plan.unroll):
+    for r, r2 in ((r, r2) for r in range(plan.unroll) for r2 in range(plan.unroll2)):
       for v in range(plan.vec_unroll):
         idx = list(base)
         if plan.unroll_axis is not None:
           idx[plan.unroll_axis] = sym.add(base[plan.unroll_axis], sym.iconst(r))
+        if plan.unroll2_axis is not None:
+          idx[plan.unroll2_axis] = sym.add(base[plan.unroll2_axis], sym.iconst(r2))
         if plan.vec_axis is not None:
           offset = sym.add(sym.iconst(v * LANES), self.lane)
           idx[plan.vec_axis] = sym.add(base[plan.vec_axis], offset)

@@ -63,6 +63,22 @@ def test_epilogue_with_masks_stays_in_vectors():
   np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-4)
 
 
+def test_product_along_k_in_both_operands_is_tiled():
+  """x @ w.T, both operands read along k: no output axis can be the vector axis, so the k loop keeps LANES partial
+  sums per output; a 4x2 tile (4x4 with 16 lanes) of outputs shares each loaded vector of x and of w."""
+  from compiler.ir import Ops
+  rng = np.random.default_rng(3)
+  x, w = rng.standard_normal((24, 64)).astype(np.float32), rng.standard_normal((40, 64)).astype(np.float32)
+  out = Tensor(x) @ Tensor(w).T
+  (item,) = [i for i in Scheduler(lambda n: n in realized).schedule([out.lazydata]) if i.kind == "kernel"]
+  kernel = lower(item.ast)
+  nodes = kernel.toposort()
+  accs = [n for n in nodes if n.op is Ops.DEFACC and n.arg[1] == LANES]
+  loops = [n for n in nodes if n.op is Ops.LOOP and any(s.op is Ops.ACCUM for s in n.src)]
+  assert len(loops) == 1 and len(accs) == (16 if LANES == 16 else 8), "one k loop feeds the whole tile"
+  np.testing.assert_allclose(out.numpy(), x.astype(np.float64) @ w.T, rtol=1e-5, atol=1e-5)
+
+
 CHECK = """
 import numpy as np
 from compiler.lower import LANES
@@ -75,6 +91,9 @@ from frontend import Tensor
 t = Tensor(a)
 np.testing.assert_allclose((t @ t.T).relu().numpy(), np.maximum(a.astype(np.float64) @ a.T, 0), rtol=1e-4, atol=1e-4)
 np.testing.assert_allclose(t.softmax(-1).numpy().sum(-1), np.ones(40), rtol=1e-5)
+b = np.random.default_rng(3).standard_normal((36, 64)).astype(np.float32)
+got = (Tensor(b) @ Tensor(b[:20]).T).numpy()
+np.testing.assert_allclose(got, b.astype(np.float64) @ b[:20].T, rtol=1e-4, atol=1e-4)
 print("ok")
 """
 
