@@ -222,12 +222,15 @@ def _plan(store: Node) -> _Plan:
   _stride_cache.clear()
   plan = _Plan()
   reduces = _nodes(store, Ops.REDUCE)
+  if not reduces:
+    _elementwise_vector(plan, store)
+    return plan
   simple = len(reduces) == 1 and reduces[0].shape == store.shape and not any(n.op is Ops.VIEW for n in store.toposort())
-  # float32 lanes inside the reduction; the epilogue may also hold booleans (vi32 masks in the C renderer: the
+  # float32 lanes inside the reduction; the epilogue may also compute booleans (vi32 masks in the C renderer: the
   # comparisons and selects of a GELU or ReLU backward)
-  inside = {id(n) for n in reduces[0].toposort()} if reduces else set()
+  inside = {id(n) for n in reduces[0].toposort()}
   if not simple or store.dtype != dtypes.float32 or \
-     any(not (_vector_dtype(n) or (id(n) not in inside and n.dtype.is_bool))
+     any(not (_vector_dtype(n) or (id(n) not in inside and _mask_node(n)))
          for n in store.toposort() if n.op not in (Ops.PARAM, Ops.STORE)):
     plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
     return plan
@@ -258,6 +261,29 @@ def _plan(store: Node) -> _Plan:
       if plan.unroll_axis is not None:
         break
   return plan
+
+
+def _mask_node(n: Node) -> bool:
+  """A boolean computed in the kernel (a vi32 mask in vector code); a boolean loaded from memory is not (its bytes
+  are no float32 lanes)."""
+  return n.dtype.is_bool and n.op is not Ops.LOAD
+
+
+def _elementwise_vector(plan: _Plan, store: Node) -> None:
+  """An elementwise float32 kernel runs LANES outputs at a time along the axis the store writes with stride 1, where
+  every load reads that axis with stride 0 or 1 through an unpadded view (GCC does not vectorize the scalar loop
+  once it calls _exp2s, as GELU and softmax do)."""
+  nodes = [n for n in store.toposort() if n.op not in (Ops.PARAM, Ops.STORE)]
+  if store.dtype != dtypes.float32 or any(not (_vector_dtype(n) or _mask_node(n)) or n.op is Ops.VIEW for n in nodes):
+    return
+  loads = [n for n in nodes if n.op is Ops.LOAD]
+  if any(v.mask is not None for n in loads + [store] for v in n.arg.views):
+    return
+  for axis in reversed(range(len(store.shape))):
+    if store.shape[axis] % LANES == 0 and _load_strides(store, axis) == 1 and \
+       all(_load_strides(ld, axis) in (0, 1) for ld in loads):
+      plan.vec_axis = axis
+      return
 
 
 def _dot_tile(plan: _Plan, shape: tuple[int, ...], inner_loads: list[Node]) -> None:

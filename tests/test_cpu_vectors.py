@@ -79,6 +79,38 @@ def test_product_along_k_in_both_operands_is_tiled():
   np.testing.assert_allclose(out.numpy(), x.astype(np.float64) @ w.T, rtol=1e-5, atol=1e-5)
 
 
+def test_elementwise_kernels_run_in_vectors():
+  """GELU, elementwise: LANES outputs per step with _vexp2 (GCC left the scalar loop that calls _exp2s scalar); NaN
+  and infinities come out as numpy's formula gives them, and a row length that LANES does not divide stays scalar."""
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((16, 64)).astype(np.float32)
+  x[0, :5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+  t = Tensor(x).gelu()
+  (item,) = [i for i in Scheduler(lambda n: n in realized).schedule([t.lazydata]) if i.kind == "kernel"]
+  kernel = lower(item.ast)
+  assert kernel.arg.lanes == LANES and "_vexp2(" in Device["CPU"].render(kernel)[1]
+  with np.errstate(invalid="ignore", over="ignore"):
+    want = 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x.astype(np.float64) ** 3)))
+  np.testing.assert_allclose(t.numpy(), want, rtol=1e-5, atol=1e-6)
+  odd = Tensor(x[:, :60]).gelu()
+  (item,) = [i for i in Scheduler(lambda n: n in realized).schedule([odd.lazydata]) if i.kind == "kernel"]
+  assert lower(item.ast).arg.lanes == 1
+  np.testing.assert_allclose(odd.numpy(), want[:, :60], rtol=1e-5, atol=1e-6)
+
+
+def test_a_loaded_boolean_keeps_the_plan_scalar_and_right():
+  """A boolean read from memory (a mask tensor) is one byte per element, not a lane of a vector: a kernel that loads
+  one is not vectorized, and its result is numpy's."""
+  rng = np.random.default_rng(5)
+  x, w = rng.standard_normal((16, 32)).astype(np.float32), rng.standard_normal((32, 64)).astype(np.float32)
+  keep = rng.random((16, 64)) < 0.5
+  h = Tensor(x) @ Tensor(w)
+  got = Tensor(keep).where(h, -1.0)
+  np.testing.assert_allclose(got.numpy(), np.where(keep, x.astype(np.float64) @ w, -1.0), rtol=1e-5, atol=1e-5)
+  y = rng.standard_normal((16, 64)).astype(np.float32)
+  np.testing.assert_array_equal(Tensor(keep).where(Tensor(y), 2.0).numpy(), np.where(keep, y, np.float32(2.0)))
+
+
 CHECK = """
 import numpy as np
 from compiler.lower import LANES
@@ -94,6 +126,9 @@ np.testing.assert_allclose(t.softmax(-1).numpy().sum(-1), np.ones(40), rtol=1e-5
 b = np.random.default_rng(3).standard_normal((36, 64)).astype(np.float32)
 got = (Tensor(b) @ Tensor(b[:20]).T).numpy()
 np.testing.assert_allclose(got, b.astype(np.float64) @ b[:20].T, rtol=1e-4, atol=1e-4)
+e = Tensor(b).exp() * 2 - Tensor(b).sigmoid()
+np.testing.assert_allclose(e.numpy(), np.exp(b.astype(np.float64)) * 2 - 1 / (1 + np.exp(-b.astype(np.float64))),
+                           rtol=1e-5, atol=1e-5)
 print("ok")
 """
 
