@@ -13,7 +13,8 @@ Optimizations, chosen from the strides of the loads and the store (all float32 k
   - without a vector output axis, a reduction over a stride-1 axis keeps LANES partial sums in a vector
     accumulator and folds them after the loop (HREDUCE); where two output axes each have a load inside the reduction
     broadcast along them (x @ w.T with w stored (out, in): both operands run along k), a tile of outputs over both
-    shares the loop, so each loaded vector feeds several accumulators (DOT_TILES).
+    shares the loop, so each loaded vector feeds several accumulators (DOT_TILES). A reduction with no vector plan
+    at all (a conv's weight gradient: short, strided rows) tiles its scalar accumulators the same way.
 """
 from __future__ import annotations
 
@@ -247,8 +248,7 @@ def _plan(store: Node) -> _Plan:
     plan.vec_unroll = 2 if shape[plan.vec_axis] % (2 * LANES) == 0 else 1
   if plan.vec_axis is None:
     plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
-    if plan.lane_reduces:
-      _dot_tile(plan, shape, inner_loads)
+    _dot_tile(plan, shape, inner_loads)  # LANES partial sums per output, or scalar ones (a conv's weight gradient)
     return plan
   for axis in reversed(range(len(shape))):
     if axis == plan.vec_axis or shape[axis] == 1:

@@ -79,6 +79,20 @@ def test_product_along_k_in_both_operands_is_tiled():
   np.testing.assert_allclose(out.numpy(), x.astype(np.float64) @ w.T, rtol=1e-5, atol=1e-5)
 
 
+def test_scalar_products_are_tiled_too():
+  """A product no vector plan fits (k = 11, outputs 6x6: a conv's weight gradient looks like this) still tiles its
+  outputs, with scalar accumulators: one k loop, 2x2 outputs sharing each loaded value."""
+  from compiler.ir import Ops
+  rng = np.random.default_rng(6)
+  a, b = rng.standard_normal((11, 6)).astype(np.float32), rng.standard_normal((11, 6)).astype(np.float32)
+  out = Tensor(a).T @ Tensor(b)
+  (item,) = [i for i in Scheduler(lambda n: n in realized).schedule([out.lazydata]) if i.kind == "kernel"]
+  nodes = lower(item.ast).toposort()
+  loops = [n for n in nodes if n.op is Ops.LOOP and any(s.op is Ops.ACCUM for s in n.src)]
+  assert len(loops) == 1 and sum(n.op is Ops.DEFACC and n.arg[1] == 1 for n in nodes) == 4
+  np.testing.assert_allclose(out.numpy(), a.T.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+
+
 def test_elementwise_kernels_run_in_vectors():
   """GELU, elementwise: LANES outputs per step with _vexp2 (GCC left the scalar loop that calls _exp2s scalar); NaN
   and infinities come out as numpy's formula gives them, and a row length that LANES does not divide stays scalar."""
