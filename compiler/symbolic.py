@@ -132,6 +132,8 @@ def idiv(a: Node, d: int) -> Node:
     rlo, rhi = bounds(r)
     if rlo >= 0 and rhi < d:  # (d*q + r)//d -> q when 0 <= r < d (coefficients taken modulo d)
       return from_terms(q_terms, qc)
+    if rlo >= 0 and (q_terms or qc):  # (d*q + r)//d -> q + r//d when r >= 0: a smaller division
+      return add(from_terms(q_terms, qc), Node(Ops.IDIV, INDEX, (r, iconst(d))))
   return Node(Ops.IDIV, INDEX, (a, iconst(d)))
 
 

@@ -198,9 +198,22 @@ def test_idiv_splits_with_constant_and_coefficients():
   assert_same(raw(Ops.IDIV, r_in, 4), out, [i, j, k])
 
 
-def test_idiv_keeps_division_when_remainder_can_carry():
+def test_idiv_pulls_the_quotient_out_when_the_remainder_can_carry():
   i, j = ranges(5, 6)
-  r_in, s_in = affine({i: 4, j: 1}, 0)  # j reaches 5 >= 4: no rule applies
+  r_in, s_in = affine({i: 4, j: 1}, 0)  # j reaches 5 >= 4: (4i + j)//4 -> i + j//4, a smaller division
+  out = sym.idiv(s_in, 4)
+  assert out.op is Ops.ADD and {s.op for s in out.src} == {Ops.RANGE, Ops.IDIV}
+  assert_same(raw(Ops.IDIV, r_in, 4), out, [i, j])
+  k, m = ranges(7, 9)
+  r_in, s_in = affine({i: 42, j: 13, k: 1, m: 84}, 5)  # a conv backward's unravel: (84m + 42i + 13j + k + 5)//42
+  out = sym.idiv(s_in, 42)
+  assert sym.linear_terms(out)[0].get(m) == 2 and sym.linear_terms(out)[0].get(i) == 1
+  assert_same(raw(Ops.IDIV, r_in, 42), out, [i, j, k, m])
+
+
+def test_idiv_keeps_division_without_a_quotient_to_pull():
+  i, j = ranges(5, 6)
+  r_in, s_in = affine({i: 1, j: 3}, 0)  # every coefficient below the divisor: nothing to pull out
   out = sym.idiv(s_in, 4)
   assert out.op is Ops.IDIV
   assert_same(raw(Ops.IDIV, r_in, 4), out, [i, j])
@@ -346,9 +359,9 @@ def test_substitute(seed):
 
 def test_substitute_resimplifies():
   i, j = ranges(5, 4)
-  s = sym.idiv(sym.add(sym.mul(i, 4), j), 3)  # (4i + j)//3 does not simplify
+  s = sym.idiv(sym.add(sym.mul(i, 2), j), 3)  # (2i + j)//3 does not simplify
   assert s.op is Ops.IDIV
-  out = sym.substitute(s, {j: sym.mul(i, 2)})  # (6i)//3 -> 2i
+  out = sym.substitute(s, {j: sym.mul(i, 4)})  # (6i)//3 -> 2i
   assert sym.linear_terms(out) == ({i: 2}, 0)
   gate = sym.substitute(sym.lt(sym.add(i, j), 4), {j: sym.iconst(0), i: sym.iconst(3)})
   assert sym.is_const(gate, True)  # x<b folds once x is known
