@@ -194,6 +194,10 @@ class _Statement:
     if op is Ops.MAX:
       if vec:
         return f"_vmax({_vec(srcs[0], n.src[0], self.r)}, {_vec(srcs[1], n.src[1], self.r)})"
+      if d.is_bool:
+        # or, not a compare-and-select: GCC 12.2 -O3 vectorizes a loop of `b > acc ? b : acc` over _Bool with a
+        # signed vpmaxsd of all-ones masks, so max(true, false) came out false (Tensor.all on an AVX2 host)
+        return f"({srcs[0]} | {srcs[1]})"
       return _wrap(f"({srcs[0]} > {srcs[1]} || {srcs[0]} != {srcs[0]} ? {srcs[0]} : {srcs[1]})", d)
     if op in _INFIX:
       if d.is_bool and op in (Ops.ADD, Ops.MUL):
@@ -441,7 +445,7 @@ class CRenderer:
       st = _Statement(self, [value])
       v = st.expr(value)
       name = self.var_names[id(acc)]
-      if s.arg is Ops.ADD:
+      if s.arg is Ops.ADD or (s.arg is Ops.MAX and s.dtype.is_bool):  # max of booleans is or: see _alu's MAX
         upd = f"{name} = {name} | {v};" if s.dtype.is_bool else f"{name} += {v};"
       elif s.arg is Ops.MUL:
         upd = f"{name} = {name} & {v};" if s.dtype.is_bool else f"{name} *= {v};"

@@ -14,6 +14,22 @@ from frontend import Tensor, dtypes
 shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=7)
 
 
+@pytest.mark.parametrize("dtype", [dtypes.bool, dtypes.int32, dtypes.uint8, dtypes.float32])
+def test_boolean_max_is_or_in_every_lane(dtype):
+  """all() is not(max(not x)): GCC 12.2 -O3 turned a max over _Bool into a signed vector max of all-ones masks, so
+  one zero among eight (2x4, the falsifying example hypothesis found on an AVX2 host) left all() true. Booleans
+  max and min as or and and now; every position of the zero is checked."""
+  for size in (8, 33):
+    for zero in range(size):
+      x = np.full(size, 3, dtype.np)
+      x[zero] = 0
+      t = make_tensor(x.reshape(1, size), dtype)
+      assert not t.all().item() and t.any().item(), (size, zero)
+      assert (t != 0).max().item() and not (t != 0).min().item(), (size, zero)
+  np.testing.assert_array_equal(make_tensor(np.array([[3, 3, 0, 3], [3, 3, 3, 3]], dtype.np), dtype).all(1).numpy(),
+                                [False, True])
+
+
 @st.composite
 def shape_axis_keepdim(draw, allow_tuple: bool = True, allow_none: bool = True):
   """(shape, axis, keepdim): axis is None, an int (maybe negative) or a tuple of distinct axes (maybe negative)."""
