@@ -310,3 +310,27 @@ def test_replay_does_not_schedule_its_realized_inputs(monkeypatch):
   assert calls == [], "a replay scheduled its inputs"
   (Tensor(data[0][0]) + 1).realize()
   assert len(calls) == 1, "a tensor with work behind it is realized through the scheduler"
+
+
+def test_cpu_replay_is_one_launch_list_equal_to_eager(rng, monkeypatch):
+  """On the CPU a capture replays as a CPUGraph (the pool runs its launch list in one call): new input buffers and
+  Variable values are patched into the argument arrays, and kernels split over threads get the same chunks as eagerly,
+  so every result equals the eager one bit for bit."""
+  from compiler.ir import Variable
+  from frontend.device import Device
+  from frontend.runtime.cpu import CPUGraph
+  monkeypatch.setenv("DEV", "CPU")
+  scale = Variable("scale", -8, 8)
+  w = Tensor(arrays(rng, 256, 256)).realize()
+
+  def step(x: Tensor, k) -> Tensor:
+    h = (x @ w).relu() * k
+    return (h.exp2().sum(1) + h.max(1)).realize()
+  jit = TinyJit(step)
+  for call, k in enumerate([1, 2, -3, 5, 0, -8]):
+    x = arrays(rng, 512, 256)
+    got = jit(Tensor(x), scale.bind(k)).numpy().copy()
+    np.testing.assert_array_equal(got, step(Tensor(x), scale.bind(k)).numpy())
+    if call >= 2:
+      assert isinstance(jit.graph, CPUGraph)
+  assert max(item.program.threads for item in jit.captured) == Device["CPU"].threads, "some kernel runs threaded"

@@ -114,6 +114,38 @@ class CPUProgram:
       self.dev.pool.sov_pool_run(self.packed, args, n, self.threads)
 
 
+class CPUGraph:
+  """A TinyJit capture on one CPU device as a launch list the thread pool runs in one call (sov_pool_run_list): each
+  launch's argument array (buffer addresses, then Variable values in their slots) built once and patched in place,
+  every launch made as CPUProgram makes it (one call where it runs on one thread, else the pool with its thread
+  count: the same chunks, so the same results bit for bit). A replay costs one cffi call, not a Python call and an
+  argument array per kernel."""
+
+  def __init__(self, dev: CPUDevice, items):
+    ffi = self.ffi = dev.pool_ffi
+    self.dev, self.count = dev, len(items)
+    self.args = []
+    for item in items:
+      slots = [ffi.cast("void *", dev.allocator.address(b.mem)) for b in item.bufs]
+      slots += [ffi.cast("void *", item.var_vals[v] & 0xFFFFFFFF) for v in item.info.vars]
+      self.args.append(ffi.new("void *[]", slots or [ffi.NULL]))
+    self.var_base = [len(item.info.params) for item in items]  # slot of each launch's first Variable
+    self.table = ffi.new("void **[]", self.args)
+    self.fns = ffi.new("void *[]", [item.program.packed for item in items])
+    self.ns = ffi.new("long long[]", [item.info.global_extent for item in items])
+    self.threads = ffi.new("int[]", [item.program.threads for item in items])
+
+  def set_buffer(self, item: int, index: int, buf) -> None:
+    self.args[item][index] = self.ffi.cast("void *", self.dev.allocator.address(buf.mem))
+
+  def set_var(self, item: int, k: int, value: int) -> None:
+    self.args[item][self.var_base[item] + k] = self.ffi.cast("void *", value & 0xFFFFFFFF)  # (int) in C
+
+  def run(self) -> None:
+    with self.dev.lock:
+      self.dev.pool.sov_pool_run_list(self.count, self.fns, self.table, self.ns, self.threads)
+
+
 _POOL: list[tuple] = []  # (ffi, library, threads, lock) of the process's thread pool, started by the first device
 
 
@@ -180,5 +212,13 @@ class CPUDevice:
 
   def synchronize(self) -> None:
     """CPU kernels run to completion inside the call."""
+
+  def graph(self, items) -> CPUGraph | None:
+    """A TinyJit capture's consecutive kernels on this device as one launch list (CPUGraph), when every one is a
+    CPUProgram of this device's pool."""
+    if not items or not all(isinstance(item.program, CPUProgram) and item.program.dev.pool is self.pool
+                            for item in items):
+      return None
+    return CPUGraph(self, items)
 
 

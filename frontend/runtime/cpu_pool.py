@@ -27,6 +27,7 @@ either the worker sees the new job or the caller sees the sleeper). One job runs
 
 Kernels are called through a packed entry point `void NAME_packed(void **args, long long start, long long end)`
 that the runtime appends to each kernel's source (`packed_entry`), so the pool needs no per-arity code.
+`sov_pool_run_list` runs a TinyJit capture's launches (frontend.runtime.cpu.CPUGraph) in one call.
 """
 from __future__ import annotations
 
@@ -138,11 +139,21 @@ void sov_pool_run(packed_kernel fn, void **args, long long n, int threads) {
   for (long spins = 0; atomic_load(&done) < chunks; spins++)
     if (spins > 1000) sched_yield();  /* a preempted worker holds a chunk: let it run */
 }
+
+/* Runs `count` launches in order, as the runtime makes them one by one: launch i over [0, ns[i]) with args[i], in
+   one call where threads[i] is 1, else through sov_pool_run with threads[i] threads (so the same chunks). */
+void sov_pool_run_list(int count, packed_kernel *fns, void ***args, long long *ns, int *threads) {
+  for (int i = 0; i < count; i++) {
+    if (threads[i] <= 1) fns[i](args[i], 0, ns[i]);
+    else sov_pool_run(fns[i], args[i], ns[i], threads[i]);
+  }
+}
 """
 
 POOL_CDEF = """
 int sov_pool_start(int workers);
 void sov_pool_run(void *fn, void **args, long long n, int threads);
+void sov_pool_run_list(int count, void **fns, void ***args, long long *ns, int *threads);
 """
 
 
