@@ -132,7 +132,8 @@ class CPUBackend:
     m = rf.manifest
     self.ffi = cffi.FFI()
     self.ffi.cdef("int sov_pool_start(int workers);\nvoid sov_pool_run(void *fn, void **args, long long n, "
-                  "int threads);")
+                  "int threads);\nvoid sov_pool_run_list(int count, void **fns, void ***args, long long *ns, "
+                  "int *threads);")
     for entry in sorted({k["entry"] for k in m["kernels"]}):  # one declaration per name; each library has its own
       self.ffi.cdef(f"void {entry}_packed(void **args, long long start, long long end);")
     self.pool = self._dlopen(rf.blob(m["target"]["pool_so_blob"]))
@@ -154,6 +155,14 @@ class CPUBackend:
       args = self.ffi.new("void *[]", slots or 1)
       direct = getattr(self.libs[launch["kernel"]], f"{k['entry']}_packed")
       self.launches.append((direct, self.packed[launch["kernel"]], args, k["global_extent"], k["threads"]))
+    try:  # pools saved since the runtime's CPUGraph run the whole list in one call
+      self.run_list = self.pool.sov_pool_run_list
+    except AttributeError:
+      self.run_list = None
+    self.list = (len(self.launches), self.ffi.new("void *[]", [p for _, p, *_ in self.launches]),
+                 self.ffi.new("void **[]", [a for _, _, a, *_ in self.launches]),
+                 self.ffi.new("long long[]", [n for *_, n, _ in self.launches]),
+                 self.ffi.new("int[]", [t for *_, t in self.launches]))
 
   def _dlopen(self, blob):
     # Content-addressed files that stay: the dynamic loader knows a loaded object by its file's (device, inode), so
@@ -196,6 +205,9 @@ class CPUBackend:
   def run(self) -> None:
     # One thread: one call over [0, n), as the runtime makes it. The pool splits [0, n) into 4 * threads chunks, and
     # a kernel's vector loop may round differently on a chunk's scalar tail, so the split must match the runtime's.
+    if self.run_list is not None:
+      self.run_list(*self.list)  # the same, in one call
+      return
     for direct, packed, args, n, threads in self.launches:
       if threads == 1:
         direct(args, 0, n)
