@@ -202,8 +202,8 @@ def _lanes_ok(red: Node) -> bool:
   """A reduction can keep LANES partial sums: float32 throughout, one long reduced axis that its loads read with
   stride 0 or 1 (at least one with 1, so every lane sees its own elements) and no padded views inside."""
   nodes = [n for n in red.toposort() if n.op is not Ops.PARAM]
-  if red.arg[0] is Ops.MUL or any(not _vector_dtype(n) or n.op in (Ops.VIEW, Ops.REDUCE) and n is not red
-                                  for n in nodes):
+  if red.arg[0] is Ops.MUL or red.dtype != dtypes.float32 or \
+     any(not (_vector_dtype(n) or _mask_node(n)) or n.op in (Ops.VIEW, Ops.REDUCE) and n is not red for n in nodes):
     return False
   src_shape = red.src[0].shape
   long_axes = [a for a in red.arg[1] if src_shape[a] > 1]
@@ -227,12 +227,11 @@ def _plan(store: Node) -> _Plan:
     _elementwise_vector(plan, store)
     return plan
   simple = len(reduces) == 1 and reduces[0].shape == store.shape and not any(n.op is Ops.VIEW for n in store.toposort())
-  # float32 lanes inside the reduction; the epilogue may also compute booleans (vi32 masks in the C renderer: the
-  # comparisons and selects of a GELU or ReLU backward)
-  inside = {id(n) for n in reduces[0].toposort()}
+  # float32 lanes, and booleans as vi32 masks (in the C renderer: the comparisons and selects of a GELU or ReLU
+  # backward, a causal mask loaded from memory); the reduction itself accumulates float32
   if not simple or store.dtype != dtypes.float32 or \
-     any(not (_vector_dtype(n) or (id(n) not in inside and _mask_node(n)))
-         for n in store.toposort() if n.op not in (Ops.PARAM, Ops.STORE)):
+     any(not (_vector_dtype(n) or _mask_node(n)) for n in store.toposort() if n.op not in (Ops.PARAM, Ops.STORE)) or \
+     reduces[0].dtype != dtypes.float32:
     plan.lane_reduces = frozenset(id(r) for r in reduces if _lanes_ok(r))
     return plan
   red = reduces[0]
@@ -264,9 +263,9 @@ def _plan(store: Node) -> _Plan:
 
 
 def _mask_node(n: Node) -> bool:
-  """A boolean computed in the kernel (a vi32 mask in vector code); a boolean loaded from memory is not (its bytes
-  are no float32 lanes)."""
-  return n.dtype.is_bool and n.op is not Ops.LOAD
+  """A boolean: a vi32 mask in vector code (computed, or loaded from LANES bytes and widened: compiler/render_c.py
+  _vload)."""
+  return n.dtype.is_bool
 
 
 def _elementwise_vector(plan: _Plan, store: Node) -> None:

@@ -23,6 +23,7 @@ PRELUDE = f"""#include <math.h>
 #include <string.h>
 typedef float vf32 __attribute__((vector_size({LANES * 4}), aligned(4)));
 typedef int vi32 __attribute__((vector_size({LANES * 4}), aligned(4)));
+typedef unsigned char vu8 __attribute__((vector_size({LANES}), aligned(1)));  /* LANES stored booleans */
 static inline float _bf2f(unsigned short b) {{
   unsigned int u = (unsigned int)b << 16; float f; memcpy(&f, &u, 4); return f;
 }}
@@ -256,7 +257,7 @@ class _Statement:
         if gate is None:
           return _vload(r, p, self.expr(base), n.dtype)
         value = self.force_temp(n, _vload(r, p, f"({gate} ? {self.expr(base)} : 0)", n.dtype))
-        return f"({gate} ? {value} : (vf32){{0}})"
+        return f"({gate} ? {value} : ({'vi32' if n.dtype.is_bool else 'vf32'}){{0}})"
       return self._per_lane(n)
     if gate is None:
       text = f"{p}[{self.expr(idx)}]"
@@ -298,7 +299,10 @@ def _vector_ok(n: Node) -> bool:
 
 
 def _vload(r: CRenderer, p: str, offset: str, d: DType) -> str:
-  """LANES consecutive elements of buffer p from offset, as vf32 (float16 lanes converted by _ldh)."""
+  """LANES consecutive elements of buffer p from offset, as vf32 (float16 lanes converted by _ldh), or booleans (one
+  byte each) as a vi32 mask."""
+  if d.is_bool:
+    return f"(__builtin_convertvector(*(const vu8*)({p} + {offset}), vi32) != 0)"
   if d != dtypes.float16:
     return f"(*(const vf32*)({p} + {offset}))"
   r.uses_ldh = True

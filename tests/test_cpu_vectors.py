@@ -112,17 +112,25 @@ def test_elementwise_kernels_run_in_vectors():
   np.testing.assert_allclose(odd.numpy(), want[:, :60], rtol=1e-5, atol=1e-6)
 
 
-def test_a_loaded_boolean_keeps_the_plan_scalar_and_right():
-  """A boolean read from memory (a mask tensor) is one byte per element, not a lane of a vector: a kernel that loads
-  one is not vectorized, and its result is numpy's."""
+def test_a_loaded_boolean_is_a_vector_mask():
+  """A boolean tensor read from memory (a causal mask) is LANES bytes widened to a vi32 mask: in an epilogue, in an
+  elementwise kernel and inside a reduction with LANES partial sums (a masked softmax's row sum). Results are
+  numpy's, and -inf where the mask is off stays out of the sums."""
   rng = np.random.default_rng(5)
   x, w = rng.standard_normal((16, 32)).astype(np.float32), rng.standard_normal((32, 64)).astype(np.float32)
   keep = rng.random((16, 64)) < 0.5
-  h = Tensor(x) @ Tensor(w)
-  got = Tensor(keep).where(h, -1.0)
+  got = Tensor(keep).where(Tensor(x) @ Tensor(w), -1.0)
   np.testing.assert_allclose(got.numpy(), np.where(keep, x.astype(np.float64) @ w, -1.0), rtol=1e-5, atol=1e-5)
   y = rng.standard_normal((16, 64)).astype(np.float32)
   np.testing.assert_array_equal(Tensor(keep).where(Tensor(y), 2.0).numpy(), np.where(keep, y, np.float32(2.0)))
+  causal = np.tril(np.ones((64, 64), bool))
+  s = rng.standard_normal((4, 64, 64)).astype(np.float32)
+  out = Tensor(causal).where(Tensor(s), -float("inf")).softmax(-1)
+  items = [i for i in Scheduler(lambda n: n in realized).schedule([out.lazydata]) if i.kind == "kernel"]
+  sources = [Device["CPU"].render(lower(i.ast))[1] for i in items]
+  assert any("vu8" in src.split("void r_")[-1] for src in sources), "the mask is loaded as vectors somewhere"
+  e = np.where(causal, np.exp(s - np.where(causal, s, -np.inf).max(-1, keepdims=True)), 0.0)
+  np.testing.assert_allclose(out.numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
 
 
 CHECK = """
@@ -140,6 +148,8 @@ np.testing.assert_allclose(t.softmax(-1).numpy().sum(-1), np.ones(40), rtol=1e-5
 b = np.random.default_rng(3).standard_normal((36, 64)).astype(np.float32)
 got = (Tensor(b) @ Tensor(b[:20]).T).numpy()
 np.testing.assert_allclose(got, b.astype(np.float64) @ b[:20].T, rtol=1e-4, atol=1e-4)
+m = np.random.default_rng(4).random((36, 64)) < 0.3
+np.testing.assert_array_equal(Tensor(m).where(Tensor(b), 0.5).numpy(), np.where(m, b, np.float32(0.5)))
 e = Tensor(b).exp() * 2 - Tensor(b).sigmoid()
 np.testing.assert_allclose(e.numpy(), np.exp(b.astype(np.float64)) * 2 - 1 / (1 + np.exp(-b.astype(np.float64))),
                            rtol=1e-5, atol=1e-5)
