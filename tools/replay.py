@@ -589,7 +589,8 @@ def load(path: str, nv_device=None, rf: ReplayFile | None = None, amd_device=Non
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("file", help="the .sovreplay file (TinyJit.save, sov train-mnist --save-step)")
-  parser.add_argument("--inputs", metavar="NPZ", help="arrays named by input slot, optionally with a step axis")
+  parser.add_argument("--inputs", metavar="NPZ", help="arrays named by input slot or Variable, optionally with a "
+                                                       "step axis")
   parser.add_argument("--iters", type=int, default=None, metavar="N",
                       help="steps to run (default: the npz's step count, else 1)")
   parser.add_argument("--save-state", metavar="NPZ", help="write the persistent buffers here after the last step")
