@@ -135,7 +135,7 @@ class _Plan:
   vec_unroll: int = 1
   unroll_axis: int | None = None
   unroll: int = 1
-  unroll2_axis: int | None = None  # a second unrolled axis (lane-reduction tiles only)
+  unroll2_axis: int | None = None  # a second unrolled axis (DOT_TILES of a plan without a vector axis only)
   unroll2: int = 1
   lane_reduces: frozenset = frozenset()  # ids of REDUCEs that keep LANES partial accumulators
 

@@ -243,7 +243,7 @@ class _Statement:
       return f"__builtin_convertvector(-({srcs[0]}), vf32)"
     if op in (Ops.NEG, Ops.NOT):
       return f"(~{srcs[0]})"
-    logic = {Ops.ADD: "|", Ops.OR: "|", Ops.MUL: "&", Ops.AND: "&", Ops.XOR: "^"}[op]
+    logic = {Ops.ADD: "|", Ops.OR: "|", Ops.MAX: "|", Ops.MUL: "&", Ops.AND: "&", Ops.XOR: "^"}[op]
     return f"({_mask(srcs[0], n.src[0], r)} {logic} {_mask(srcs[1], n.src[1], r)})"
 
   def _load(self, n: Node) -> str:
@@ -286,7 +286,7 @@ def _vector_ok(n: Node) -> bool:
   if n.dtype.is_bool:  # vi32 masks (_vector_mask_op): comparisons of float32 lanes and logic on masks
     if n.op in COMPARISON:
       return n.src[0].dtype == dtypes.float32
-    return n.op in (Ops.ADD, Ops.MUL, Ops.AND, Ops.OR, Ops.XOR, Ops.NEG, Ops.NOT)
+    return n.op in (Ops.ADD, Ops.MUL, Ops.MAX, Ops.AND, Ops.OR, Ops.XOR, Ops.NEG, Ops.NOT)
   if n.op is Ops.WHERE:
     return n.dtype == dtypes.float32
   if n.op is Ops.CAST and n.src[0].dtype.is_bool:

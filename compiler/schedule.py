@@ -74,7 +74,7 @@ class Scheduler:
       return Scheduler(self.is_realized, self.shared | twice).schedule(targets)
     return self.items
 
-  def _computes(self, reduce: Node, kernel: Node) -> None:
+  def computes(self, reduce: Node, kernel: Node) -> None:
     """Records that `kernel` computes the (costly) REDUCE `reduce`, fused or as its own output."""
     if reduce.src[0].size >= RECOMPUTE_LIMIT:
       self.computed.setdefault(id(reduce), set()).add(id(kernel))
@@ -162,7 +162,7 @@ class Scheduler:
       self._alias(node, base)  # a reshape of a realized buffer is that buffer
       return
     if node.op is Ops.REDUCE:
-      self._computes(node, node)
+      self.computes(node, node)
     self._kernel(node, node, ShapeTracker.contiguous(node.shape))
 
   def _alias(self, node: Node, target: Node) -> None:
@@ -184,10 +184,7 @@ class Scheduler:
       self.realize(value)
       builder = self._assign_builder(node, base)
       ast_value = builder.build(value, ShapeTracker.contiguous(value.shape))
-    target_node = target
-    while target_node.op in MOVEMENT or target_node.op is Ops.DETACH:  # the target's window may start at a Variable
-      builder.bind_all(target_node)
-      target_node = target_node.src[0]
+    builder.bind_view(target)  # the target's window may start at a Variable
     store = Node(Ops.STORE, value.dtype, (builder.params[id(node)], ast_value), view, view.shape)
     self._emit(ScheduleItem(_sink(store), builder.bufs, var_vals=builder.var_vals), node)
 
@@ -296,6 +293,12 @@ class _KernelBuilder:
     for bv in bindings(node):
       self.bind(bv.var, bv.value)
 
+  def bind_view(self, node: Node) -> None:
+    """bind_all for each movement node of the chain from `node` down to the node holding its buffer."""
+    while node.op in MOVEMENT or node.op is Ops.DETACH:
+      self.bind_all(node)
+      node = node.src[0]
+
   def reads_other_view(self, base: Node, view: ShapeTracker) -> bool:
     return any(n is base and v != view for n, v in self.loads)
 
@@ -358,7 +361,7 @@ class _KernelBuilder:
       if in_reduce or not reduce_fusable(view) or (id(node) in self.sched.shared and node is not self.out):
         self.sched.realize(node)
         return self._load(node, view)
-      self.sched._computes(node, self.out)
+      self.sched.computes(node, self.out)
       src = self.build(node.src[0], ShapeTracker.contiguous(node.src[0].shape), in_reduce=True)
       red = Node(Ops.REDUCE, node.dtype, (src,), node.arg, node.shape)
       return self._wrap_view(red, view)
@@ -383,10 +386,7 @@ class _KernelBuilder:
     if node.op is Ops.ASSIGN:
       # an ASSIGN's buffer is its target's whole buffer, and its value is the target's window of it (a slice, rows
       # at a Variable): read through the target's view, not from the buffer's start
-      chain = node.src[0]
-      while chain.op in MOVEMENT or chain.op is Ops.DETACH:
-        self.bind_all(chain)
-        chain = chain.src[0]
+      self.bind_view(node.src[0])
       base = _buffer_view(node.src[0])[1]
     else:
       base = ShapeTracker.contiguous((node.size,)).reshape(node.shape)

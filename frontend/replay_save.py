@@ -70,14 +70,10 @@ def _first_reads(items) -> set[int]:
   the buffer's size) leaves the rest as it was, so that buffer counts as read where no earlier launch wrote it whole."""
   written, read_first = set(), set()
   for item in items:
-    params = item.info.params
-    for buf, (_, is_written) in zip(item.bufs, params):
-      whole = is_written and getattr(item.info, "writes", buf.size) == buf.size  # a copy writes all of it
-      if not whole and id(buf) not in written:
-        read_first.add(id(buf))
-    for buf, (_, is_written) in zip(item.bufs, params):
-      if is_written and getattr(item.info, "writes", buf.size) == buf.size:
-        written.add(id(buf))
+    whole = [(buf, is_written and getattr(item.info, "writes", buf.size) == buf.size)  # a copy writes all of it
+             for buf, (_, is_written) in zip(item.bufs, item.info.params)]
+    read_first.update(id(buf) for buf, w in whole if not w and id(buf) not in written)
+    written.update(id(buf) for buf, w in whole if w)
   return read_first
 
 

@@ -107,11 +107,16 @@ class CPUProgram:
     if self.threads == 1:
       self.fn(*[self.ffi.cast("void*", a) for a in addresses], *values, 0, n)
       return
-    slots = [self.dev.pool_ffi.cast("void *", a) for a in addresses]
-    slots += [self.dev.pool_ffi.cast("void *", v & 0xFFFFFFFF) for v in values]  # the low 32 bits: (int) in C
-    args = self.dev.pool_ffi.new("void *[]", slots or [0])
+    args = packed_args(self.dev.pool_ffi, addresses, values)
     with self.dev.lock:
       self.dev.pool.sov_pool_run(self.packed, args, n, self.threads)
+
+
+def packed_args(ffi, addresses, values) -> object:
+  """A packed entry's argument array: the buffer addresses, then each Variable's value in its pointer-sized slot (the
+  low 32 bits: the entry reads it as (int))."""
+  slots = [ffi.cast("void *", a) for a in addresses] + [ffi.cast("void *", v & 0xFFFFFFFF) for v in values]
+  return ffi.new("void *[]", slots or [ffi.NULL])
 
 
 class CPUGraph:
@@ -124,11 +129,8 @@ class CPUGraph:
   def __init__(self, dev: CPUDevice, items):
     ffi = self.ffi = dev.pool_ffi
     self.dev, self.count = dev, len(items)
-    self.args = []
-    for item in items:
-      slots = [ffi.cast("void *", dev.allocator.address(b.mem)) for b in item.bufs]
-      slots += [ffi.cast("void *", item.var_vals[v] & 0xFFFFFFFF) for v in item.info.vars]
-      self.args.append(ffi.new("void *[]", slots or [ffi.NULL]))
+    self.args = [packed_args(ffi, [dev.allocator.address(b.mem) for b in item.bufs],
+                             [item.var_vals[v] for v in item.info.vars]) for item in items]
     self.var_base = [len(item.info.params) for item in items]  # slot of each launch's first Variable
     self.table = ffi.new("void **[]", self.args)
     self.fns = ffi.new("void *[]", [item.program.packed for item in items])
